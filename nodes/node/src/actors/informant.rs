@@ -1,0 +1,363 @@
+//! The informant actor: hosts one [`InformantCore`] and its desktop's
+//! session stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use relais_routing::SkillSet;
+use relais_routing::informant::{InformantCore, InformantEffect, InformantError, InformantSnapshot, SessionEvent};
+use relais_routing::queue::Proposal;
+use tokio::sync::mpsc;
+
+use crate::actors::queue::QueueMsg;
+use crate::clock::now_ms;
+use crate::directory::{CallLocation, Directory};
+use crate::error::NodeError;
+
+/// One numbered event for the desktop.
+#[derive(Clone, Debug)]
+pub struct SessionOut {
+    pub sequence: u64,
+    pub at_ms: u64,
+    pub event: SessionEvent,
+}
+
+/// Events buffered for a desktop before a slow session is closed (the
+/// desktop reopens it and gets a fresh snapshot).
+pub const SESSION_BUFFER: usize = 64;
+
+type Reply = RpcReplyPort<Result<InformantSnapshot, NodeError>>;
+
+pub enum InformantMsg {
+    Propose(Box<Proposal>),
+    Nothing {
+        queue_id: Arc<str>,
+        generation: u64,
+    },
+    Withdraw {
+        offer_id: Arc<str>,
+        reason: Arc<str>,
+    },
+    EndCall {
+        call_id: Arc<str>,
+        reason: Arc<str>,
+    },
+    OfferTimer {
+        offer_id: Arc<str>,
+    },
+    WrapUpTimer {
+        token: u64,
+    },
+    CollectTimer {
+        generation: u64,
+    },
+    Accept {
+        offer_id: Arc<str>,
+        reply: Reply,
+    },
+    Decline {
+        offer_id: Arc<str>,
+        reply: Reply,
+    },
+    Finish {
+        call_id: Arc<str>,
+        reply: Reply,
+    },
+    EndWrapUp {
+        reply: Reply,
+    },
+    Pause {
+        reason: Arc<str>,
+        reply: Reply,
+    },
+    Resume {
+        reply: Reply,
+    },
+    Logout {
+        reply: Reply,
+    },
+    Get {
+        reply: RpcReplyPort<InformantSnapshot>,
+    },
+    /// Opens the desktop's session, closing any previous one.
+    Attach {
+        sink: mpsc::Sender<SessionOut>,
+        reply: RpcReplyPort<()>,
+    },
+    /// The tenant's queues this informant belongs to changed.
+    SetQueues(Vec<Arc<str>>),
+}
+
+pub struct InformantArgs {
+    pub tenant: Arc<str>,
+    pub informant_id: Arc<str>,
+    pub skills: SkillSet,
+    pub queues: Vec<Arc<str>>,
+    pub directory: Arc<Directory>,
+}
+
+pub struct InformantState {
+    tenant: Arc<str>,
+    core: InformantCore,
+    directory: Arc<Directory>,
+    session: Option<mpsc::Sender<SessionOut>>,
+    sequence: u64,
+}
+
+pub struct InformantActor;
+
+impl Actor for InformantActor {
+    type Msg = InformantMsg;
+    type State = InformantState;
+    type Arguments = InformantArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<InformantMsg>,
+        args: InformantArgs,
+    ) -> Result<InformantState, ActorProcessingErr> {
+        let now = now_ms();
+        let mut state = InformantState {
+            tenant: args.tenant,
+            core: InformantCore::new(args.informant_id, args.skills, now),
+            directory: args.directory,
+            session: None,
+            sequence: 0,
+        };
+        // Registered before announcing, so queues can reach it at once.
+        state.directory.register_informant(&state.tenant, state.core.id(), myself.clone());
+        let fx = state.core.login(args.queues, now);
+        state.apply(&myself, fx);
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<InformantMsg>,
+        state: &mut InformantState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.directory.unregister_informant(&state.tenant, state.core.id());
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<InformantMsg>,
+        msg: InformantMsg,
+        state: &mut InformantState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = now_ms();
+        match msg {
+            InformantMsg::Propose(proposal) => {
+                let fx = state.core.proposed(*proposal, now);
+                state.apply(&myself, fx);
+            }
+            InformantMsg::Nothing { queue_id, generation } => {
+                let fx = state.core.nothing_from(&queue_id, generation, now);
+                state.apply(&myself, fx);
+            }
+            InformantMsg::Withdraw { offer_id, reason } => {
+                let fx = state.core.withdrawn(&offer_id, &reason, now);
+                state.apply(&myself, fx);
+            }
+            InformantMsg::EndCall { call_id, reason } => {
+                let fx = state.core.call_ended(&call_id, &reason, now);
+                state.apply(&myself, fx);
+            }
+            InformantMsg::OfferTimer { offer_id } => {
+                let fx = state.core.offer_expired(&offer_id, now);
+                state.apply(&myself, fx);
+            }
+            InformantMsg::WrapUpTimer { token } => {
+                let fx = state.core.wrap_up_done(token, now);
+                state.apply(&myself, fx);
+            }
+            InformantMsg::CollectTimer { generation } => {
+                let fx = state.core.collect_timed_out(generation, now);
+                state.apply(&myself, fx);
+            }
+            InformantMsg::Accept { offer_id, reply } => {
+                let result = state.accept(&myself, &offer_id).await;
+                let _ = reply.send(result);
+            }
+            InformantMsg::Decline { offer_id, reply } => {
+                let result = state.core.decline(&offer_id, now);
+                state.answer(&myself, result, reply);
+            }
+            InformantMsg::Finish { call_id, reply } => {
+                let result = state.core.finish(&call_id, now);
+                state.answer(&myself, result, reply);
+            }
+            InformantMsg::EndWrapUp { reply } => {
+                let result = state.core.end_wrap_up(now);
+                state.answer(&myself, result, reply);
+            }
+            InformantMsg::Pause { reason, reply } => {
+                let result = state.core.pause(reason, now);
+                state.answer(&myself, result, reply);
+            }
+            InformantMsg::Resume { reply } => {
+                let result = state.core.resume(now);
+                state.answer(&myself, result, reply);
+            }
+            InformantMsg::Logout { reply } => {
+                let result = state.core.logout(now);
+                let ok = result.is_ok();
+                state.answer(&myself, result, reply);
+                if ok {
+                    state.session = None;
+                    myself.stop(Some("logged out".into()));
+                }
+            }
+            InformantMsg::Get { reply } => {
+                let _ = reply.send(state.core.snapshot(now));
+            }
+            InformantMsg::Attach { sink, reply } => {
+                state.session = Some(sink);
+                state.emit(SessionEvent::State(state.core.snapshot(now)));
+                if let Some(offer) = state.core.pending_offer(now) {
+                    state.emit(offer);
+                }
+                let _ = reply.send(());
+            }
+            InformantMsg::SetQueues(queues) => {
+                let fx = state.core.set_queues(queues, now);
+                state.apply(&myself, fx);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl InformantState {
+    fn queue(&self, id: &Arc<str>) -> Option<ActorRef<QueueMsg>> {
+        self.directory.queue(&self.tenant, id)
+    }
+
+    fn cast_queue(&self, queue_id: &Arc<str>, msg: QueueMsg) -> bool {
+        self.queue(queue_id).is_some_and(|q| q.cast(msg).is_ok())
+    }
+
+    fn emit(&mut self, event: SessionEvent) {
+        if let Some(session) = &self.session {
+            self.sequence += 1;
+            let out = SessionOut { sequence: self.sequence, at_ms: now_ms(), event };
+            if session.try_send(out).is_err() {
+                // Closed or too slow: the desktop reopens its session and
+                // starts again from a snapshot.
+                self.session = None;
+            }
+        }
+    }
+
+    fn answer(
+        &mut self,
+        myself: &ActorRef<InformantMsg>,
+        result: Result<Vec<InformantEffect>, InformantError>,
+        reply: Reply,
+    ) {
+        let out = match result {
+            Ok(fx) => {
+                self.apply(myself, fx);
+                Ok(self.core.snapshot(now_ms()))
+            }
+            Err(e) => Err(informant_error(e)),
+        };
+        let _ = reply.send(out);
+    }
+
+    /// Accepts the pending offer: the call's queue connects it, then the
+    /// informant is on the call. The queue answers without waiting for any
+    /// informant, so this wait cannot deadlock.
+    async fn accept(
+        &mut self,
+        myself: &ActorRef<InformantMsg>,
+        offer_id: &str,
+    ) -> Result<InformantSnapshot, NodeError> {
+        let ticket = self.core.accept(offer_id).map_err(informant_error)?;
+        let connected = match self.queue(&ticket.queue_id) {
+            Some(queue) => {
+                let (informant_id, call_id, offer_id) =
+                    (self.core.id().clone(), ticket.call_id.clone(), ticket.offer_id.clone());
+                matches!(
+                    queue.call(|reply| QueueMsg::Connect { informant_id, call_id, offer_id, reply }, None).await,
+                    Ok(ractor::rpc::CallResult::Success(Ok(())))
+                )
+            }
+            None => false,
+        };
+        let fx = self.core.connected(&ticket, connected, now_ms());
+        self.apply(myself, fx);
+        if connected {
+            Ok(self.core.snapshot(now_ms()))
+        } else {
+            Err(NodeError::precondition(format!("offer {offer_id:?} can no longer be accepted: the caller hung up")))
+        }
+    }
+
+    fn apply(&mut self, myself: &ActorRef<InformantMsg>, fx: Vec<InformantEffect>) {
+        let now = now_ms();
+        let mut work: std::collections::VecDeque<InformantEffect> = fx.into();
+        let id = self.core.id().clone();
+        while let Some(effect) = work.pop_front() {
+            match effect {
+                InformantEffect::Join { queue_id, skills } => {
+                    self.cast_queue(&queue_id, QueueMsg::Join { informant_id: id.clone(), skills });
+                }
+                InformantEffect::Leave { queue_id } => {
+                    self.cast_queue(&queue_id, QueueMsg::Leave { informant_id: id.clone() });
+                }
+                InformantEffect::Announce { queue_id, entry } => {
+                    let generation = entry.generation;
+                    if !self.cast_queue(&queue_id, QueueMsg::Announce(entry)) {
+                        // A queue that is gone has nothing to propose.
+                        work.extend(self.core.nothing_from(&queue_id, generation, now));
+                    }
+                }
+                InformantEffect::Unavailable { queue_id } => {
+                    self.cast_queue(&queue_id, QueueMsg::Unavailable { informant_id: id.clone() });
+                }
+                InformantEffect::Answer { queue_id, call_id, offer_id, accepted } => {
+                    self.cast_queue(
+                        &queue_id,
+                        QueueMsg::Answer { informant_id: id.clone(), call_id, offer_id, accepted },
+                    );
+                }
+                InformantEffect::OfferEnded { queue_id, call_id, offer_id, declined } => {
+                    self.cast_queue(
+                        &queue_id,
+                        QueueMsg::OfferEnded { informant_id: id.clone(), call_id, offer_id, declined },
+                    );
+                }
+                InformantEffect::Complete { call_id } => {
+                    if let Some(CallLocation::Live(queue_id)) = self.directory.call(&self.tenant, &call_id) {
+                        self.cast_queue(&queue_id, QueueMsg::Complete { informant_id: id.clone(), call_id });
+                    }
+                }
+                InformantEffect::Session(event) => self.emit(event),
+                InformantEffect::OfferTimer { offer_id, after_ms } => {
+                    myself.send_after(Duration::from_millis(after_ms), move || InformantMsg::OfferTimer { offer_id });
+                }
+                InformantEffect::WrapUpTimer { token, after_ms } => {
+                    myself.send_after(Duration::from_millis(after_ms), move || InformantMsg::WrapUpTimer { token });
+                }
+                InformantEffect::CollectTimer { generation, after_ms } => {
+                    myself
+                        .send_after(Duration::from_millis(after_ms), move || InformantMsg::CollectTimer { generation });
+                }
+            }
+        }
+    }
+}
+
+/// How an informant's refusal reads to a client.
+pub fn informant_error(err: InformantError) -> NodeError {
+    match err {
+        InformantError::NoSuchOffer(id) => {
+            NodeError::precondition(format!("no pending offer {id:?} (expired, withdrawn, or not yours)"))
+        }
+        InformantError::NotHolder(id) => NodeError::precondition(format!("the informant does not hold call {id:?}")),
+        InformantError::WrongState(state) => NodeError::precondition(format!("not allowed while {state:?}")),
+    }
+}

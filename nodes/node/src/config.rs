@@ -1,0 +1,208 @@
+//! The node's configuration: defaults, then a TOML file, then `RELAIS_*`
+//! environment variables, then command-line flags. Unknown keys are
+//! rejected; everything is validated once, at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::{NodeError, Result};
+use crate::pseudonym::Pseudonymizer;
+
+/// The embedded default: one node on loopback, two tenants, state in memory.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Address of the gRPC server (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Tenants served by this node.
+    pub tenants: Vec<String>,
+    /// Tenant assumed when a request names none (empty: required).
+    pub default_tenant: String,
+    /// Refuse requests without an `x-relais-role` header.
+    pub require_role: bool,
+    /// Key of callers' pseudonyms, 64 hex digits. Empty: a random key per
+    /// start (pseudonyms then hold for this process only).
+    pub pseudonym_key: String,
+    /// Skill that vulnerable callers require.
+    pub listening_skill: String,
+    /// Period of each queue's housekeeping (relaxation, overflow, maximum
+    /// wait, position updates).
+    pub tick_ms: u64,
+    /// Most event streams (call watchers and informant sessions) open at once.
+    pub max_streams: usize,
+    /// Largest request accepted.
+    pub max_message_bytes: usize,
+    /// Most queues per tenant.
+    pub max_queues_per_tenant: usize,
+    /// Most informants logged in per tenant.
+    pub max_informants_per_tenant: usize,
+    /// Ended calls remembered for idempotent retries and late watchers...
+    pub ended_calls_kept: usize,
+    /// ...for at most this long.
+    pub ended_call_ttl_ms: u64,
+    /// Log lines as JSON instead of text.
+    pub log_json: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            tenants: vec!["cai".into(), "sos".into()],
+            default_tenant: "cai".into(),
+            require_role: false,
+            pseudonym_key: String::new(),
+            listening_skill: "ecoute".into(),
+            tick_ms: 250,
+            max_streams: 10_000,
+            max_message_bytes: 64 * 1024,
+            max_queues_per_tenant: 1_000,
+            max_informants_per_tenant: 100_000,
+            ended_calls_kept: 100_000,
+            ended_call_ttl_ms: 3_600_000,
+            log_json: false,
+        }
+    }
+}
+
+/// Command-line flags; each may also come from its `RELAIS_*` variable.
+#[derive(Clone, Debug, Default, clap::Parser)]
+#[command(name = "relais-node", version, about = "A relais call-routing node")]
+pub struct Args {
+    /// TOML configuration file.
+    #[arg(long, env = "RELAIS_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "RELAIS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Comma-separated tenants.
+    #[arg(long, env = "RELAIS_TENANTS", value_delimiter = ',')]
+    pub tenants: Option<Vec<String>>,
+    #[arg(long, env = "RELAIS_DEFAULT_TENANT")]
+    pub default_tenant: Option<String>,
+    #[arg(long, env = "RELAIS_REQUIRE_ROLE")]
+    pub require_role: Option<bool>,
+    #[arg(long, env = "RELAIS_PSEUDONYM_KEY", hide_env_values = true)]
+    pub pseudonym_key: Option<String>,
+    #[arg(long, env = "RELAIS_TICK_MS")]
+    pub tick_ms: Option<u64>,
+    #[arg(long, env = "RELAIS_LOG_JSON")]
+    pub log_json: Option<bool>,
+}
+
+impl NodeConfig {
+    /// Defaults, then the file named by `args.config`, then `args` (flags
+    /// and environment).
+    pub fn load(args: &Args) -> Result<Self> {
+        let mut config = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| NodeError::invalid("config", format!("{}: {e}", path.display())))?;
+                Self::from_toml(&text)?
+            }
+            None => Self::default(),
+        };
+        if let Some(v) = args.listen {
+            config.listen = v;
+        }
+        if let Some(v) = &args.tenants {
+            config.tenants = v.clone();
+        }
+        if let Some(v) = &args.default_tenant {
+            config.default_tenant = v.clone();
+        }
+        if let Some(v) = args.require_role {
+            config.require_role = v;
+        }
+        if let Some(v) = &args.pseudonym_key {
+            config.pseudonym_key = v.clone();
+        }
+        if let Some(v) = args.tick_ms {
+            config.tick_ms = v;
+        }
+        if let Some(v) = args.log_json {
+            config.log_json = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| NodeError::invalid("config", e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.tenants.is_empty() || self.tenants.len() > 1_000 {
+            return Err(NodeError::invalid("tenants", "1 to 1000 tenants"));
+        }
+        for tenant in &self.tenants {
+            crate::validate::tenant_id("tenants", tenant)?;
+        }
+        if !self.default_tenant.is_empty() && !self.tenants.contains(&self.default_tenant) {
+            return Err(NodeError::invalid("default_tenant", "must be one of tenants"));
+        }
+        self.pseudonymizer()?;
+        crate::validate::skill_name("listening_skill", &self.listening_skill)?;
+        let bounded = |field: &str, value: u64, low: u64, high: u64| {
+            if value < low || value > high {
+                Err(NodeError::invalid(field, format!("must be {low} to {high}")))
+            } else {
+                Ok(())
+            }
+        };
+        bounded("tick_ms", self.tick_ms, 10, 60_000)?;
+        bounded("max_streams", self.max_streams as u64, 1, 1_000_000)?;
+        bounded("max_message_bytes", self.max_message_bytes as u64, 1_024, 4 * 1024 * 1024)?;
+        bounded("max_queues_per_tenant", self.max_queues_per_tenant as u64, 1, 100_000)?;
+        bounded("max_informants_per_tenant", self.max_informants_per_tenant as u64, 1, 1_000_000)?;
+        bounded("ended_calls_kept", self.ended_calls_kept as u64, 1, 10_000_000)?;
+        bounded("ended_call_ttl_ms", self.ended_call_ttl_ms, 1_000, 7 * 86_400_000)?;
+        Ok(())
+    }
+
+    pub fn pseudonymizer(&self) -> Result<Pseudonymizer> {
+        if self.pseudonym_key.is_empty() {
+            Ok(Pseudonymizer::random())
+        } else {
+            Pseudonymizer::from_hex(&self.pseudonym_key).map_err(|reason| NodeError::invalid("pseudonym_key", reason))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_matches_the_defaults_it_documents() {
+        let text = include_str!("../relais-node.example.toml");
+        let config = NodeConfig::from_toml(text).expect("example parses");
+        let mut expected = NodeConfig { pseudonym_key: "00".repeat(32), ..NodeConfig::default() };
+        expected.tenants = vec!["cai".into(), "sos".into()];
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        assert!(NodeConfig::from_toml("listne = \"127.0.0.1:1\"").is_err());
+        assert!(NodeConfig::from_toml("tick_ms = 1").is_err());
+        assert!(NodeConfig::from_toml("default_tenant = \"other\"").is_err());
+        assert!(NodeConfig::from_toml("pseudonym_key = \"abc\"").is_err());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let args = Args {
+            tick_ms: Some(100),
+            tenants: Some(vec!["a".into()]),
+            default_tenant: Some("a".into()),
+            ..Args::default()
+        };
+        let config = NodeConfig::load(&args).expect("valid");
+        assert_eq!(config.tick_ms, 100);
+        assert_eq!(config.tenants, vec!["a".to_string()]);
+    }
+}

@@ -1,0 +1,190 @@
+//! Where actors live, and where each call is.
+//!
+//! This is the one seam between "which actor handles this" and "how to
+//! reach it". On a single node every actor is local and the answer is an
+//! `ActorRef`; in the cluster the same lookups will consult the placement
+//! computed from the membership in etcd and may answer with a remote
+//! owner.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use ractor::ActorRef;
+use relais_routing::EventLog;
+use relais_routing::queue::CallSnapshot;
+
+use crate::actors::informant::InformantMsg;
+use crate::actors::queue::QueueMsg;
+use crate::clock::now_ms;
+
+/// (tenant, id): queues, informants and calls are named within a tenant.
+pub type Key = (Arc<str>, Arc<str>);
+
+pub fn key(tenant: &Arc<str>, id: &Arc<str>) -> Key {
+    (tenant.clone(), id.clone())
+}
+
+/// A call that has ended, kept for idempotent retries and late watchers.
+#[derive(Debug)]
+pub struct EndedCall {
+    pub snapshot: CallSnapshot,
+    pub events: EventLog,
+}
+
+#[derive(Clone, Debug)]
+pub enum CallLocation {
+    /// Live in this queue.
+    Live(Arc<str>),
+    Ended(Arc<EndedCall>),
+}
+
+#[derive(Clone, Debug)]
+pub enum InformantSlot {
+    /// Logging in: the actor is being started.
+    Starting,
+    Running(ActorRef<InformantMsg>),
+}
+
+#[derive(Debug)]
+pub struct Directory {
+    queues: DashMap<Key, ActorRef<QueueMsg>>,
+    informants: DashMap<Key, InformantSlot>,
+    calls: DashMap<Key, CallLocation>,
+    /// Ended calls, oldest first, for eviction by count and age.
+    ended: Mutex<VecDeque<(Key, u64)>>,
+    ended_calls_kept: usize,
+    ended_call_ttl_ms: u64,
+}
+
+impl Directory {
+    pub fn new(ended_calls_kept: usize, ended_call_ttl_ms: u64) -> Self {
+        Self {
+            queues: DashMap::new(),
+            informants: DashMap::new(),
+            calls: DashMap::new(),
+            ended: Mutex::new(VecDeque::new()),
+            ended_calls_kept,
+            ended_call_ttl_ms,
+        }
+    }
+
+    pub fn queue(&self, tenant: &Arc<str>, id: &Arc<str>) -> Option<ActorRef<QueueMsg>> {
+        self.queues.get(&key(tenant, id)).map(|r| r.clone())
+    }
+
+    pub fn register_queue(&self, tenant: &Arc<str>, id: &Arc<str>, actor: ActorRef<QueueMsg>) {
+        self.queues.insert(key(tenant, id), actor);
+    }
+
+    pub fn unregister_queue(&self, tenant: &Arc<str>, id: &Arc<str>) -> Option<ActorRef<QueueMsg>> {
+        self.queues.remove(&key(tenant, id)).map(|(_, a)| a)
+    }
+
+    pub fn informant(&self, tenant: &Arc<str>, id: &Arc<str>) -> Option<ActorRef<InformantMsg>> {
+        match self.informants.get(&key(tenant, id)).map(|r| r.clone()) {
+            Some(InformantSlot::Running(actor)) => Some(actor),
+            _ => None,
+        }
+    }
+
+    /// Reserves an informant's slot for a login; false if already taken.
+    pub fn reserve_informant(&self, tenant: &Arc<str>, id: &Arc<str>) -> bool {
+        match self.informants.entry(key(tenant, id)) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                v.insert(InformantSlot::Starting);
+                true
+            }
+        }
+    }
+
+    pub fn register_informant(&self, tenant: &Arc<str>, id: &Arc<str>, actor: ActorRef<InformantMsg>) {
+        self.informants.insert(key(tenant, id), InformantSlot::Running(actor));
+    }
+
+    pub fn unregister_informant(&self, tenant: &Arc<str>, id: &Arc<str>) {
+        self.informants.remove(&key(tenant, id));
+    }
+
+    /// Running informants of a tenant.
+    pub fn informants_of(&self, tenant: &str) -> Vec<(Arc<str>, ActorRef<InformantMsg>)> {
+        self.informants
+            .iter()
+            .filter(|e| e.key().0.as_ref() == tenant)
+            .filter_map(|e| match e.value() {
+                InformantSlot::Running(actor) => Some((e.key().1.clone(), actor.clone())),
+                InformantSlot::Starting => None,
+            })
+            .collect()
+    }
+
+    pub fn informant_count(&self, tenant: &str) -> usize {
+        self.informants.iter().filter(|e| e.key().0.as_ref() == tenant).count()
+    }
+
+    pub fn call(&self, tenant: &Arc<str>, call_id: &Arc<str>) -> Option<CallLocation> {
+        self.calls.get(&key(tenant, call_id)).map(|r| r.clone())
+    }
+
+    /// Records a new call in `queue_id` unless the id is known; `send` runs
+    /// while the entry is held, so that any later request for this call
+    /// reaches the queue after the message `send` posted. Returns the known
+    /// location when the call already exists.
+    pub fn claim_call<F>(
+        &self,
+        tenant: &Arc<str>,
+        call_id: &Arc<str>,
+        queue_id: &Arc<str>,
+        send: F,
+    ) -> Result<(), CallLocation>
+    where
+        F: FnOnce(),
+    {
+        self.evict_ended();
+        match self.calls.entry(key(tenant, call_id)) {
+            Entry::Occupied(existing) => Err(existing.get().clone()),
+            Entry::Vacant(v) => {
+                v.insert(CallLocation::Live(queue_id.clone()));
+                send();
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops a claim whose queue never received the call.
+    pub fn forget_call(&self, tenant: &Arc<str>, call_id: &Arc<str>, queue_id: &Arc<str>) {
+        self.calls.remove_if(&key(tenant, call_id), |_, loc| matches!(loc, CallLocation::Live(q) if q == queue_id));
+    }
+
+    /// The call moved to another queue.
+    pub fn move_call(&self, tenant: &Arc<str>, call_id: &Arc<str>, queue_id: &Arc<str>) {
+        self.calls.insert(key(tenant, call_id), CallLocation::Live(queue_id.clone()));
+    }
+
+    /// The call ended: keep its last state and events for a while.
+    pub fn end_call(&self, tenant: &Arc<str>, snapshot: CallSnapshot, events: EventLog) {
+        let k = key(tenant, &snapshot.info.call_id);
+        self.calls.insert(k.clone(), CallLocation::Ended(Arc::new(EndedCall { snapshot, events })));
+        let mut ended = self.ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ended.push_back((k, now_ms()));
+    }
+
+    fn evict_ended(&self) {
+        let now = now_ms();
+        let mut ended = self.ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some((k, at)) = ended.front() {
+            if ended.len() <= self.ended_calls_kept && now.saturating_sub(*at) < self.ended_call_ttl_ms {
+                break;
+            }
+            self.calls.remove_if(k, |_, loc| matches!(loc, CallLocation::Ended(_)));
+            ended.pop_front();
+        }
+    }
+
+    /// Calls known (live and remembered), for tests and statistics.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+}

@@ -1,0 +1,32 @@
+//! The relais node: one process that hosts queue and informant actors and
+//! serves the public gRPC API (Gateway, Informant, Admin, health,
+//! reflection).
+//!
+//! Layers, outside in:
+//! - `server` builds the tonic server, its limits and its shutdown;
+//! - `identity` is the one interceptor that decides a request's tenant and
+//!   role;
+//! - `services` validate requests and translate them into actor messages;
+//! - `directory` is the one seam that says where an actor lives (today: in
+//!   this process) and keeps the tenants' configuration;
+//! - `actors` host the routing state machines of `relais-routing` and carry
+//!   out their effects.
+
+#![forbid(unsafe_code)]
+
+pub mod actors;
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod directory;
+pub mod error;
+pub mod identity;
+pub mod node;
+pub mod pseudonym;
+pub mod server;
+pub mod services;
+pub mod validate;
+
+pub use config::NodeConfig;
+pub use error::{NodeError, Result};
+pub use server::run;

@@ -1,0 +1,18 @@
+//! `relais-node`: parses its configuration and runs a node.
+
+use clap::Parser;
+use relais_node::config::{Args, NodeConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = NodeConfig::load(&args)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    relais_node::run(config).await
+}

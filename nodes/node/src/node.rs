@@ -1,0 +1,452 @@
+//! The node's shared state, and the operations that span several actors:
+//! creating and deleting queues, logging informants in, applying a plan.
+//! Services call these; actors never do.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
+use relais_proto::v1 as pb;
+use relais_routing::SkillSet;
+use relais_routing::informant::InformantSnapshot;
+use tokio::sync::Semaphore;
+
+use crate::actors::informant::{InformantActor, InformantArgs, InformantMsg};
+use crate::actors::queue::{QueueActor, QueueArgs, QueueMsg};
+use crate::actors::supervisor::{Child, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::catalog::{Catalog, QueueEntry};
+use crate::config::NodeConfig;
+use crate::directory::Directory;
+use crate::error::{NodeError, Result};
+use crate::pseudonym::Pseudonymizer;
+use crate::validate;
+
+/// How long a request waits for an actor's answer.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `build(reply)` to `actor` and waits for the answer.
+pub async fn ask<M, T>(actor: &ActorRef<M>, build: impl FnOnce(RpcReplyPort<T>) -> M) -> Result<T>
+where
+    M: ractor::Message,
+    T: Send + 'static,
+{
+    match actor.call(build, Some(ASK_TIMEOUT)).await {
+        Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
+        Ok(ractor::rpc::CallResult::Timeout) => {
+            Err(NodeError::Unavailable("the actor did not answer in time; retry".into()))
+        }
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
+            Err(NodeError::Unavailable("the actor stopped; retry".into()))
+        }
+    }
+}
+
+/// Everything needed to start a queue actor, shared with the supervisor so
+/// that it can start one again.
+#[derive(Clone)]
+struct QueueStarter {
+    directory: Arc<Directory>,
+    catalog: Arc<Catalog>,
+    listening_skill: Arc<str>,
+    tick_ms: u64,
+}
+
+impl QueueStarter {
+    async fn start(
+        &self,
+        tenant: Arc<str>,
+        config: relais_routing::QueueConfig,
+        supervisor: ActorCell,
+    ) -> Result<ActorRef<QueueMsg>> {
+        let queue_id = config.id.clone();
+        let args = QueueArgs {
+            tenant: tenant.clone(),
+            config,
+            listening_skill: self.listening_skill.clone(),
+            directory: self.directory.clone(),
+            tick_ms: self.tick_ms,
+        };
+        let (actor, _) = Actor::spawn_linked(None, QueueActor, args, supervisor.clone())
+            .await
+            .map_err(|e| NodeError::Internal(format!("spawn queue actor: {e}")))?;
+        self.directory.register_queue(&tenant, &queue_id, actor.clone());
+        let _ = ActorRef::<SupervisorMsg>::from(supervisor)
+            .cast(SupervisorMsg::Watch { actor: actor.get_id(), child: Child::Queue { tenant, queue_id } });
+        Ok(actor)
+    }
+
+    /// Tells every logged-in informant of the tenant which queues it now
+    /// belongs to.
+    fn refresh_informants(&self, tenant: &Arc<str>, restarted: Option<&Arc<str>>) {
+        let queues = self.catalog.queues(tenant);
+        for (_, actor) in self.directory.informants_of(tenant) {
+            let informant = actor.clone();
+            let queues = queues.clone();
+            let restarted = restarted.cloned();
+            tokio::spawn(async move {
+                let Ok(snapshot) = ask(&informant, |reply| InformantMsg::Get { reply }).await else { return };
+                let mine = queues_for(&queues, &snapshot.skills);
+                if let Some(restarted) = restarted {
+                    // A restarted queue forgot its members: leave and join again.
+                    let without: Vec<Arc<str>> = mine.iter().filter(|q| **q != restarted).cloned().collect();
+                    let _ = informant.cast(InformantMsg::SetQueues(without));
+                }
+                let _ = informant.cast(InformantMsg::SetQueues(mine));
+            });
+        }
+    }
+}
+
+/// The tenant's queues whose skill names `skills` covers.
+fn queues_for(queues: &[QueueEntry], skills: &SkillSet) -> Vec<Arc<str>> {
+    queues.iter().filter(|q| skills.covers_names(&q.parsed.required)).map(|q| q.parsed.id.clone()).collect()
+}
+
+pub struct Node {
+    pub config: NodeConfig,
+    pub directory: Arc<Directory>,
+    pub catalog: Arc<Catalog>,
+    pub pseudonymizer: Pseudonymizer,
+    /// Permits for open event streams.
+    pub streams: Arc<Semaphore>,
+    supervisor: ActorRef<SupervisorMsg>,
+    starter: QueueStarter,
+    /// Serializes configuration changes (rare) so that a plan applies whole.
+    admin: tokio::sync::Mutex<()>,
+}
+
+impl Node {
+    pub async fn start(config: NodeConfig) -> Result<Arc<Self>> {
+        let directory = Arc::new(Directory::new(config.ended_calls_kept, config.ended_call_ttl_ms));
+        let catalog = Arc::new(Catalog::default());
+        let starter = QueueStarter {
+            directory: directory.clone(),
+            catalog: catalog.clone(),
+            listening_skill: config.listening_skill.as_str().into(),
+            tick_ms: config.tick_ms,
+        };
+        let restarter = starter.clone();
+        let restart_queue = Arc::new(move |tenant: Arc<str>, queue_id: Arc<str>, supervisor: ActorCell| {
+            let starter = restarter.clone();
+            tokio::spawn(async move {
+                let Some(entry) = starter.catalog.queue(&tenant, &queue_id) else { return };
+                match starter.start(tenant.clone(), entry.parsed, supervisor).await {
+                    Ok(_) => starter.refresh_informants(&tenant, Some(&queue_id)),
+                    Err(e) => {
+                        tracing::error!(tenant = %tenant, queue_id = %queue_id, error = %e, "queue restart failed")
+                    }
+                }
+            });
+        });
+        let (supervisor, _) =
+            Actor::spawn(None, Supervisor, SupervisorArgs { directory: directory.clone(), restart_queue })
+                .await
+                .map_err(|e| NodeError::Internal(format!("spawn supervisor: {e}")))?;
+        Ok(Arc::new(Self {
+            pseudonymizer: config.pseudonymizer()?,
+            streams: Arc::new(Semaphore::new(config.max_streams)),
+            config,
+            directory,
+            catalog,
+            supervisor,
+            starter,
+            admin: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn stop(&self) {
+        self.supervisor.stop(Some("node stopping".into()));
+    }
+
+    pub fn listening_skill(&self) -> &str {
+        &self.config.listening_skill
+    }
+
+    pub fn queue_actor(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<ActorRef<QueueMsg>> {
+        self.directory.queue(tenant, queue_id).ok_or_else(|| NodeError::not_found("queue", queue_id.as_ref()))
+    }
+
+    pub fn informant_actor(&self, tenant: &Arc<str>, informant_id: &Arc<str>) -> Result<ActorRef<InformantMsg>> {
+        self.directory
+            .informant(tenant, informant_id)
+            .ok_or_else(|| NodeError::not_found("logged-in informant", informant_id.as_ref()))
+    }
+
+    async fn create_queue_locked(&self, tenant: &Arc<str>, entry: QueueEntry) -> Result<()> {
+        if self.catalog.queue_count(tenant) >= self.config.max_queues_per_tenant {
+            return Err(NodeError::ResourceExhausted(format!(
+                "at most {} queues per tenant",
+                self.config.max_queues_per_tenant
+            )));
+        }
+        self.catalog.put_queue(tenant, entry.clone());
+        if let Err(e) = self.starter.start(tenant.clone(), entry.parsed.clone(), self.supervisor.get_cell()).await {
+            self.catalog.remove_queue(tenant, &entry.parsed.id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn update_queue_locked(&self, tenant: &Arc<str>, entry: QueueEntry) -> Result<()> {
+        let actor = self.queue_actor(tenant, &entry.parsed.id)?;
+        actor
+            .cast(QueueMsg::Reconfigure(entry.parsed.clone()))
+            .map_err(|_| NodeError::Unavailable("queue actor stopped; retry".into()))?;
+        self.catalog.put_queue(tenant, entry);
+        Ok(())
+    }
+
+    async fn live_calls(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<usize> {
+        let actor = self.queue_actor(tenant, queue_id)?;
+        ask(&actor, |reply| QueueMsg::LiveCalls { reply }).await
+    }
+
+    async fn delete_queue_locked(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<()> {
+        let live = self.live_calls(tenant, queue_id).await?;
+        if live > 0 {
+            return Err(NodeError::precondition(format!("queue {queue_id:?} holds {live} live calls")));
+        }
+        if let Some(actor) = self.directory.unregister_queue(tenant, queue_id) {
+            actor.stop(Some("queue deleted".into()));
+        }
+        self.catalog.remove_queue(tenant, queue_id);
+        Ok(())
+    }
+
+    pub async fn create_queue(&self, tenant: &Arc<str>, wire: pb::QueueConfig) -> Result<pb::QueueConfig> {
+        let parsed = validate::queue_config(&wire)?;
+        let _guard = self.admin.lock().await;
+        if self.catalog.queue(tenant, &parsed.id).is_some() {
+            return Err(NodeError::exists("queue", parsed.id.as_ref()));
+        }
+        self.check_overflow_target(tenant, &parsed, &[])?;
+        self.create_queue_locked(tenant, QueueEntry { parsed, wire: wire.clone() }).await?;
+        self.starter.refresh_informants(tenant, None);
+        Ok(wire)
+    }
+
+    pub async fn update_queue(&self, tenant: &Arc<str>, wire: pb::QueueConfig) -> Result<pb::QueueConfig> {
+        let parsed = validate::queue_config(&wire)?;
+        let _guard = self.admin.lock().await;
+        if self.catalog.queue(tenant, &parsed.id).is_none() {
+            return Err(NodeError::not_found("queue", parsed.id.as_ref()));
+        }
+        self.check_overflow_target(tenant, &parsed, &[])?;
+        self.update_queue_locked(tenant, QueueEntry { parsed, wire: wire.clone() }).await?;
+        self.starter.refresh_informants(tenant, None);
+        Ok(wire)
+    }
+
+    pub async fn delete_queue(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<()> {
+        let _guard = self.admin.lock().await;
+        if self.catalog.queue(tenant, queue_id).is_none() {
+            return Err(NodeError::not_found("queue", queue_id.as_ref()));
+        }
+        if let Some(other) = self
+            .catalog
+            .queues(tenant)
+            .iter()
+            .find(|q| q.parsed.overflow.as_ref().is_some_and(|o| &o.queue_id == queue_id))
+        {
+            return Err(NodeError::precondition(format!("queue {:?} overflows to it", other.parsed.id)));
+        }
+        self.delete_queue_locked(tenant, queue_id).await?;
+        self.starter.refresh_informants(tenant, None);
+        Ok(())
+    }
+
+    /// An overflow must name a queue of the tenant (existing, or in `plan`).
+    fn check_overflow_target(
+        &self,
+        tenant: &Arc<str>,
+        parsed: &relais_routing::QueueConfig,
+        plan: &[Arc<str>],
+    ) -> Result<()> {
+        if let Some(o) = &parsed.overflow
+            && self.catalog.queue(tenant, &o.queue_id).is_none()
+            && !plan.contains(&o.queue_id)
+        {
+            return Err(NodeError::invalid("overflow.queue_id", format!("no queue {:?}", o.queue_id)));
+        }
+        Ok(())
+    }
+
+    pub async fn put_profile(
+        &self,
+        tenant: &Arc<str>,
+        profile: pb::InformantProfile,
+        create: bool,
+    ) -> Result<pb::InformantProfile> {
+        let profile = validate::informant_profile(&profile)?;
+        let _guard = self.admin.lock().await;
+        let exists = self.catalog.profile(tenant, &profile.id).is_some();
+        match (create, exists) {
+            (true, true) => return Err(NodeError::exists("informant", profile.id)),
+            (false, false) => return Err(NodeError::not_found("informant", profile.id)),
+            _ => {}
+        }
+        if create && self.catalog.profiles(tenant).len() >= self.config.max_informants_per_tenant {
+            return Err(NodeError::ResourceExhausted("too many informant profiles".into()));
+        }
+        self.catalog.put_profile(tenant, profile.clone());
+        Ok(profile)
+    }
+
+    pub async fn delete_profile(&self, tenant: &Arc<str>, id: &str) -> Result<()> {
+        let _guard = self.admin.lock().await;
+        self.catalog.remove_profile(tenant, id).map(|_| ()).ok_or_else(|| NodeError::not_found("informant", id))
+    }
+
+    /// Makes the tenant's configuration equal to `plan`, all or nothing as
+    /// far as validation goes.
+    pub async fn apply_plan(&self, tenant: &Arc<str>, plan: pb::RoutingPlan) -> Result<pb::ApplyPlanResponse> {
+        if plan.queues.len() > validate::MAX_PLAN_QUEUES.min(self.config.max_queues_per_tenant) {
+            return Err(NodeError::invalid("queues", "too many queues"));
+        }
+        if plan.informants.len() > validate::MAX_PLAN_INFORMANTS {
+            return Err(NodeError::invalid("informants", format!("at most {}", validate::MAX_PLAN_INFORMANTS)));
+        }
+        let mut queues = Vec::with_capacity(plan.queues.len());
+        for (i, wire) in plan.queues.iter().enumerate() {
+            let parsed = validate::queue_config(wire).map_err(|e| prefix(e, &format!("queues[{i}].")))?;
+            queues.push(QueueEntry { parsed, wire: wire.clone() });
+        }
+        let names: Vec<Arc<str>> = queues.iter().map(|q| q.parsed.id.clone()).collect();
+        if names.iter().collect::<HashSet<_>>().len() != names.len() {
+            return Err(NodeError::invalid("queues", "a queue id is named twice"));
+        }
+        let mut profiles = Vec::with_capacity(plan.informants.len());
+        for (i, p) in plan.informants.iter().enumerate() {
+            profiles.push(validate::informant_profile(p).map_err(|e| prefix(e, &format!("informants[{i}].")))?);
+        }
+        if profiles.iter().map(|p| p.id.as_str()).collect::<HashSet<_>>().len() != profiles.len() {
+            return Err(NodeError::invalid("informants", "an informant id is named twice"));
+        }
+        let _guard = self.admin.lock().await;
+        for (i, q) in queues.iter().enumerate() {
+            let kept: Vec<Arc<str>> = if plan.prune {
+                Vec::new()
+            } else {
+                self.catalog.queues(tenant).into_iter().map(|q| q.parsed.id).collect()
+            };
+            if let Some(o) = &q.parsed.overflow
+                && !names.contains(&o.queue_id)
+                && !kept.contains(&o.queue_id)
+            {
+                return Err(NodeError::invalid(
+                    format!("queues[{i}].overflow.queue_id"),
+                    format!("no queue {:?}", o.queue_id),
+                ));
+            }
+        }
+        let to_delete: Vec<Arc<str>> = if plan.prune {
+            self.catalog.queues(tenant).into_iter().map(|q| q.parsed.id).filter(|id| !names.contains(id)).collect()
+        } else {
+            Vec::new()
+        };
+        for id in &to_delete {
+            let live = self.live_calls(tenant, id).await?;
+            if live > 0 {
+                return Err(NodeError::precondition(format!(
+                    "queue {id:?} holds {live} live calls; it cannot be pruned"
+                )));
+            }
+        }
+        let mut out = pb::ApplyPlanResponse::default();
+        for entry in queues {
+            match self.catalog.queue(tenant, &entry.parsed.id) {
+                None => {
+                    self.create_queue_locked(tenant, entry).await?;
+                    out.created += 1;
+                }
+                Some(existing) if existing.wire != entry.wire => {
+                    self.update_queue_locked(tenant, entry).await?;
+                    out.updated += 1;
+                }
+                Some(_) => out.unchanged += 1,
+            }
+        }
+        for id in &to_delete {
+            self.delete_queue_locked(tenant, id).await?;
+            out.deleted += 1;
+        }
+        let planned: HashSet<String> = profiles.iter().map(|p| p.id.clone()).collect();
+        for profile in profiles {
+            match self.catalog.profile(tenant, &profile.id) {
+                None => {
+                    self.catalog.put_profile(tenant, profile);
+                    out.created += 1;
+                }
+                Some(existing) if existing != profile => {
+                    self.catalog.put_profile(tenant, profile);
+                    out.updated += 1;
+                }
+                Some(_) => out.unchanged += 1,
+            }
+        }
+        if plan.prune {
+            for existing in self.catalog.profiles(tenant) {
+                if !planned.contains(&existing.id) {
+                    self.catalog.remove_profile(tenant, &existing.id);
+                    out.deleted += 1;
+                }
+            }
+        }
+        self.starter.refresh_informants(tenant, None);
+        Ok(out)
+    }
+
+    /// Logs an informant in: one actor per logged-in informant.
+    pub async fn login(
+        &self,
+        tenant: &Arc<str>,
+        informant_id: Arc<str>,
+        skills: &[pb::Skill],
+    ) -> Result<InformantSnapshot> {
+        let skills = match self.catalog.profile(tenant, &informant_id) {
+            Some(profile) => {
+                if !skills.is_empty() {
+                    return Err(NodeError::invalid("skills", "set by the informant's stored profile; send none"));
+                }
+                validate::skill_set("profile.skills", &profile.skills)?
+            }
+            None => validate::skill_set("skills", skills)?,
+        };
+        if self.directory.informant_count(tenant) >= self.config.max_informants_per_tenant {
+            return Err(NodeError::ResourceExhausted("too many informants logged in".into()));
+        }
+        if !self.directory.reserve_informant(tenant, &informant_id) {
+            return Err(NodeError::exists("logged-in informant", informant_id.as_ref()));
+        }
+        let queues = queues_for(&self.catalog.queues(tenant), &skills);
+        let args = InformantArgs {
+            tenant: tenant.clone(),
+            informant_id: informant_id.clone(),
+            skills,
+            queues,
+            directory: self.directory.clone(),
+        };
+        let actor = match Actor::spawn_linked(None, InformantActor, args, self.supervisor.get_cell()).await {
+            Ok((actor, _)) => actor,
+            Err(e) => {
+                self.directory.unregister_informant(tenant, &informant_id);
+                return Err(NodeError::Internal(format!("spawn informant actor: {e}")));
+            }
+        };
+        let _ = self.supervisor.cast(SupervisorMsg::Watch {
+            actor: actor.get_id(),
+            child: Child::Informant { tenant: tenant.clone(), informant_id },
+        });
+        ask(&actor, |reply| InformantMsg::Get { reply }).await
+    }
+}
+
+fn prefix(err: NodeError, with: &str) -> NodeError {
+    match err {
+        NodeError::InvalidArgument { field, reason } => {
+            NodeError::InvalidArgument { field: format!("{with}{field}"), reason }
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,133 @@
+//! The Admin service: operators configure queues and informants' profiles,
+//! apply routing plans, and read live statistics.
+
+use std::sync::Arc;
+
+use relais_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::actors::informant::InformantMsg;
+use crate::actors::queue::QueueMsg;
+use crate::error::{NodeError, Result};
+use crate::identity::identity_of;
+use crate::node::{Node, ask};
+use crate::services::{convert, grpc};
+use crate::validate;
+
+pub struct AdminService {
+    node: Arc<Node>,
+}
+
+impl AdminService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    async fn queue_stats(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<pb::QueueStats> {
+        let entry = self
+            .node
+            .catalog
+            .queue(tenant, queue_id)
+            .ok_or_else(|| NodeError::not_found("queue", queue_id.as_ref()))?;
+        let actor = self.node.queue_actor(tenant, queue_id)?;
+        let figures = ask(&actor, |reply| QueueMsg::Figures { reply }).await?;
+        Ok(convert::queue_stats(
+            queue_id,
+            entry.parsed.service_level_target,
+            entry.parsed.service_level_threshold_ms,
+            &figures,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn create_queue(&self, request: Request<pb::QueueConfig>) -> Result<Response<pb::QueueConfig>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        grpc(self.node.create_queue(&tenant, request.into_inner()).await)
+    }
+
+    async fn update_queue(&self, request: Request<pb::QueueConfig>) -> Result<Response<pb::QueueConfig>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        grpc(self.node.update_queue(&tenant, request.into_inner()).await)
+    }
+
+    async fn delete_queue(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        let id = validate::queue_id("id", &request.get_ref().id)?;
+        grpc(self.node.delete_queue(&tenant, &id).await.map(|()| pb::DeleteResponse {}))
+    }
+
+    async fn list_queues(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        let queues = self.node.catalog.queues(&tenant).into_iter().map(|q| q.wire).collect();
+        Ok(Response::new(pb::ListQueuesResponse { queues }))
+    }
+
+    async fn create_informant(
+        &self,
+        request: Request<pb::InformantProfile>,
+    ) -> Result<Response<pb::InformantProfile>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        grpc(self.node.put_profile(&tenant, request.into_inner(), true).await)
+    }
+
+    async fn update_informant(
+        &self,
+        request: Request<pb::InformantProfile>,
+    ) -> Result<Response<pb::InformantProfile>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        grpc(self.node.put_profile(&tenant, request.into_inner(), false).await)
+    }
+
+    async fn delete_informant(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        let id = validate::informant_id("id", &request.get_ref().id)?;
+        grpc(self.node.delete_profile(&tenant, &id).await.map(|()| pb::DeleteResponse {}))
+    }
+
+    async fn list_informants(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListInformantsResponse>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        Ok(Response::new(pb::ListInformantsResponse { informants: self.node.catalog.profiles(&tenant) }))
+    }
+
+    async fn get_queue_stats(
+        &self,
+        request: Request<pb::GetQueueStatsRequest>,
+    ) -> Result<Response<pb::QueueStats>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        let id = validate::queue_id("queue_id", &request.get_ref().queue_id)?;
+        grpc(self.queue_stats(&tenant, &id).await)
+    }
+
+    async fn get_stats(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::StatsResponse>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        let mut out = pb::StatsResponse::default();
+        for entry in self.node.catalog.queues(&tenant) {
+            out.queues.push(self.queue_stats(&tenant, &entry.parsed.id).await?);
+        }
+        for (_, actor) in self.node.directory.informants_of(&tenant) {
+            // An informant logging out meanwhile is simply left out.
+            if let Ok(snapshot) = ask(&actor, |reply| InformantMsg::Get { reply }).await {
+                out.informants.push(convert::informant_stats(&snapshot));
+            }
+        }
+        out.informants.sort_by(|a, b| a.informant_id.cmp(&b.informant_id));
+        Ok(Response::new(out))
+    }
+
+    async fn apply_plan(&self, request: Request<pb::RoutingPlan>) -> Result<Response<pb::ApplyPlanResponse>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        let response = self.node.apply_plan(&tenant, request.into_inner()).await;
+        if let Ok(r) = &response {
+            tracing::info!(tenant = %tenant, created = r.created, updated = r.updated, deleted = r.deleted, unchanged = r.unchanged, "plan applied");
+        }
+        grpc(response)
+    }
+}

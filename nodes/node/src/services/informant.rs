@@ -1,0 +1,133 @@
+//! The Informant service: informants' desktops log in, receive offers on
+//! their session stream, and answer them.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use ractor::{ActorRef, RpcReplyPort};
+use relais_proto::v1 as pb;
+use relais_routing::informant::InformantSnapshot;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::actors::informant::{InformantMsg, SESSION_BUFFER};
+use crate::error::Result;
+use crate::identity::identity_of;
+use crate::node::{Node, ask};
+use crate::services::{convert, grpc};
+use crate::validate;
+
+pub struct InformantService {
+    node: Arc<Node>,
+}
+
+impl InformantService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    fn actor<T>(&self, request: &Request<T>, informant_id: &str) -> Result<ActorRef<InformantMsg>, Status> {
+        let tenant = identity_of(request)?.tenant;
+        let id = validate::informant_id("informant_id", informant_id)?;
+        Ok(self.node.informant_actor(&tenant, &id)?)
+    }
+
+    async fn command(
+        &self,
+        actor: ActorRef<InformantMsg>,
+        build: impl FnOnce(RpcReplyPort<Result<InformantSnapshot>>) -> InformantMsg,
+    ) -> Result<Response<pb::InformantStatus>, Status> {
+        grpc(ask(&actor, build).await.and_then(|r| r).map(|s| convert::informant_status(&s)))
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::InformantEvent, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl pb::informant_server::Informant for InformantService {
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::InformantStatus>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        let r = request.into_inner();
+        let id = validate::informant_id("informant_id", &r.informant_id)?;
+        let snapshot = self.node.login(&tenant, id.clone(), &r.skills).await?;
+        tracing::info!(informant_id = %id, "informant logged in");
+        Ok(Response::new(convert::informant_status(&snapshot)))
+    }
+
+    type SessionStream = EventStream;
+
+    async fn session(&self, request: Request<pb::SessionRequest>) -> Result<Response<EventStream>, Status> {
+        let actor = self.actor(&request, &request.get_ref().informant_id)?;
+        let permit = self
+            .node
+            .streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Status::resource_exhausted("too many open streams"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(SESSION_BUFFER);
+        ask(&actor, |reply| InformantMsg::Attach { sink: tx, reply }).await?;
+        let id = request.into_inner().informant_id;
+        let stream = ReceiverStream::new(rx).map(move |out| {
+            let _held = &permit;
+            Ok(convert::informant_event(&id, &out))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn accept_offer(&self, request: Request<pb::OfferReply>) -> Result<Response<pb::InformantStatus>, Status> {
+        let actor = self.actor(&request, &request.get_ref().informant_id)?;
+        let offer_id = validate::offer_id("offer_id", &request.get_ref().offer_id)?;
+        self.command(actor, |reply| InformantMsg::Accept { offer_id, reply }).await
+    }
+
+    async fn decline_offer(&self, request: Request<pb::OfferReply>) -> Result<Response<pb::InformantStatus>, Status> {
+        let actor = self.actor(&request, &request.get_ref().informant_id)?;
+        let offer_id = validate::offer_id("offer_id", &request.get_ref().offer_id)?;
+        self.command(actor, |reply| InformantMsg::Decline { offer_id, reply }).await
+    }
+
+    async fn finish_call(
+        &self,
+        request: Request<pb::FinishCallRequest>,
+    ) -> Result<Response<pb::InformantStatus>, Status> {
+        let actor = self.actor(&request, &request.get_ref().informant_id)?;
+        let call_id = validate::call_id("call_id", &request.get_ref().call_id)?;
+        self.command(actor, |reply| InformantMsg::Finish { call_id, reply }).await
+    }
+
+    async fn end_wrap_up(
+        &self,
+        request: Request<pb::InformantRequest>,
+    ) -> Result<Response<pb::InformantStatus>, Status> {
+        let actor = self.actor(&request, &request.get_ref().informant_id)?;
+        self.command(actor, |reply| InformantMsg::EndWrapUp { reply }).await
+    }
+
+    async fn pause(&self, request: Request<pb::PauseRequest>) -> Result<Response<pb::InformantStatus>, Status> {
+        let actor = self.actor(&request, &request.get_ref().informant_id)?;
+        let reason = validate::reason("reason", &request.get_ref().reason)?;
+        self.command(actor, |reply| InformantMsg::Pause { reason, reply }).await
+    }
+
+    async fn resume(&self, request: Request<pb::InformantRequest>) -> Result<Response<pb::InformantStatus>, Status> {
+        let actor = self.actor(&request, &request.get_ref().informant_id)?;
+        self.command(actor, |reply| InformantMsg::Resume { reply }).await
+    }
+
+    async fn logout(&self, request: Request<pb::InformantRequest>) -> Result<Response<pb::InformantStatus>, Status> {
+        let actor = self.actor(&request, &request.get_ref().informant_id)?;
+        let response = self.command(actor, |reply| InformantMsg::Logout { reply }).await?;
+        tracing::info!(informant_id = %response.get_ref().informant_id, "informant logged out");
+        Ok(response)
+    }
+
+    async fn get_informant(
+        &self,
+        request: Request<pb::InformantRequest>,
+    ) -> Result<Response<pb::InformantStatus>, Status> {
+        let actor = self.actor(&request, &request.get_ref().informant_id)?;
+        grpc(ask(&actor, |reply| InformantMsg::Get { reply }).await.map(|s| convert::informant_status(&s)))
+    }
+}

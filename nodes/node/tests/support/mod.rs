@@ -1,0 +1,268 @@
+//! Test support: a real `relais-node` process on a free loopback port, and
+//! real tonic clients that carry an identity.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use relais_proto::v1 as pb;
+use relais_proto::v1::admin_client::AdminClient;
+use relais_proto::v1::gateway_client::GatewayClient;
+use relais_proto::v1::informant_client::InformantClient;
+use tonic::Request;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// A node process, killed when dropped.
+pub struct NodeProcess {
+    child: Child,
+    pub addr: String,
+    pub stderr_path: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts `relais-node` on 127.0.0.1:0 with `args` and waits for its
+    /// "listening on" line.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir().join(format!("relais-test-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let stderr_path = dir.join("node.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_relais-node"));
+        command.args(["--listen", "127.0.0.1:0", "--tick-ms", "50"]).args(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.stdout(Stdio::piped()).stderr(stderr).spawn().expect("start relais-node");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("relais-node listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        Self { child, addr, stderr_path }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url()).expect("url").connect().await.expect("connect")
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    u64::from(nanos) * 1000 + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Adds the identity headers the node's interceptor reads.
+#[derive(Clone)]
+pub struct As {
+    pub tenant: Option<String>,
+    pub role: Option<String>,
+}
+
+impl Interceptor for As {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
+        if let Some(t) = &self.tenant {
+            request.metadata_mut().insert("x-relais-tenant", t.parse().expect("ascii"));
+        }
+        if let Some(r) = &self.role {
+            request.metadata_mut().insert("x-relais-role", r.parse().expect("ascii"));
+        }
+        Ok(request)
+    }
+}
+
+pub type Gateway = GatewayClient<InterceptedService<Channel, As>>;
+pub type Desk = InformantClient<InterceptedService<Channel, As>>;
+pub type Admin = AdminClient<InterceptedService<Channel, As>>;
+
+fn as_(tenant: &str, role: &str) -> As {
+    As { tenant: Some(tenant.into()), role: Some(role.into()) }
+}
+
+/// Clients of one tenant.
+pub struct Clients {
+    pub gateway: Gateway,
+    pub desk: Desk,
+    pub admin: Admin,
+}
+
+impl Clients {
+    pub async fn new(node: &NodeProcess, tenant: &str) -> Self {
+        let channel = node.channel().await;
+        Self {
+            gateway: GatewayClient::with_interceptor(channel.clone(), as_(tenant, "gateway")),
+            desk: InformantClient::with_interceptor(channel.clone(), as_(tenant, "informant")),
+            admin: AdminClient::with_interceptor(channel, as_(tenant, "admin")),
+        }
+    }
+}
+
+pub fn skill(name: &str, proficiency: u32) -> pb::Skill {
+    pb::Skill { name: name.into(), proficiency }
+}
+
+/// A queue needing `skill_name` at `min`, with short timers for tests.
+pub fn queue(id: &str, skill_name: &str, min: u32) -> pb::QueueConfig {
+    pb::QueueConfig {
+        id: id.into(),
+        required_skills: vec![skill(skill_name, min)],
+        offer_timeout_ms: 5_000,
+        ..Default::default()
+    }
+}
+
+pub fn offer(call_id: &str, queue_id: &str) -> pb::OfferCallRequest {
+    pb::OfferCallRequest { call_id: call_id.into(), queue_id: queue_id.into(), priority: 1, ..Default::default() }
+}
+
+pub async fn apply(c: &mut Clients, queues: Vec<pb::QueueConfig>) {
+    c.admin.apply_plan(pb::RoutingPlan { queues, informants: vec![], prune: false }).await.expect("plan applies");
+}
+
+/// An informant's desktop: its session stream.
+pub struct Session {
+    pub id: String,
+    stream: tonic::Streaming<pb::InformantEvent>,
+}
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+impl Session {
+    pub async fn open(c: &mut Clients, id: &str, skills: Vec<pb::Skill>) -> Self {
+        c.desk.login(pb::LoginRequest { informant_id: id.into(), skills }).await.expect("login");
+        let stream =
+            c.desk.session(pb::SessionRequest { informant_id: id.into() }).await.expect("session").into_inner();
+        Self { id: id.into(), stream }
+    }
+
+    /// The next event, within five seconds.
+    pub async fn next(&mut self) -> pb::informant_event::Kind {
+        tokio::time::timeout(WAIT, self.stream.message())
+            .await
+            .expect("informant event in time")
+            .expect("stream ok")
+            .expect("stream open")
+            .kind
+            .expect("kind")
+    }
+
+    /// Skips events until an offer; returns (offer_id, call_id).
+    pub async fn next_offer(&mut self) -> (String, String) {
+        loop {
+            if let pb::informant_event::Kind::Offer(o) = self.next().await {
+                return (o.offer_id, o.call_id);
+            }
+        }
+    }
+
+    /// Skips events until a state change to `state`.
+    pub async fn until_state(&mut self, state: pb::InformantState) -> pb::InformantStatus {
+        loop {
+            if let pb::informant_event::Kind::State(s) = self.next().await
+                && s.state == state as i32
+            {
+                return s;
+            }
+        }
+    }
+
+    /// Waits until no event arrives for `quiet`; returns what came.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<pb::informant_event::Kind> {
+        let mut out = Vec::new();
+        while let Ok(Some(Ok(Some(e)))) = tokio::time::timeout(quiet, async { Some(self.stream.message().await) }).await
+        {
+            out.extend(e.kind);
+        }
+        out
+    }
+}
+
+/// A call's event stream.
+pub struct Watch {
+    stream: tonic::Streaming<pb::CallEvent>,
+}
+
+impl Watch {
+    pub async fn open(c: &mut Clients, call_id: &str, after: u64) -> Self {
+        let stream = c
+            .gateway
+            .watch_call(pb::WatchCallRequest { call_id: call_id.into(), after_sequence: after })
+            .await
+            .expect("watch")
+            .into_inner();
+        Self { stream }
+    }
+
+    pub async fn next(&mut self) -> Option<pb::CallEvent> {
+        tokio::time::timeout(WAIT, self.stream.message()).await.expect("call event in time").expect("stream ok")
+    }
+
+    /// Every event until the stream ends.
+    pub async fn rest(&mut self) -> Vec<pb::CallEvent> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next().await {
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// A short name for each event kind, to compare histories.
+pub fn kind_name(e: &pb::CallEvent) -> &'static str {
+    use pb::call_event::Kind;
+    match e.kind.as_ref().expect("kind") {
+        Kind::Queued(_) => "queued",
+        Kind::Offered(_) => "offered",
+        Kind::Connected(_) => "connected",
+        Kind::Completed(_) => "completed",
+        Kind::Abandoned(_) => "abandoned",
+        Kind::Deflected(_) => "deflected",
+        Kind::Transferred(_) => "transferred",
+    }
+}
+
+/// Event kinds, with consecutive position updates folded into one.
+pub fn history(events: &[pb::CallEvent]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for e in events {
+        let name = kind_name(e);
+        if name == "queued" && out.last() == Some(&"queued") {
+            continue;
+        }
+        out.push(name);
+    }
+    out
+}
+
+pub fn state_of(status: &pb::CallStatus) -> pb::CallState {
+    pb::CallState::try_from(status.state).expect("known state")
+}

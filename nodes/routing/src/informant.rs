@@ -1,0 +1,603 @@
+//! One informant's state machine: what it holds, and the answers it gives
+//! to the queues' proposals.
+//!
+//! Invariant: an informant holds at most one offer or call. It is
+//! structural — the phase holds at most one — and every proposal gets
+//! exactly one answer (accepted or refused), unless its queue withdrew it
+//! first.
+
+use std::sync::Arc;
+
+use crate::Millis;
+use crate::pool::PoolEntry;
+use crate::queue::Proposal;
+use crate::skills::SkillSet;
+
+/// How long an informant waits for every queue to answer its availability
+/// before choosing among the proposals it has.
+pub const COLLECT_TIMEOUT_MS: Millis = 1_000;
+
+/// Pause reason set after too many missed offers.
+pub const MISSED: &str = "missed";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InformantState {
+    Offline,
+    Available,
+    Reserved,
+    OnCall,
+    WrapUp,
+    Paused,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Collecting {
+    generation: u64,
+    /// Queues that have not answered this generation yet.
+    awaiting: Vec<Arc<str>>,
+    proposals: Vec<Proposal>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Phase {
+    Offline,
+    Available { collecting: Option<Collecting> },
+    Reserved { offer: Box<Proposal> },
+    OnCall { call_id: Arc<str>, wrap_up_ms: Millis },
+    WrapUp { token: u64 },
+    Paused { reason: Arc<str> },
+}
+
+/// The informant as shown to clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InformantSnapshot {
+    pub informant_id: Arc<str>,
+    pub state: InformantState,
+    pub reason: Option<Arc<str>>,
+    pub in_state_ms: Millis,
+    pub call_id: Option<Arc<str>>,
+    pub offer_id: Option<Arc<str>>,
+    pub calls_handled: u64,
+    pub missed_in_row: u32,
+    pub skills: SkillSet,
+}
+
+/// What the informant's desktop is told.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionEvent {
+    State(InformantSnapshot),
+    Offer { proposal: Box<Proposal>, expires_in_ms: Millis },
+    OfferWithdrawn { offer_id: Arc<str>, reason: Arc<str> },
+    CallEnded { call_id: Arc<str>, reason: Arc<str> },
+}
+
+/// What the informant asks its surroundings to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InformantEffect {
+    Join {
+        queue_id: Arc<str>,
+        skills: SkillSet,
+    },
+    Leave {
+        queue_id: Arc<str>,
+    },
+    Announce {
+        queue_id: Arc<str>,
+        entry: PoolEntry,
+    },
+    Unavailable {
+        queue_id: Arc<str>,
+    },
+    Answer {
+        queue_id: Arc<str>,
+        call_id: Arc<str>,
+        offer_id: Arc<str>,
+        accepted: bool,
+    },
+    /// The offer was declined (`declined`) or missed.
+    OfferEnded {
+        queue_id: Arc<str>,
+        call_id: Arc<str>,
+        offer_id: Arc<str>,
+        declined: bool,
+    },
+    /// The informant finished its call (the call's queue is found by id:
+    /// a transferred call lives elsewhere).
+    Complete {
+        call_id: Arc<str>,
+    },
+    Session(SessionEvent),
+    OfferTimer {
+        offer_id: Arc<str>,
+        after_ms: Millis,
+    },
+    WrapUpTimer {
+        token: u64,
+        after_ms: Millis,
+    },
+    CollectTimer {
+        generation: u64,
+        after_ms: Millis,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InformantError {
+    #[error("no pending offer {0:?}")]
+    NoSuchOffer(Arc<str>),
+    #[error("the informant does not hold call {0:?}")]
+    NotHolder(Arc<str>),
+    #[error("not allowed while {0:?}")]
+    WrongState(InformantState),
+}
+
+/// Where an accepted offer must be connected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectTicket {
+    pub queue_id: Arc<str>,
+    pub call_id: Arc<str>,
+    pub offer_id: Arc<str>,
+}
+
+pub struct InformantCore {
+    id: Arc<str>,
+    skills: SkillSet,
+    queues: Vec<Arc<str>>,
+    phase: Phase,
+    since_ms: Millis,
+    generation: u64,
+    missed_in_row: u32,
+    calls_handled: u64,
+    logged_in_ms: Millis,
+    /// Time spent on calls since login, up to the last call's end.
+    busy_ms: Millis,
+    call_started_ms: Millis,
+    next_token: u64,
+}
+
+impl InformantCore {
+    pub fn new(id: Arc<str>, skills: SkillSet, now: Millis) -> Self {
+        Self {
+            id,
+            skills,
+            queues: Vec::new(),
+            phase: Phase::Offline,
+            since_ms: now,
+            generation: 0,
+            missed_in_row: 0,
+            calls_handled: 0,
+            logged_in_ms: now,
+            busy_ms: 0,
+            call_started_ms: now,
+            next_token: 0,
+        }
+    }
+
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    pub fn skills(&self) -> &SkillSet {
+        &self.skills
+    }
+
+    pub fn queues(&self) -> &[Arc<str>] {
+        &self.queues
+    }
+
+    pub fn state(&self) -> InformantState {
+        match &self.phase {
+            Phase::Offline => InformantState::Offline,
+            Phase::Available { .. } => InformantState::Available,
+            Phase::Reserved { .. } => InformantState::Reserved,
+            Phase::OnCall { .. } => InformantState::OnCall,
+            Phase::WrapUp { .. } => InformantState::WrapUp,
+            Phase::Paused { .. } => InformantState::Paused,
+        }
+    }
+
+    /// The call offered or held, if any.
+    pub fn current_call(&self) -> Option<&Arc<str>> {
+        match &self.phase {
+            Phase::Reserved { offer } => Some(&offer.call.call_id),
+            Phase::OnCall { call_id, .. } => Some(call_id),
+            _ => None,
+        }
+    }
+
+    pub fn snapshot(&self, now: Millis) -> InformantSnapshot {
+        let (reason, call_id, offer_id) = match &self.phase {
+            Phase::Paused { reason } => (Some(reason.clone()), None, None),
+            Phase::Reserved { offer } => (None, Some(offer.call.call_id.clone()), Some(offer.offer_id.clone())),
+            Phase::OnCall { call_id, .. } => (None, Some(call_id.clone()), None),
+            _ => (None, None, None),
+        };
+        InformantSnapshot {
+            informant_id: self.id.clone(),
+            state: self.state(),
+            reason,
+            in_state_ms: now.saturating_sub(self.since_ms),
+            call_id,
+            offer_id,
+            calls_handled: self.calls_handled,
+            missed_in_row: self.missed_in_row,
+            skills: self.skills.clone(),
+        }
+    }
+
+    /// The pending offer, to show a desktop that reconnects.
+    pub fn pending_offer(&self, now: Millis) -> Option<SessionEvent> {
+        match &self.phase {
+            Phase::Reserved { offer } => Some(SessionEvent::Offer {
+                proposal: offer.clone(),
+                expires_in_ms: offer.offer_timeout_ms.saturating_sub(now.saturating_sub(self.since_ms)),
+            }),
+            _ => None,
+        }
+    }
+
+    fn occupancy_permille(&self, now: Millis) -> u16 {
+        let logged = now.saturating_sub(self.logged_in_ms).max(1);
+        u16::try_from((self.busy_ms.min(logged) * 1000) / logged).unwrap_or(1000)
+    }
+
+    fn enter(&mut self, phase: Phase, now: Millis, fx: &mut Vec<InformantEffect>) {
+        self.phase = phase;
+        self.since_ms = now;
+        fx.push(InformantEffect::Session(SessionEvent::State(self.snapshot(now))));
+    }
+
+    /// Becomes available and asks every queue for its best call.
+    fn announce(&mut self, now: Millis, fx: &mut Vec<InformantEffect>) {
+        self.generation += 1;
+        let collecting = (!self.queues.is_empty()).then(|| Collecting {
+            generation: self.generation,
+            awaiting: self.queues.clone(),
+            proposals: Vec::new(),
+        });
+        self.enter(Phase::Available { collecting }, now, fx);
+        let entry = PoolEntry {
+            informant_id: self.id.clone(),
+            skills: self.skills.clone(),
+            idle_since_ms: now,
+            occupancy_permille: self.occupancy_permille(now),
+            generation: self.generation,
+        };
+        for queue_id in &self.queues {
+            fx.push(InformantEffect::Announce { queue_id: queue_id.clone(), entry: entry.clone() });
+        }
+        if !self.queues.is_empty() {
+            fx.push(InformantEffect::CollectTimer { generation: self.generation, after_ms: COLLECT_TIMEOUT_MS });
+        }
+    }
+
+    /// Leaves every queue's pool (the informant is no longer available).
+    fn withdraw_from_pools(&self, fx: &mut Vec<InformantEffect>) {
+        for queue_id in &self.queues {
+            fx.push(InformantEffect::Unavailable { queue_id: queue_id.clone() });
+        }
+    }
+
+    fn refuse(proposal: &Proposal, fx: &mut Vec<InformantEffect>) {
+        fx.push(InformantEffect::Answer {
+            queue_id: proposal.queue_id.clone(),
+            call_id: proposal.call.call_id.clone(),
+            offer_id: proposal.offer_id.clone(),
+            accepted: false,
+        });
+    }
+
+    fn take(&mut self, proposal: Proposal, now: Millis, fx: &mut Vec<InformantEffect>) {
+        fx.push(InformantEffect::Answer {
+            queue_id: proposal.queue_id.clone(),
+            call_id: proposal.call.call_id.clone(),
+            offer_id: proposal.offer_id.clone(),
+            accepted: true,
+        });
+        self.withdraw_from_pools(fx);
+        fx.push(InformantEffect::OfferTimer {
+            offer_id: proposal.offer_id.clone(),
+            after_ms: proposal.offer_timeout_ms,
+        });
+        let expires_in_ms = proposal.offer_timeout_ms;
+        let offer = Box::new(proposal);
+        self.enter(Phase::Reserved { offer: offer.clone() }, now, fx);
+        fx.push(InformantEffect::Session(SessionEvent::Offer { proposal: offer, expires_in_ms }));
+    }
+
+    /// Logs in to `queues` (the tenant's queues whose skill names it holds).
+    pub fn login(&mut self, queues: Vec<Arc<str>>, now: Millis) -> Vec<InformantEffect> {
+        let mut fx = Vec::new();
+        self.queues = queues;
+        self.logged_in_ms = now;
+        for queue_id in &self.queues {
+            fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone() });
+        }
+        self.announce(now, &mut fx);
+        fx
+    }
+
+    /// The tenant's queues changed: join the new ones, leave the gone ones.
+    pub fn set_queues(&mut self, queues: Vec<Arc<str>>, now: Millis) -> Vec<InformantEffect> {
+        let mut fx = Vec::new();
+        if self.state() == InformantState::Offline {
+            return fx;
+        }
+        for gone in self.queues.iter().filter(|q| !queues.contains(q)) {
+            fx.push(InformantEffect::Leave { queue_id: gone.clone() });
+        }
+        let added: Vec<Arc<str>> = queues.iter().filter(|q| !self.queues.contains(q)).cloned().collect();
+        for queue_id in &added {
+            fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone() });
+        }
+        self.queues = queues;
+        if !added.is_empty() && matches!(self.phase, Phase::Available { collecting: None }) {
+            self.announce(now, &mut fx);
+        }
+        fx
+    }
+
+    /// A queue proposes a call.
+    pub fn proposed(&mut self, proposal: Proposal, now: Millis) -> Vec<InformantEffect> {
+        let mut fx = Vec::new();
+        match &mut self.phase {
+            Phase::Available { collecting: None } => self.take(proposal, now, &mut fx),
+            Phase::Available { collecting: Some(collecting) } => {
+                if proposal.generation == collecting.generation {
+                    collecting.awaiting.retain(|q| *q != proposal.queue_id);
+                }
+                collecting.proposals.push(proposal);
+                if collecting.awaiting.is_empty() {
+                    self.choose(now, &mut fx);
+                }
+            }
+            _ => Self::refuse(&proposal, &mut fx),
+        }
+        fx
+    }
+
+    /// A queue has nothing for this generation.
+    pub fn nothing_from(&mut self, queue_id: &str, generation: u64, now: Millis) -> Vec<InformantEffect> {
+        let mut fx = Vec::new();
+        if let Phase::Available { collecting: Some(collecting) } = &mut self.phase
+            && collecting.generation == generation
+        {
+            collecting.awaiting.retain(|q| q.as_ref() != queue_id);
+            if collecting.awaiting.is_empty() {
+                self.choose(now, &mut fx);
+            }
+        }
+        fx
+    }
+
+    /// Not every queue answered in time: choose among what came.
+    pub fn collect_timed_out(&mut self, generation: u64, now: Millis) -> Vec<InformantEffect> {
+        let mut fx = Vec::new();
+        if matches!(&self.phase, Phase::Available { collecting: Some(c) } if c.generation == generation) {
+            self.choose(now, &mut fx);
+        }
+        fx
+    }
+
+    /// Takes the best proposal (priority, then arrival, across queues) and
+    /// refuses the rest.
+    fn choose(&mut self, now: Millis, fx: &mut Vec<InformantEffect>) {
+        let Phase::Available { collecting } = &mut self.phase else { return };
+        let Some(collecting) = collecting.take() else { return };
+        let mut proposals = collecting.proposals;
+        proposals.sort_by_key(|p| p.key);
+        let mut proposals = proposals.into_iter();
+        if let Some(best) = proposals.next() {
+            for other in proposals {
+                Self::refuse(&other, fx);
+            }
+            self.take(best, now, fx);
+        }
+    }
+
+    /// The queue withdrew a proposal or offer (the caller hung up).
+    pub fn withdrawn(&mut self, offer_id: &str, reason: &str, now: Millis) -> Vec<InformantEffect> {
+        let mut fx = Vec::new();
+        match &mut self.phase {
+            Phase::Available { collecting: Some(collecting) } => {
+                collecting.proposals.retain(|p| p.offer_id.as_ref() != offer_id);
+            }
+            Phase::Reserved { offer } if offer.offer_id.as_ref() == offer_id => {
+                let offer_id = offer.offer_id.clone();
+                fx.push(InformantEffect::Session(SessionEvent::OfferWithdrawn { offer_id, reason: reason.into() }));
+                self.announce(now, &mut fx);
+            }
+            _ => {}
+        }
+        fx
+    }
+
+    /// Checks the desktop may accept `offer_id`; the caller then connects
+    /// the call at its queue and reports with [`Self::connected`].
+    pub fn accept(&self, offer_id: &str) -> Result<ConnectTicket, InformantError> {
+        match &self.phase {
+            Phase::Reserved { offer } if offer.offer_id.as_ref() == offer_id => Ok(ConnectTicket {
+                queue_id: offer.queue_id.clone(),
+                call_id: offer.call.call_id.clone(),
+                offer_id: offer.offer_id.clone(),
+            }),
+            _ => Err(InformantError::NoSuchOffer(offer_id.into())),
+        }
+    }
+
+    /// The outcome of connecting an accepted offer.
+    pub fn connected(&mut self, ticket: &ConnectTicket, ok: bool, now: Millis) -> Vec<InformantEffect> {
+        let mut fx = Vec::new();
+        let Phase::Reserved { offer } = &self.phase else { return fx };
+        if offer.offer_id != ticket.offer_id {
+            return fx;
+        }
+        let wrap_up_ms = offer.wrap_up_ms;
+        if ok {
+            self.missed_in_row = 0;
+            self.call_started_ms = now;
+            self.enter(Phase::OnCall { call_id: ticket.call_id.clone(), wrap_up_ms }, now, &mut fx);
+        } else {
+            fx.push(InformantEffect::Session(SessionEvent::OfferWithdrawn {
+                offer_id: ticket.offer_id.clone(),
+                reason: "call_gone".into(),
+            }));
+            self.announce(now, &mut fx);
+        }
+        fx
+    }
+
+    /// The desktop declines the pending offer.
+    pub fn decline(&mut self, offer_id: &str, now: Millis) -> Result<Vec<InformantEffect>, InformantError> {
+        let ticket = self.accept(offer_id)?;
+        let mut fx = vec![InformantEffect::OfferEnded {
+            queue_id: ticket.queue_id,
+            call_id: ticket.call_id,
+            offer_id: ticket.offer_id,
+            declined: true,
+        }];
+        self.announce(now, &mut fx);
+        Ok(fx)
+    }
+
+    /// The offer's timer fired. Counts a miss; pauses "missed" after the
+    /// queue's limit of misses in a row.
+    pub fn offer_expired(&mut self, offer_id: &str, now: Millis) -> Vec<InformantEffect> {
+        let mut fx = Vec::new();
+        let Phase::Reserved { offer } = &self.phase else { return fx };
+        if offer.offer_id.as_ref() != offer_id {
+            return fx;
+        }
+        let limit = offer.max_missed_offers;
+        fx.push(InformantEffect::OfferEnded {
+            queue_id: offer.queue_id.clone(),
+            call_id: offer.call.call_id.clone(),
+            offer_id: offer.offer_id.clone(),
+            declined: false,
+        });
+        fx.push(InformantEffect::Session(SessionEvent::OfferWithdrawn {
+            offer_id: offer.offer_id.clone(),
+            reason: "expired".into(),
+        }));
+        self.missed_in_row += 1;
+        if self.missed_in_row >= limit {
+            self.enter(Phase::Paused { reason: MISSED.into() }, now, &mut fx);
+        } else {
+            self.announce(now, &mut fx);
+        }
+        fx
+    }
+
+    fn end_call(&mut self, now: Millis, fx: &mut Vec<InformantEffect>) {
+        let Phase::OnCall { wrap_up_ms, .. } = self.phase else { return };
+        self.calls_handled += 1;
+        self.busy_ms += now.saturating_sub(self.call_started_ms);
+        if wrap_up_ms == 0 {
+            self.announce(now, fx);
+        } else {
+            self.next_token += 1;
+            let token = self.next_token;
+            self.enter(Phase::WrapUp { token }, now, fx);
+            fx.push(InformantEffect::WrapUpTimer { token, after_ms: wrap_up_ms });
+        }
+    }
+
+    /// The desktop finished its call.
+    pub fn finish(&mut self, call_id: &str, now: Millis) -> Result<Vec<InformantEffect>, InformantError> {
+        match &self.phase {
+            Phase::OnCall { call_id: held, .. } if held.as_ref() == call_id => {
+                let mut fx = vec![InformantEffect::Complete { call_id: held.clone() }];
+                self.end_call(now, &mut fx);
+                Ok(fx)
+            }
+            _ => Err(InformantError::NotHolder(call_id.into())),
+        }
+    }
+
+    /// The call ended on the caller's side, or was handed over.
+    pub fn call_ended(&mut self, call_id: &str, reason: &str, now: Millis) -> Vec<InformantEffect> {
+        let mut fx = Vec::new();
+        if let Phase::OnCall { call_id: held, .. } = &self.phase
+            && held.as_ref() == call_id
+        {
+            fx.push(InformantEffect::Session(SessionEvent::CallEnded { call_id: held.clone(), reason: reason.into() }));
+            self.end_call(now, &mut fx);
+        }
+        fx
+    }
+
+    /// The wrap-up timer fired.
+    pub fn wrap_up_done(&mut self, token: u64, now: Millis) -> Vec<InformantEffect> {
+        let mut fx = Vec::new();
+        if self.phase == (Phase::WrapUp { token }) {
+            self.announce(now, &mut fx);
+        }
+        fx
+    }
+
+    /// The desktop ends wrap-up early.
+    pub fn end_wrap_up(&mut self, now: Millis) -> Result<Vec<InformantEffect>, InformantError> {
+        if !matches!(self.phase, Phase::WrapUp { .. }) {
+            return Err(InformantError::WrongState(self.state()));
+        }
+        let mut fx = Vec::new();
+        self.announce(now, &mut fx);
+        Ok(fx)
+    }
+
+    /// Refuses every proposal gathered so far (leaving availability).
+    fn drop_collection(&mut self, fx: &mut Vec<InformantEffect>) {
+        if let Phase::Available { collecting: Some(collecting) } = &mut self.phase {
+            for proposal in collecting.proposals.drain(..) {
+                Self::refuse(&proposal, fx);
+            }
+        }
+    }
+
+    /// Pauses; allowed when available, in wrap-up, or already paused (the
+    /// reason changes).
+    pub fn pause(&mut self, reason: Arc<str>, now: Millis) -> Result<Vec<InformantEffect>, InformantError> {
+        let mut fx = Vec::new();
+        match self.phase {
+            Phase::Available { .. } => {
+                self.drop_collection(&mut fx);
+                self.withdraw_from_pools(&mut fx);
+            }
+            Phase::WrapUp { .. } | Phase::Paused { .. } => {}
+            _ => return Err(InformantError::WrongState(self.state())),
+        }
+        self.enter(Phase::Paused { reason }, now, &mut fx);
+        Ok(fx)
+    }
+
+    pub fn resume(&mut self, now: Millis) -> Result<Vec<InformantEffect>, InformantError> {
+        if !matches!(self.phase, Phase::Paused { .. }) {
+            return Err(InformantError::WrongState(self.state()));
+        }
+        self.missed_in_row = 0;
+        let mut fx = Vec::new();
+        self.announce(now, &mut fx);
+        Ok(fx)
+    }
+
+    /// Logs out; refused while on a call. A pending offer is declined.
+    pub fn logout(&mut self, now: Millis) -> Result<Vec<InformantEffect>, InformantError> {
+        let mut fx = Vec::new();
+        match &self.phase {
+            Phase::OnCall { .. } | Phase::Offline => return Err(InformantError::WrongState(self.state())),
+            Phase::Reserved { offer } => fx.push(InformantEffect::OfferEnded {
+                queue_id: offer.queue_id.clone(),
+                call_id: offer.call.call_id.clone(),
+                offer_id: offer.offer_id.clone(),
+                declined: false,
+            }),
+            Phase::Available { .. } => self.drop_collection(&mut fx),
+            Phase::WrapUp { .. } | Phase::Paused { .. } => {}
+        }
+        for queue_id in &self.queues {
+            fx.push(InformantEffect::Leave { queue_id: queue_id.clone() });
+        }
+        self.enter(Phase::Offline, now, &mut fx);
+        Ok(fx)
+    }
+}
