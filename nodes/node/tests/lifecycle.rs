@@ -1,5 +1,7 @@
 //! Call lifecycles through a real node process and real gRPC clients.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

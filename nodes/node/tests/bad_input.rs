@@ -1,0 +1,262 @@
+//! Every kind of bad input gets a precise gRPC status naming the field, and
+//! changes nothing.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use relais_proto::v1 as pb;
+use relais_proto::v1::gateway_client::GatewayClient;
+use support::*;
+use tonic::Code;
+
+fn expect(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, mentions: &str) {
+    let status = result.expect_err("request must fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(status.message().contains(mentions), "{:?} should mention {mentions:?}", status.message());
+}
+
+async fn stats(c: &mut Clients, queue_id: &str) -> pb::QueueStats {
+    c.admin.get_queue_stats(pb::GetQueueStatsRequest { queue_id: queue_id.into() }).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn bad_calls_are_refused_with_the_field_and_change_nothing() {
+    let node = NodeProcess::start(&[], &[]);
+    let mut c = Clients::new(&node, "cai").await;
+    apply(&mut c, vec![queue("logement", "logement", 1), queue("travail", "travail", 1)]).await;
+    let g = &mut c.gateway;
+
+    expect(g.offer_call(offer("", "logement")).await, Code::InvalidArgument, "call_id");
+    expect(g.offer_call(offer(&"x".repeat(129), "logement")).await, Code::InvalidArgument, "call_id");
+    expect(g.offer_call(offer("a b", "logement")).await, Code::InvalidArgument, "call_id");
+    expect(g.offer_call(offer("c1", "")).await, Code::InvalidArgument, "queue_id");
+    expect(g.offer_call(offer("c1", "nowhere")).await, Code::NotFound, "nowhere");
+    expect(
+        g.offer_call(pb::OfferCallRequest { priority: 10, ..offer("c1", "logement") }).await,
+        Code::InvalidArgument,
+        "priority",
+    );
+    expect(
+        g.offer_call(pb::OfferCallRequest { language: "FR!".into(), ..offer("c1", "logement") }).await,
+        Code::InvalidArgument,
+        "language",
+    );
+    let letters = pb::OfferCallRequest { caller_number: "+33 3 87 ABC".into(), ..offer("c1", "logement") };
+    expect(g.offer_call(letters).await, Code::InvalidArgument, "caller_number");
+    let many = (0..17).map(|i| (format!("k{i}"), "v".to_string())).collect();
+    expect(
+        g.offer_call(pb::OfferCallRequest { attributes: many, ..offer("c1", "logement") }).await,
+        Code::InvalidArgument,
+        "attributes",
+    );
+    let long_value = [("note".to_string(), "v".repeat(257))].into_iter().collect();
+    expect(
+        g.offer_call(pb::OfferCallRequest { attributes: long_value, ..offer("c1", "logement") }).await,
+        Code::InvalidArgument,
+        "attributes[note]",
+    );
+    expect(
+        g.offer_call(pb::OfferCallRequest { topic: "t".repeat(65), ..offer("c1", "logement") }).await,
+        Code::InvalidArgument,
+        "topic",
+    );
+    // A request larger than the node accepts.
+    let huge = pb::OfferCallRequest { topic: "t".repeat(70_000), ..offer("c1", "logement") };
+    let status = g.offer_call(huge).await.expect_err("too large");
+    assert!(matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange), "{status:?}");
+
+    expect(g.hang_up(pb::HangUpRequest { call_id: "unknown".into() }).await, Code::NotFound, "unknown");
+    expect(g.mark_vulnerable(pb::MarkVulnerableRequest { call_id: "unknown".into() }).await, Code::NotFound, "unknown");
+    expect(g.get_call(pb::GetCallRequest { call_id: "unknown".into() }).await, Code::NotFound, "unknown");
+
+    // A queued call cannot be transferred (only a connected one can).
+    g.offer_call(offer("queued", "logement")).await.unwrap();
+    let to = |q: &str| pb::TransferCallRequest { call_id: "queued".into(), queue_id: q.into() };
+    expect(g.transfer_call(to("nowhere")).await, Code::NotFound, "nowhere");
+    expect(g.transfer_call(to("logement")).await, Code::InvalidArgument, "already in this queue");
+    expect(g.transfer_call(to("travail")).await, Code::FailedPrecondition, "not connected");
+
+    let s = stats(&mut c, "logement").await;
+    assert_eq!((s.offered_total, s.waiting, s.deflected_total), (1, 1, 0), "only the one good call was made");
+}
+
+#[tokio::test]
+async fn identity_comes_from_the_interceptor_and_is_checked() {
+    let node = NodeProcess::start(&["--require-role", "true"], &[]);
+    let channel = node.channel().await;
+    let mut as_admin_on_gateway =
+        GatewayClient::with_interceptor(channel.clone(), As { tenant: Some("cai".into()), role: Some("admin".into()) });
+    expect(
+        as_admin_on_gateway.get_call(pb::GetCallRequest { call_id: "c".into() }).await,
+        Code::PermissionDenied,
+        "admin",
+    );
+    let mut unknown_tenant = GatewayClient::with_interceptor(
+        channel.clone(),
+        As { tenant: Some("other".into()), role: Some("gateway".into()) },
+    );
+    expect(unknown_tenant.get_call(pb::GetCallRequest { call_id: "c".into() }).await, Code::NotFound, "tenant");
+    let mut anonymous = GatewayClient::with_interceptor(channel, As { tenant: Some("cai".into()), role: None });
+    expect(
+        anonymous.get_call(pb::GetCallRequest { call_id: "c".into() }).await,
+        Code::Unauthenticated,
+        "x-relais-role",
+    );
+}
+
+#[tokio::test]
+async fn bad_informant_requests_are_refused_and_change_nothing() {
+    let node = NodeProcess::start(&[], &[]);
+    let mut c = Clients::new(&node, "cai").await;
+    apply(&mut c, vec![queue("travail", "travail", 1)]).await;
+    let d = &mut c.desk;
+    let login = |id: &str, skills: Vec<pb::Skill>| pb::LoginRequest { informant_id: id.into(), skills };
+
+    expect(d.login(login("", vec![skill("travail", 1)])).await, Code::InvalidArgument, "informant_id");
+    expect(d.login(login("ana", vec![])).await, Code::InvalidArgument, "skills");
+    expect(d.login(login("ana", vec![skill("travail", 6)])).await, Code::InvalidArgument, "skills[0].proficiency");
+    expect(d.login(login("ana", vec![skill("travail", 0)])).await, Code::InvalidArgument, "skills[0].proficiency");
+    expect(d.login(login("ana", vec![skill("Bad Name", 1)])).await, Code::InvalidArgument, "skills[0].name");
+    expect(d.login(login("ana", vec![skill("a", 1), skill("a", 2)])).await, Code::InvalidArgument, "skills[1].name");
+    expect(
+        d.login(login("ana", (0..33).map(|i| skill(&format!("s{i}"), 1)).collect())).await,
+        Code::InvalidArgument,
+        "skills",
+    );
+
+    d.login(login("ana", vec![skill("travail", 2)])).await.unwrap();
+    expect(d.login(login("ana", vec![skill("travail", 2)])).await, Code::AlreadyExists, "ana");
+    let ana = |offer_id: &str| pb::OfferReply { informant_id: "ana".into(), offer_id: offer_id.into() };
+    expect(d.accept_offer(ana("c9/1")).await, Code::FailedPrecondition, "c9/1");
+    expect(d.decline_offer(ana("c9/1")).await, Code::FailedPrecondition, "c9/1");
+    expect(
+        d.accept_offer(pb::OfferReply { informant_id: "ghost".into(), offer_id: "c9/1".into() }).await,
+        Code::NotFound,
+        "ghost",
+    );
+    let finish = pb::FinishCallRequest { informant_id: "ana".into(), call_id: "c9".into() };
+    expect(d.finish_call(finish).await, Code::FailedPrecondition, "c9");
+    expect(
+        d.end_wrap_up(pb::InformantRequest { informant_id: "ana".into() }).await,
+        Code::FailedPrecondition,
+        "Available",
+    );
+    expect(d.resume(pb::InformantRequest { informant_id: "ana".into() }).await, Code::FailedPrecondition, "Available");
+    expect(
+        d.pause(pb::PauseRequest { informant_id: "ana".into(), reason: "".into() }).await,
+        Code::InvalidArgument,
+        "reason",
+    );
+
+    // Another informant's offer is not yours to accept.
+    c.gateway.offer_call(offer("c1", "travail")).await.unwrap();
+    let mut ana_desk = c.desk.session(pb::SessionRequest { informant_id: "ana".into() }).await.unwrap().into_inner();
+    let offer_id = loop {
+        if let Some(pb::informant_event::Kind::Offer(o)) = ana_desk.message().await.unwrap().unwrap().kind {
+            break o.offer_id;
+        }
+    };
+    c.desk.login(login("bob", vec![skill("travail", 2)])).await.unwrap();
+    let steal = pb::OfferReply { informant_id: "bob".into(), offer_id: offer_id.clone() };
+    expect(c.desk.accept_offer(steal).await, Code::FailedPrecondition, &offer_id);
+    let status = c.desk.get_informant(pb::InformantRequest { informant_id: "ana".into() }).await.unwrap().into_inner();
+    assert_eq!((status.state, status.offer_id), (pb::InformantState::Reserved as i32, offer_id));
+    let bob = c.desk.get_informant(pb::InformantRequest { informant_id: "bob".into() }).await.unwrap().into_inner();
+    assert_eq!(bob.state, pb::InformantState::Available as i32);
+}
+
+#[tokio::test]
+async fn bad_admin_requests_are_refused_and_change_nothing() {
+    let node = NodeProcess::start(&[], &[]);
+    let mut c = Clients::new(&node, "cai").await;
+    apply(&mut c, vec![queue("logement", "logement", 1)]).await;
+    let a = &mut c.admin;
+
+    expect(a.create_queue(queue("logement", "logement", 1)).await, Code::AlreadyExists, "logement");
+    expect(a.update_queue(queue("nowhere", "x", 1)).await, Code::NotFound, "nowhere");
+    expect(a.create_queue(queue("Bad", "x", 1)).await, Code::InvalidArgument, "id");
+    expect(
+        a.create_queue(pb::QueueConfig { required_skills: vec![], ..queue("q2", "x", 1) }).await,
+        Code::InvalidArgument,
+        "required_skills",
+    );
+    expect(a.create_queue(queue("q2", "x", 9)).await, Code::InvalidArgument, "required_skills[0].proficiency");
+    expect(
+        a.create_queue(pb::QueueConfig { service_level_target: 1.5, ..queue("q2", "x", 1) }).await,
+        Code::InvalidArgument,
+        "service_level_target",
+    );
+    expect(
+        a.create_queue(pb::QueueConfig { max_waiting: 1_000_000, ..queue("q2", "x", 1) }).await,
+        Code::InvalidArgument,
+        "max_waiting",
+    );
+    let relax = pb::Relaxation { after_ms: 1000, skill: "other".into(), min_proficiency: 1 };
+    expect(
+        a.create_queue(pb::QueueConfig { relaxations: vec![relax], ..queue("q2", "x", 1) }).await,
+        Code::InvalidArgument,
+        "relaxations.skill",
+    );
+    let spill = pb::Overflow { after_ms: 1000, queue_id: "ghost".into() };
+    expect(
+        a.create_queue(pb::QueueConfig { overflow: Some(spill), ..queue("q2", "x", 1) }).await,
+        Code::InvalidArgument,
+        "overflow.queue_id",
+    );
+    expect(a.delete_queue(pb::DeleteRequest { id: "ghost".into() }).await, Code::NotFound, "ghost");
+    expect(a.get_queue_stats(pb::GetQueueStatsRequest { queue_id: "ghost".into() }).await, Code::NotFound, "ghost");
+
+    // A plan with one bad queue changes nothing at all.
+    let plan = pb::RoutingPlan {
+        queues: vec![queue("fresh", "fresh", 1), queue("broken", "b", 7)],
+        informants: vec![],
+        prune: true,
+    };
+    expect(a.apply_plan(plan).await, Code::InvalidArgument, "queues[1].required_skills[0].proficiency");
+    let plan =
+        pb::RoutingPlan { queues: vec![queue("dup", "d", 1), queue("dup", "d", 1)], informants: vec![], prune: false };
+    expect(a.apply_plan(plan).await, Code::InvalidArgument, "queues");
+    let ids: Vec<String> =
+        a.list_queues(pb::ListRequest {}).await.unwrap().into_inner().queues.into_iter().map(|q| q.id).collect();
+    assert_eq!(ids, vec!["logement"]);
+
+    // A queue with a live call cannot be deleted, nor pruned away.
+    c.gateway.offer_call(offer("c1", "logement")).await.unwrap();
+    expect(
+        c.admin.delete_queue(pb::DeleteRequest { id: "logement".into() }).await,
+        Code::FailedPrecondition,
+        "live calls",
+    );
+    let prune = pb::RoutingPlan { queues: vec![queue("other", "o", 1)], informants: vec![], prune: true };
+    expect(c.admin.apply_plan(prune).await, Code::FailedPrecondition, "live calls");
+    let s = stats(&mut c, "logement").await;
+    assert_eq!(s.waiting, 1);
+}
+
+#[tokio::test]
+async fn a_plan_applies_idempotently() {
+    let node = NodeProcess::start(&[], &[]);
+    let mut c = Clients::new(&node, "cai").await;
+    let profile =
+        pb::InformantProfile { id: "ana".into(), display_name: "Ana".into(), skills: vec![skill("logement", 4)] };
+    let plan = pb::RoutingPlan {
+        queues: vec![queue("logement", "logement", 1), queue("travail", "travail", 1)],
+        informants: vec![profile],
+        prune: true,
+    };
+    let first = c.admin.apply_plan(plan.clone()).await.unwrap().into_inner();
+    assert_eq!((first.created, first.updated, first.deleted, first.unchanged), (3, 0, 0, 0));
+    let again = c.admin.apply_plan(plan.clone()).await.unwrap().into_inner();
+    assert_eq!((again.created, again.updated, again.deleted, again.unchanged), (0, 0, 0, 3));
+    let mut smaller = plan;
+    smaller.queues.truncate(1);
+    smaller.queues[0].wrap_up_ms = 1_000;
+    let third = c.admin.apply_plan(smaller).await.unwrap().into_inner();
+    assert_eq!((third.created, third.updated, third.deleted, third.unchanged), (0, 1, 1, 1));
+    // Skills come from the stored profile.
+    let bad = pb::LoginRequest { informant_id: "ana".into(), skills: vec![skill("travail", 5)] };
+    expect(c.desk.login(bad).await, Code::InvalidArgument, "skills");
+    let ok = c.desk.login(pb::LoginRequest { informant_id: "ana".into(), skills: vec![] }).await.unwrap().into_inner();
+    assert_eq!(ok.skills, vec![skill("logement", 4)]);
+}
