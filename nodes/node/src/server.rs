@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use relais_proto::v1 as pb;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::NodeConfig;
 use crate::identity::{IdentityInterceptor, IdentityPolicy, Role};
@@ -68,7 +68,9 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // Without TCP_NODELAY, Nagle's algorithm and delayed acknowledgements
+        // add tens of milliseconds to small request/response exchanges.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await;
     node.stop();
     result?;

@@ -184,6 +184,17 @@ impl Session {
         }
     }
 
+    /// Skips events until an offer, however long it takes; panics when the
+    /// stream ends.
+    pub async fn next_offer_forever(&mut self) -> (String, String) {
+        loop {
+            let event = self.stream.message().await.expect("stream ok").expect("stream open");
+            if let Some(pb::informant_event::Kind::Offer(o)) = event.kind {
+                return (o.offer_id, o.call_id);
+            }
+        }
+    }
+
     /// Skips events until a state change to `state`.
     pub async fn until_state(&mut self, state: pb::InformantState) -> pb::InformantStatus {
         loop {
