@@ -155,7 +155,10 @@ impl Node {
         }))
     }
 
+    /// Stops every actor. Their session and watcher channels close with
+    /// them, which ends the open streams so the server can finish.
     pub fn stop(&self) {
+        self.supervisor.stop_children(Some("node stopping".into()));
         self.supervisor.stop(Some("node stopping".into()));
     }
 

@@ -58,6 +58,15 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    // Open streams (informant sessions, call watchers) never end by
+    // themselves: stopping the actors closes them, so that the server's
+    // graceful shutdown completes.
+    let stopping = node.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("relais-node stopping");
+        stopping.stop();
+    };
     let result = Server::builder()
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

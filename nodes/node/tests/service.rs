@@ -68,3 +68,15 @@ async fn a_callers_number_is_never_logged_nor_returned() {
         assert!(!format!("{status:?}").contains(needle), "a reply carried the number");
     }
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_node_even_with_streams_open() {
+    let mut node = NodeProcess::start(&[], &[]);
+    let mut c = Clients::new(&node, "cai").await;
+    apply(&mut c, vec![queue("logement", "logement", 1)]).await;
+    c.gateway.offer_call(offer("c1", "logement")).await.unwrap();
+    let _watch = Watch::open(&mut c, "c1", 0).await;
+    let _desk = Session::open(&mut c, "ana", vec![skill("travail", 1)]).await;
+    let exited = tokio::task::spawn_blocking(move || node.terminate(std::time::Duration::from_secs(10))).await.unwrap();
+    assert_eq!(exited, Some(true), "the node must exit cleanly within 10 s");
+}

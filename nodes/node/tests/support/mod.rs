@@ -64,6 +64,20 @@ impl NodeProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends SIGTERM and waits up to `within` for the process to exit;
+    /// returns whether it exited successfully.
+    pub fn terminate(&mut self, within: Duration) -> Option<bool> {
+        Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
 }
 
 impl Drop for NodeProcess {

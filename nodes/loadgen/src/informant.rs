@@ -1,0 +1,406 @@
+//! The simulated informants: log in, follow the desktop session, accept offers, hold each call for its
+//! handle time, finish it, and log out at the end.
+//!
+//! Each informant is one task reading its `Session` stream. Offers are accepted at once (the model has
+//! no ringing time); the call is then held for the handle time the gateway drew for it, found in the
+//! [`HandleBook`], so the whole workload follows from the seed whichever informant takes which call.
+//! Wrap-up is left to the node. An informant paused for missed offers resumes at once, since missing
+//! offers is a sign of a slow simulator rather than part of the model.
+//!
+//! During the shutdown ("hurry"), held calls are finished at once and new offers are accepted and
+//! finished at once, so that connected calls end and every informant can log out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use relais_proto::v1::informant_event::Kind;
+use relais_proto::v1::{
+    FinishCallRequest, InformantEvent, InformantRequest, InformantState, LoginRequest, OfferReply, SessionRequest,
+    Skill,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tonic::{Code, Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::board::Board;
+use crate::client::{Informant, Retry};
+use crate::profile::{HandleTime, InformantSpec};
+use crate::sim::{Phase, sleep_until_opt};
+use crate::summary::InformantTotals;
+use crate::units::TimeScale;
+
+/// Handle times drawn by the gateway for the calls in flight, by call id, in real time.
+///
+/// **Invariant:** an entry lives from just before `OfferCall` until the call task ends, so the map holds
+/// at most `max_concurrent_calls` entries.
+#[derive(Default)]
+pub(crate) struct HandleBook {
+    times: Mutex<HashMap<String, Duration>>,
+}
+
+impl HandleBook {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Duration>> {
+        self.times.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn insert(&self, call_id: &str, handle: Duration) {
+        self.lock().insert(call_id.to_owned(), handle);
+    }
+
+    pub(crate) fn get(&self, call_id: &str) -> Option<Duration> {
+        self.lock().get(call_id).copied()
+    }
+
+    pub(crate) fn remove(&self, call_id: &str) {
+        self.lock().remove(call_id);
+    }
+}
+
+/// Everything informant tasks share.
+pub(crate) struct InformantContext {
+    pub scale: TimeScale,
+    pub retry: Retry,
+    pub board: Arc<Board>,
+    pub book: Arc<HandleBook>,
+    pub phase: watch::Receiver<Phase>,
+    /// Handle-time distributions by queue id, for calls the book does not know (e.g. left over from an
+    /// earlier run).
+    pub handle_by_queue: HashMap<String, HandleTime>,
+    /// Used when the queue is unknown too.
+    pub default_handle: HandleTime,
+    /// Reopenings of the session allowed in a row without receiving an event.
+    pub max_session_reopens: u32,
+    /// Log out at the end.
+    pub logout: bool,
+    /// Told the informant's index once its first session snapshot arrived.
+    pub ready: mpsc::Sender<usize>,
+}
+
+/// Logs `informant` in. A stored profile provides the skills; when the node has none (the plan was not
+/// applied), the login is retried with the informant's own skills. Being logged in already (a previous
+/// run that did not log out) is fine: the session snapshot tells what state was left behind.
+pub(crate) async fn log_in(client: &Informant, retry: Retry, informant: &InformantSpec) -> Result<(), Status> {
+    let attempt = |skills: Vec<Skill>| {
+        let request = LoginRequest { informant_id: informant.id.clone(), skills };
+        async move {
+            retry
+                .call(|| {
+                    let mut client = client.clone();
+                    let request = retry.request(request.clone());
+                    async move { client.login(request).await }
+                })
+                .await
+        }
+    };
+    match attempt(Vec::new()).await {
+        Ok(_) => Ok(()),
+        Err(status) if status.code() == Code::AlreadyExists => Ok(()),
+        Err(status) if matches!(status.code(), Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition) => {
+            debug!(informant_id = %informant.id, code = ?status.code(), "login without skills refused; sending skills");
+            let skills = informant
+                .skills
+                .iter()
+                .map(|skill| Skill { name: skill.name.clone(), proficiency: skill.proficiency })
+                .collect();
+            match attempt(skills).await {
+                Ok(_) => Ok(()),
+                Err(status) if status.code() == Code::AlreadyExists => Ok(()),
+                Err(status) => Err(status),
+            }
+        }
+        Err(status) => Err(status),
+    }
+}
+
+struct Held {
+    call_id: String,
+    until: Instant,
+}
+
+/// One informant's task state.
+pub(crate) struct SimulatedInformant {
+    context: Arc<InformantContext>,
+    client: Informant,
+    index: usize,
+    id: String,
+    rng: StdRng,
+    phase: watch::Receiver<Phase>,
+    held: Option<Held>,
+    last_offer_id: Option<String>,
+    hurry: bool,
+    ready_sent: bool,
+    report: InformantTotals,
+}
+
+/// The next event of an open session; never resolves while none is open.
+async fn next_event(stream: &mut Option<Streaming<InformantEvent>>) -> Result<Option<InformantEvent>, Status> {
+    match stream {
+        Some(stream) => stream.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl SimulatedInformant {
+    /// An informant task for informant `index` (already logged in) with id `id`.
+    pub(crate) fn new(context: Arc<InformantContext>, client: Informant, index: usize, id: String, seed: u64) -> Self {
+        let phase = context.phase.clone();
+        Self {
+            context,
+            client,
+            index,
+            id,
+            rng: StdRng::seed_from_u64(seed),
+            phase,
+            held: None,
+            last_offer_id: None,
+            hurry: false,
+            ready_sent: false,
+            report: InformantTotals { logged_in: 1, ..InformantTotals::default() },
+        }
+    }
+
+    /// Works until the run asks informants to log out, then logs out; returns what it did.
+    pub(crate) async fn run(mut self) -> InformantTotals {
+        let retry = self.context.retry;
+        let mut stream: Option<Streaming<InformantEvent>> = None;
+        let mut reopen_at = Some(Instant::now());
+        let mut reopens = 0u32;
+        loop {
+            let phase = *self.phase.borrow();
+            if phase >= Phase::Hurry {
+                self.start_hurrying();
+            }
+            if phase >= Phase::LogOut && self.held.is_none() {
+                break;
+            }
+            let finish_at = self.held.as_ref().map(|held| held.until);
+            tokio::select! {
+                message = next_event(&mut stream) => match message {
+                    Ok(Some(event)) => {
+                        reopens = 0;
+                        self.on_event(event).await;
+                    }
+                    Ok(None) | Err(_) => {
+                        if let Err(status) = &message {
+                            debug!(informant_id = %self.id, code = ?status.code(), "session broke");
+                        }
+                        stream = None;
+                        reopens += 1;
+                        if reopens > self.context.max_session_reopens {
+                            warn!(informant_id = %self.id, "session kept breaking; informant stops");
+                            self.report.errors += 1;
+                            break;
+                        }
+                        reopen_at = Some(Instant::now() + retry.backoff(reopens));
+                    }
+                },
+                () = sleep_until_opt(reopen_at) => {
+                    reopen_at = None;
+                    let request = SessionRequest { informant_id: self.id.clone() };
+                    match self.client.session(request).await {
+                        Ok(response) => stream = Some(response.into_inner()),
+                        Err(status) => {
+                            reopens += 1;
+                            if reopens > self.context.max_session_reopens {
+                                warn!(informant_id = %self.id, code = ?status.code(), "cannot open a session; informant stops");
+                                self.report.errors += 1;
+                                break;
+                            }
+                            reopen_at = Some(Instant::now() + retry.backoff(reopens));
+                        }
+                    }
+                },
+                () = sleep_until_opt(finish_at) => self.finish().await,
+                changed = self.phase.changed() => {
+                    if changed.is_err() {
+                        // The run is gone: nobody will ask for a logout any more.
+                        self.start_hurrying();
+                        self.finish().await;
+                        break;
+                    }
+                },
+            }
+        }
+        if self.held.is_some() {
+            self.finish().await;
+        }
+        if self.context.logout {
+            self.log_out().await;
+        }
+        drop(stream);
+        self.context.board.set_state(self.index, InformantState::Offline);
+        self.report
+    }
+
+    fn start_hurrying(&mut self) {
+        if !self.hurry {
+            self.hurry = true;
+            if let Some(held) = &mut self.held {
+                held.until = Instant::now();
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: InformantEvent) {
+        match event.kind {
+            Some(Kind::State(status)) => {
+                let state = status.state();
+                self.context.board.set_state(self.index, state);
+                if !self.ready_sent {
+                    self.ready_sent = true;
+                    // The receiver has room for every informant; a full or closed channel only means
+                    // nobody waits for readiness any more.
+                    let _ = self.context.ready.try_send(self.index);
+                }
+                match state {
+                    InformantState::OnCall => {
+                        if self.held.is_none() && !status.call_id.is_empty() {
+                            // A call we did not accept in this session (reopened session, or left over
+                            // from an earlier run): hold it like any other.
+                            let until = Instant::now() + self.handle_time(&status.call_id, None);
+                            self.held = Some(Held { call_id: status.call_id, until });
+                        }
+                    }
+                    InformantState::Reserved => {
+                        // The state may announce an offer before its offer event, and a session's
+                        // snapshot shows a pending offer whose event will not come again: accept
+                        // whichever comes first, once.
+                        if !status.offer_id.is_empty()
+                            && !status.call_id.is_empty()
+                            && self.last_offer_id.as_deref() != Some(&status.offer_id)
+                        {
+                            self.accept(status.offer_id, status.call_id, None).await;
+                        }
+                    }
+                    InformantState::Paused => {
+                        self.held = None;
+                        if status.reason == "missed" && !self.hurry {
+                            self.resume().await;
+                        }
+                    }
+                    InformantState::Available
+                    | InformantState::WrapUp
+                    | InformantState::Offline
+                    | InformantState::Unspecified => self.held = None,
+                }
+            }
+            Some(Kind::Offer(offer)) => {
+                if self.last_offer_id.as_deref() == Some(&offer.offer_id) {
+                    // Already accepted from the state event that announced it.
+                    return;
+                }
+                self.context.board.set_state(self.index, InformantState::Reserved);
+                self.accept(offer.offer_id, offer.call_id, Some(offer.queue_id)).await;
+            }
+            Some(Kind::CallEnded(ended)) => {
+                if self.held.as_ref().is_some_and(|held| held.call_id == ended.call_id) {
+                    self.held = None;
+                }
+            }
+            Some(Kind::OfferWithdrawn(_)) | None => {}
+        }
+    }
+
+    /// The real time to hold `call_id`: as drawn by the gateway, or drawn here if the call is unknown.
+    fn handle_time(&mut self, call_id: &str, queue_id: Option<&str>) -> Duration {
+        if self.hurry {
+            return Duration::ZERO;
+        }
+        if let Some(handle) = self.context.book.get(call_id) {
+            return handle;
+        }
+        let distribution = queue_id
+            .and_then(|queue_id| self.context.handle_by_queue.get(queue_id))
+            .unwrap_or(&self.context.default_handle);
+        self.context.scale.to_real(distribution.sample(&mut self.rng))
+    }
+
+    async fn accept(&mut self, offer_id: String, call_id: String, queue_id: Option<String>) {
+        self.report.offers += 1;
+        self.last_offer_id = Some(offer_id.clone());
+        let retry = self.context.retry;
+        let request = OfferReply { informant_id: self.id.clone(), offer_id };
+        let result = retry
+            .call(|| {
+                let mut client = self.client.clone();
+                let request = retry.request(request.clone());
+                async move { client.accept_offer(request).await }
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                self.report.accepted += 1;
+                let until = Instant::now() + self.handle_time(&call_id, queue_id.as_deref());
+                self.held = Some(Held { call_id, until });
+            }
+            // The offer was withdrawn or expired meanwhile: the caller hung up or another try follows.
+            Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound | Code::Aborted) => {
+                debug!(informant_id = %self.id, code = ?status.code(), "offer gone before accept");
+            }
+            Err(status) => {
+                self.report.errors += 1;
+                warn!(informant_id = %self.id, code = ?status.code(), message = status.message(), "accept failed");
+            }
+        }
+    }
+
+    async fn finish(&mut self) {
+        let Some(held) = self.held.take() else { return };
+        let retry = self.context.retry;
+        let request = FinishCallRequest { informant_id: self.id.clone(), call_id: held.call_id };
+        let result = retry
+            .call(|| {
+                let mut client = self.client.clone();
+                let request = retry.request(request.clone());
+                async move { client.finish_call(request).await }
+            })
+            .await;
+        match result {
+            Ok(_) => self.report.finished += 1,
+            // The caller hung up first, or the call was handed over: nothing left to finish.
+            Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {}
+            Err(status) => {
+                self.report.errors += 1;
+                warn!(informant_id = %self.id, code = ?status.code(), message = status.message(), "finish failed");
+            }
+        }
+    }
+
+    async fn resume(&mut self) {
+        let retry = self.context.retry;
+        let request = InformantRequest { informant_id: self.id.clone() };
+        let result = retry
+            .call(|| {
+                let mut client = self.client.clone();
+                let request = retry.request(request.clone());
+                async move { client.resume(request).await }
+            })
+            .await;
+        if let Err(status) = result {
+            self.report.errors += 1;
+            warn!(informant_id = %self.id, code = ?status.code(), "resume after missed offers failed");
+        }
+    }
+
+    async fn log_out(&mut self) {
+        let retry = self.context.retry;
+        let request = InformantRequest { informant_id: self.id.clone() };
+        let result = retry
+            .call(|| {
+                let mut client = self.client.clone();
+                let request = retry.request(request.clone());
+                async move { client.logout(request).await }
+            })
+            .await;
+        if let Err(status) = result
+            && status.code() != Code::NotFound
+        {
+            self.report.errors += 1;
+            warn!(informant_id = %self.id, code = ?status.code(), message = status.message(), "logout failed");
+        }
+    }
+}
