@@ -18,7 +18,7 @@ DEMO_ARGS ?= --live
 help:
 	@echo "make run    - one relais node on its embedded default + live CAI-like demo (Ctrl-C stops both)"
 	@echo "make test   - lint and every test (what CI runs)"
-	@echo "make bench  - criterion benchmarks and the end-to-end load report (docs/benchmarks.md)"
+	@echo "make bench  - routing, memory and end-to-end benchmarks, and a long Erlang C check (see docs/benchmarks.md)"
 
 # System packages: protoc (etcd-client's and our proto build need it) and
 # etcd (the cluster's membership store).
@@ -36,15 +36,19 @@ deps:
 build: deps
 	$(CARGO) build --release -p relais-node -p relais-loadgen
 
-# Starts the node, waits until it listens, runs the demo against it, and
-# stops the node however the demo ends (including Ctrl-C).
+# Starts a release node on $(NODE_ADDR), waits until it listens, and stops it
+# however the recipe ends (including Ctrl-C).
+define start_node
+log=$$(mktemp -t relais-node.XXXXXX.log)
+./target/release/relais-node --listen $(NODE_ADDR) >"$$log.out" 2>"$$log" &
+node=$$!
+trap 'kill $$node 2>/dev/null || true; wait $$node 2>/dev/null || true' EXIT
+for _ in $$(seq 100); do grep -q "listening on" "$$log.out" 2>/dev/null && break; kill -0 $$node || { cat "$$log"; exit 1; }; sleep 0.1; done
+echo "relais: node $$(cat "$$log.out") (pid $$node, log $$log)"
+endef
+
 run: build
-	@log=$$(mktemp -t relais-node.XXXXXX.log)
-	./target/release/relais-node --listen $(NODE_ADDR) >"$$log.out" 2>"$$log" &
-	node=$$!
-	trap 'kill $$node 2>/dev/null || true; wait $$node 2>/dev/null || true' EXIT
-	for _ in $$(seq 100); do grep -q "listening on" "$$log.out" 2>/dev/null && break; kill -0 $$node || { cat "$$log"; exit 1; }; sleep 0.1; done
-	echo "relais: node $$(cat "$$log.out") (pid $$node, log $$log)"
+	@$(start_node)
 	./target/release/relais-loadgen --target http://$(NODE_ADDR) $(DEMO_ARGS)
 
 lint: deps
@@ -54,10 +58,14 @@ lint: deps
 test: lint
 	$(CARGO) test --workspace
 
-bench: deps
+# Criterion (routing decisions), memory per actor and per call, end-to-end
+# gRPC against a bare round trip, then a long Erlang C check (10,000 calls).
+bench: build
 	$(CARGO) bench -p relais-routing --bench routing
-	$(CARGO) build --release -p relais-node -p relais-loadgen
-	./target/release/relais-loadgen bench --node ./target/release/relais-node --out docs/benchmarks.md
+	$(CARGO) bench -p relais-node --bench memory
+	$(CARGO) bench -p relais-node --bench grpc
+	@$(start_node)
+	./target/release/relais-loadgen --target http://$(NODE_ADDR) --profile poisson --time-scale 600 --calls 10000
 
 clean:
 	$(CARGO) clean

@@ -41,7 +41,7 @@ use relais_node::clock::now_ms;
 use relais_node::directory::Directory;
 use relais_routing::call::{CallEvent, CallInfo};
 use relais_routing::informant::InformantCore;
-use relais_routing::queue::{CallState, QueueCore};
+use relais_routing::queue::{CallState, MAX_POSITION_UPDATES, POSITION_UPDATE_MS, QueueCore};
 use relais_routing::{EventLog, MAX_PRIORITY, QueueConfig, Requirement, SkillSet};
 
 /// Informants per measurement: enough that a few MiB of noise is under 100
@@ -206,15 +206,18 @@ fn offer_to_core(range: Range<usize>, core: &mut QueueCore) {
 /// its new position, then that call is hung up and the tick after tells
 /// them again. Each round adds two events to every waiting call.
 fn fill_event_logs(core: &mut QueueCore, first_seq: usize) {
+    // Each round moves every waiting call back and forth by one place; the
+    // clock steps past the minimum interval between position updates, so
+    // each round records one update per call until the per-call limit.
     let rounds = EventLog::MAX_EVENTS / 2;
     let mut now = now_ms();
     for round in 0..rounds {
         let urgent = call_info(first_seq + round, MAX_PRIORITY);
         let call_id = urgent.call_id.clone();
-        now += TICK_MS;
+        now += POSITION_UPDATE_MS;
         drop(core.offer_call(urgent, now).expect("a new call"));
         drop(core.tick(now, false));
-        now += TICK_MS;
+        now += POSITION_UPDATE_MS;
         drop(core.hang_up(&call_id, now).expect("the urgent call waits"));
         drop(core.tick(now, false));
     }
@@ -278,14 +281,15 @@ async fn run() -> Vec<Row> {
     let mut full = QueueCore::new(queue_config(), "ecoute".into(), now_ms());
     offer_to_core(0..WARM_UP, &mut full);
     rows.push(
-        measure("waiting call in a QueueCore alone, event log full", CALLS, None, async {
+        measure("waiting call in a QueueCore alone, after every position update", CALLS, None, async {
             offer_to_core(WARM_UP..WARM_UP + CALLS, &mut full);
             fill_event_logs(&mut full, WARM_UP + CALLS);
         })
         .await,
     );
     let last = full.line().iter().last().and_then(|(_, entry)| full.call(&entry.call_id)).expect("calls wait");
-    assert_eq!(last.events.len(), EventLog::MAX_EVENTS - 4, "the last call's log is full");
+    // One Queued event on arrival, then the most position updates a call gets.
+    assert_eq!(last.events.len(), 1 + MAX_POSITION_UPDATES as usize, "the last call's log holds every update");
 
     rows
 }

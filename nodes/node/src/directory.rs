@@ -51,6 +51,8 @@ pub enum InformantSlot {
 pub struct Directory {
     queues: DashMap<Key, ActorRef<QueueMsg>>,
     informants: DashMap<Key, InformantSlot>,
+    /// Logged-in (or logging-in) informants per tenant.
+    informants_per_tenant: DashMap<Arc<str>, usize>,
     calls: DashMap<Key, CallLocation>,
     /// Ended calls, oldest first, for eviction by count and age.
     ended: Mutex<VecDeque<(Key, u64)>>,
@@ -63,6 +65,7 @@ impl Directory {
         Self {
             queues: DashMap::new(),
             informants: DashMap::new(),
+            informants_per_tenant: DashMap::new(),
             calls: DashMap::new(),
             ended: Mutex::new(VecDeque::new()),
             ended_calls_kept,
@@ -95,17 +98,24 @@ impl Directory {
             Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
                 v.insert(InformantSlot::Starting);
+                *self.informants_per_tenant.entry(tenant.clone()).or_default() += 1;
                 true
             }
         }
     }
 
     pub fn register_informant(&self, tenant: &Arc<str>, id: &Arc<str>, actor: ActorRef<InformantMsg>) {
-        self.informants.insert(key(tenant, id), InformantSlot::Running(actor));
+        if self.informants.insert(key(tenant, id), InformantSlot::Running(actor)).is_none() {
+            *self.informants_per_tenant.entry(tenant.clone()).or_default() += 1;
+        }
     }
 
     pub fn unregister_informant(&self, tenant: &Arc<str>, id: &Arc<str>) {
-        self.informants.remove(&key(tenant, id));
+        if self.informants.remove(&key(tenant, id)).is_some()
+            && let Some(mut count) = self.informants_per_tenant.get_mut(tenant)
+        {
+            *count = count.saturating_sub(1);
+        }
     }
 
     /// Running informants of a tenant.
@@ -121,7 +131,7 @@ impl Directory {
     }
 
     pub fn informant_count(&self, tenant: &str) -> usize {
-        self.informants.iter().filter(|e| e.key().0.as_ref() == tenant).count()
+        self.informants_per_tenant.get(tenant).map_or(0, |c| *c)
     }
 
     pub fn call(&self, tenant: &Arc<str>, call_id: &Arc<str>) -> Option<CallLocation> {

@@ -196,6 +196,12 @@ impl InformantCore {
         }
     }
 
+    /// Whether the informant is waiting for queues to answer its
+    /// availability.
+    pub fn collecting(&self) -> bool {
+        matches!(self.phase, Phase::Available { collecting: Some(_) })
+    }
+
     /// The call offered or held, if any.
     pub fn current_call(&self) -> Option<&Arc<str>> {
         match &self.phase {

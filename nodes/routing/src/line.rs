@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::Millis;
-use crate::call::CallKey;
+use std::ops::Bound;
+
+use crate::call::{CallKey, VULNERABLE_RANK};
 use crate::skills::{Requirement, SkillSet};
 
 /// Most informants remembered as having declined one call.
@@ -75,15 +77,24 @@ impl LineEntry {
 #[derive(Clone, Debug, Default)]
 pub struct WaitingLine {
     entries: BTreeMap<CallKey, LineEntry>,
+    /// Calls in line per rank, so that a position costs no scan in the
+    /// usual case (a call at the back of its rank).
+    per_rank: [u32; VULNERABLE_RANK as usize + 1],
 }
 
 impl WaitingLine {
     pub fn insert(&mut self, key: CallKey, entry: LineEntry) {
-        self.entries.insert(key, entry);
+        if self.entries.insert(key, entry).is_none() {
+            self.per_rank[usize::from(key.rank.min(VULNERABLE_RANK))] += 1;
+        }
     }
 
     pub fn remove(&mut self, key: &CallKey) -> Option<LineEntry> {
-        self.entries.remove(key)
+        let removed = self.entries.remove(key);
+        if removed.is_some() {
+            self.per_rank[usize::from(key.rank.min(VULNERABLE_RANK))] -= 1;
+        }
+        removed
     }
 
     pub fn get(&self, key: &CallKey) -> Option<&LineEntry> {
@@ -102,9 +113,24 @@ impl WaitingLine {
     }
 
     /// 1-based place in line of the call with `key` (every call in line
-    /// before it counts, held or offered ones too).
+    /// before it counts, held or offered ones too). Calls of higher rank are
+    /// counted per rank; within its own rank, a call at the back (the usual
+    /// case) costs one lookup, and only one further forward is counted.
     pub fn position(&self, key: &CallKey) -> u32 {
-        u32::try_from(self.entries.range(..key).count() + 1).unwrap_or(u32::MAX)
+        let rank = usize::from(key.rank.min(VULNERABLE_RANK));
+        let higher: u32 = self.per_rank[rank + 1..].iter().sum();
+        let last_of_rank = self
+            .entries
+            .range((Bound::Excluded(*key), Bound::Unbounded))
+            .next()
+            .is_none_or(|(next, _)| next.rank != key.rank);
+        let same_before = if last_of_rank {
+            self.per_rank[rank] - u32::from(self.entries.contains_key(key))
+        } else {
+            let first_of_rank = CallKey { rank: key.rank, arrived_ms: 0, seq: 0 };
+            u32::try_from(self.entries.range(first_of_rank..*key).count()).unwrap_or(u32::MAX)
+        };
+        higher + same_before + 1
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&CallKey, &LineEntry)> {
@@ -149,6 +175,25 @@ mod tests {
         // After the cool-off, the call may go back to ana.
         assert_eq!(line.best_for("ana", &skills, 1_000 + DECLINE_COOLOFF_MS), Some(key(5, 3)));
         assert_eq!(line.position(&key(1, 0)), 4);
+    }
+
+    #[test]
+    fn positions_count_every_call_ahead() {
+        let mut line = WaitingLine::default();
+        let keys = [key(1, 5), key(3, 9), key(1, 2), key(VULNERABLE_RANK, 100), key(1, 7), key(3, 1)];
+        for k in keys {
+            line.insert(k, LineEntry::new("c".into(), Requirement::default()));
+        }
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        for (i, k) in sorted.iter().enumerate() {
+            assert_eq!(line.position(k), i as u32 + 1, "{k:?}");
+        }
+        // A key not in line: where it would go.
+        assert_eq!(line.position(&key(1, 6)), 6);
+        assert_eq!(line.position(&key(0, 0)), 7);
+        line.remove(&key(3, 1));
+        assert_eq!(line.position(&key(1, 2)), 3);
     }
 
     #[test]

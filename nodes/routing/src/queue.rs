@@ -30,6 +30,12 @@ pub mod reason {
     pub const OVERFLOW: &str = "overflow";
 }
 
+/// Position updates are sent at most this often per call...
+pub const POSITION_UPDATE_MS: Millis = 1_000;
+/// ...and at most this many times, which bounds a waiting call's event log
+/// (and memory) however long it waits.
+pub const MAX_POSITION_UPDATES: u32 = 16;
+
 /// Where a call of this queue stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -77,6 +83,9 @@ pub struct CallRecord {
     /// Proposals made for this call so far, across queues (offer ids).
     pub proposals: u32,
     pub last_position: u32,
+    /// Position updates recorded so far, and when the last one was.
+    pub position_updates: u32,
+    pub last_position_update_ms: Millis,
 }
 
 /// A call as shown to clients.
@@ -206,7 +215,7 @@ pub struct QueueCore {
 
 impl QueueCore {
     pub fn new(config: QueueConfig, listening_skill: Arc<str>, now: Millis) -> Self {
-        let pool = AvailablePool::new(config.selection, config.required.clone());
+        let pool = AvailablePool::new(config.selection, config.required.clone(), listening_skill.clone());
         Self {
             config,
             listening_skill,
@@ -393,6 +402,8 @@ impl QueueCore {
                 relax_steps: 0,
                 proposals,
                 last_position: 0,
+                position_updates: 0,
+                last_position_update_ms: now,
             },
         );
         let (position, event) = self.queued_event(&key, self.config.id.clone(), now);
@@ -767,7 +778,10 @@ impl QueueCore {
                 if self.config.relaxation_steps_passed(waited_here) > record.relax_steps {
                     relaxed.push((*key, entry.call_id.clone(), waited_here));
                 }
-                if position != record.last_position {
+                if position != record.last_position
+                    && record.position_updates < MAX_POSITION_UPDATES
+                    && now.saturating_sub(record.last_position_update_ms) >= POSITION_UPDATE_MS
+                {
                     moved_up.push((*key, entry.call_id.clone(), position));
                 }
             }
@@ -825,6 +839,8 @@ impl QueueCore {
             let estimated_wait_ms = self.history.estimated_wait_ms(now, position, self.members.len(), self.pool.len());
             if let Some(record) = self.calls.get_mut(&call_id) {
                 record.last_position = position;
+                record.position_updates += 1;
+                record.last_position_update_ms = now;
             }
             self.record_event(
                 &call_id,

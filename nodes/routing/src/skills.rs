@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 /// The skills an informant holds, sorted by name for fast lookup.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SkillSet {
     skills: Vec<(Arc<str>, u8)>,
 }
@@ -46,6 +46,12 @@ impl SkillSet {
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, u8)> {
         self.skills.iter().map(|(n, p)| (n.as_ref(), *p))
+    }
+
+    /// The skills whose names `keep` accepts (sharing the names, not
+    /// copying them).
+    pub fn filtered(&self, keep: impl Fn(&str) -> bool) -> SkillSet {
+        Self { skills: self.skills.iter().filter(|(n, _)| keep(n)).cloned().collect() }
     }
 
     pub fn len(&self) -> usize {

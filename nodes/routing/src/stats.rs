@@ -10,6 +10,8 @@ pub const WINDOW_MS: Millis = 15 * 60 * 1000;
 /// Most outcomes remembered inside the window (the oldest are forgotten
 /// first), so memory stays bounded at any call rate.
 pub const MAX_OUTCOMES: usize = 10_000;
+/// How far back the answer rate behind wait estimates looks.
+pub const RATE_WINDOW_MS: Millis = 5 * 60 * 1000;
 /// Handle time assumed before any call has completed.
 pub const DEFAULT_HANDLE_MS: Millis = 300_000;
 
@@ -26,6 +28,8 @@ pub struct ServiceHistory {
     pub abandoned_total: u64,
     pub deflected_total: u64,
     outcomes: VecDeque<(Millis, Outcome)>,
+    /// When calls were answered, for the answer rate (oldest first).
+    answered_at: VecDeque<Millis>,
     /// (ended at, talk time) of completed calls.
     talks: VecDeque<(Millis, Millis)>,
 }
@@ -51,6 +55,10 @@ impl ServiceHistory {
 
     pub fn answered(&mut self, now: Millis, waited_ms: Millis) {
         self.answered_total += 1;
+        if self.answered_at.len() >= MAX_OUTCOMES {
+            self.answered_at.pop_front();
+        }
+        self.answered_at.push_back(now);
         self.push_outcome(now, Outcome::Answered { waited_ms });
     }
 
@@ -82,6 +90,10 @@ impl ServiceHistory {
         }
         while self.talks.front().is_some_and(|(at, _)| *at < horizon) {
             self.talks.pop_front();
+        }
+        let rate_horizon = now.saturating_sub(RATE_WINDOW_MS);
+        while self.answered_at.front().is_some_and(|at| *at < rate_horizon) {
+            self.answered_at.pop_front();
         }
     }
 
@@ -133,16 +145,12 @@ impl ServiceHistory {
         if available > ahead as usize {
             return 0;
         }
-        let horizon = now.saturating_sub(5 * 60 * 1000);
-        let recent: Vec<Millis> = self
-            .outcomes
-            .iter()
-            .filter(|(at, o)| *at >= horizon && matches!(o, Outcome::Answered { .. }))
-            .map(|(at, _)| *at)
-            .collect();
-        let per_call_ms = if recent.len() >= 2 {
-            let span = now.saturating_sub(recent[0]).max(1);
-            span / recent.len() as u64
+        let horizon = now.saturating_sub(RATE_WINDOW_MS);
+        let start = self.answered_at.partition_point(|at| *at < horizon);
+        let recent = self.answered_at.len() - start;
+        let per_call_ms = if recent >= 2 {
+            let span = now.saturating_sub(self.answered_at[start]).max(1);
+            span / recent as u64
         } else {
             self.mean_handle_ms() / informants.max(1) as u64
         };

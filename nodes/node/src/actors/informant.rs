@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use relais_routing::SkillSet;
-use relais_routing::informant::{InformantCore, InformantEffect, InformantError, InformantSnapshot, SessionEvent};
+use relais_routing::informant::{
+    InformantCore, InformantEffect, InformantError, InformantSnapshot, InformantState as Held, SessionEvent,
+};
 use relais_routing::queue::Proposal;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::actors::queue::QueueMsg;
 use crate::clock::now_ms;
@@ -97,12 +100,19 @@ pub struct InformantArgs {
     pub directory: Arc<Directory>,
 }
 
+/// A pending `send_after`.
+type Timer = JoinHandle<Result<(), ractor::MessagingErr<InformantMsg>>>;
+
 pub struct InformantState {
     tenant: Arc<str>,
     core: InformantCore,
     directory: Arc<Directory>,
     session: Option<mpsc::Sender<SessionOut>>,
     sequence: u64,
+    /// Pending timers, cancelled as soon as they cannot matter any more, so
+    /// that a busy node does not carry thousands of sleeping timer tasks.
+    offer_timer: Option<Timer>,
+    collect_timer: Option<Timer>,
 }
 
 pub struct InformantActor;
@@ -124,6 +134,8 @@ impl Actor for InformantActor {
             directory: args.directory,
             session: None,
             sequence: 0,
+            offer_timer: None,
+            collect_timer: None,
         };
         // Registered before announcing, so queues can reach it at once.
         state.directory.register_informant(&state.tenant, state.core.id(), myself.clone());
@@ -178,7 +190,9 @@ impl Actor for InformantActor {
                 state.apply(&myself, fx);
             }
             InformantMsg::Accept { offer_id, reply } => {
-                let result = state.accept(&myself, &offer_id).await;
+                // Boxed: the only handler that awaits; keeping its state off
+                // the actor's task keeps every idle informant small.
+                let result = Box::pin(state.accept(&myself, &offer_id)).await;
                 let _ = reply.send(result);
             }
             InformantMsg::Decline { offer_id, reply } => {
@@ -337,17 +351,37 @@ impl InformantState {
                 }
                 InformantEffect::Session(event) => self.emit(event),
                 InformantEffect::OfferTimer { offer_id, after_ms } => {
-                    myself.send_after(Duration::from_millis(after_ms), move || InformantMsg::OfferTimer { offer_id });
+                    let timer = myself
+                        .send_after(Duration::from_millis(after_ms), move || InformantMsg::OfferTimer { offer_id });
+                    replace_timer(&mut self.offer_timer, timer);
                 }
                 InformantEffect::WrapUpTimer { token, after_ms } => {
                     myself.send_after(Duration::from_millis(after_ms), move || InformantMsg::WrapUpTimer { token });
                 }
                 InformantEffect::CollectTimer { generation, after_ms } => {
-                    myself
+                    let timer = myself
                         .send_after(Duration::from_millis(after_ms), move || InformantMsg::CollectTimer { generation });
+                    replace_timer(&mut self.collect_timer, timer);
                 }
             }
         }
+        if self.core.state() != Held::Reserved
+            && let Some(timer) = self.offer_timer.take()
+        {
+            timer.abort();
+        }
+        if !self.core.collecting()
+            && let Some(timer) = self.collect_timer.take()
+        {
+            timer.abort();
+        }
+    }
+}
+
+/// Keeps the new timer, cancelling the one it replaces.
+fn replace_timer(slot: &mut Option<Timer>, timer: Timer) {
+    if let Some(old) = slot.replace(timer) {
+        old.abort();
     }
 }
 
