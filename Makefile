@@ -37,10 +37,12 @@ build: deps
 	$(CARGO) build --release -p relais-node -p relais-loadgen
 
 # Starts a release node on $(NODE_ADDR), waits until it listens, and stops it
-# however the recipe ends (including Ctrl-C).
+# however the recipe ends. The node runs in its own session, so that Ctrl-C
+# reaches only the demo, which then hangs up its callers, logs its
+# informants out and prints its summary while the node still serves.
 define start_node
 log=$$(mktemp -t relais-node.XXXXXX.log)
-./target/release/relais-node --listen $(NODE_ADDR) >"$$log.out" 2>"$$log" &
+setsid ./target/release/relais-node --listen $(NODE_ADDR) >"$$log.out" 2>"$$log" &
 node=$$!
 trap 'kill $$node 2>/dev/null || true; wait $$node 2>/dev/null || true' EXIT
 for _ in $$(seq 100); do grep -q "listening on" "$$log.out" 2>/dev/null && break; kill -0 $$node || { cat "$$log"; exit 1; }; sleep 0.1; done
