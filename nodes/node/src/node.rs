@@ -109,7 +109,7 @@ pub struct Node {
     pub catalog: Arc<Catalog>,
     pub pseudonymizer: Pseudonymizer,
     /// Permits for open event streams.
-    pub streams: Arc<Semaphore>,
+    streams: Arc<Semaphore>,
     supervisor: ActorRef<SupervisorMsg>,
     starter: QueueStarter,
     /// Serializes configuration changes (rare) so that a plan applies whole.
@@ -162,8 +162,12 @@ impl Node {
         self.supervisor.stop(Some("node stopping".into()));
     }
 
-    pub fn listening_skill(&self) -> &str {
-        &self.config.listening_skill
+    /// A permit for one more open event stream, held as long as the stream.
+    pub fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| NodeError::ResourceExhausted(format!("at most {} open streams", self.config.max_streams)))
     }
 
     pub fn queue_actor(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<ActorRef<QueueMsg>> {

@@ -260,3 +260,31 @@ async fn a_plan_applies_idempotently() {
     let ok = c.desk.login(pb::LoginRequest { informant_id: "ana".into(), skills: vec![] }).await.unwrap().into_inner();
     assert_eq!(ok.skills, vec![skill("logement", 4)]);
 }
+
+#[tokio::test]
+async fn open_streams_are_bounded() {
+    let config = std::env::temp_dir().join(format!("relais-streams-{}.toml", std::process::id()));
+    std::fs::write(&config, "max_streams = 2\n").unwrap();
+    let node = NodeProcess::start(&["--config", config.to_str().unwrap()], &[]);
+    let mut c = Clients::new(&node, "cai").await;
+    apply(&mut c, vec![queue("logement", "logement", 1)]).await;
+    c.gateway.offer_call(offer("c1", "logement")).await.unwrap();
+    let first = Watch::open(&mut c, "c1", 0).await;
+    let _second = Session::open(&mut c, "ana", vec![skill("travail", 1)]).await;
+    let third = c.gateway.watch_call(pb::WatchCallRequest { call_id: "c1".into(), after_sequence: 0 }).await;
+    expect(third, Code::ResourceExhausted, "at most 2 open streams");
+    // Closing a stream frees its place.
+    drop(first);
+    let mut reopened = None;
+    for _ in 0..50 {
+        match c.gateway.watch_call(pb::WatchCallRequest { call_id: "c1".into(), after_sequence: 0 }).await {
+            Ok(stream) => {
+                reopened = Some(stream);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    assert!(reopened.is_some(), "a closed stream's place was never freed");
+    let _ = std::fs::remove_file(config);
+}

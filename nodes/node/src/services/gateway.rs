@@ -176,12 +176,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         let tenant = identity_of(&request)?.tenant;
         let r = request.into_inner();
         let call_id = validate::call_id("call_id", &r.call_id)?;
-        let permit = self
-            .node
-            .streams
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Status::resource_exhausted("too many open streams"))?;
+        let permit = self.node.stream_permit()?;
         let (tx, rx) = tokio::sync::mpsc::channel(WATCHER_BUFFER);
         let reached = self
             .on_call(&tenant, &call_id, |actor| {

@@ -60,12 +60,7 @@ impl pb::informant_server::Informant for InformantService {
 
     async fn session(&self, request: Request<pb::SessionRequest>) -> Result<Response<EventStream>, Status> {
         let actor = self.actor(&request, &request.get_ref().informant_id)?;
-        let permit = self
-            .node
-            .streams
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Status::resource_exhausted("too many open streams"))?;
+        let permit = self.node.stream_permit()?;
         let (tx, rx) = tokio::sync::mpsc::channel(SESSION_BUFFER);
         ask(&actor, |reply| InformantMsg::Attach { sink: tx, reply }).await?;
         let id = request.into_inner().informant_id;
