@@ -415,15 +415,31 @@ impl QueueCore {
     }
 
     /// Proposes the call to the best pooled informant, if any suits it.
+    /// The informant found may suit a better call than this one (a call
+    /// ahead whose requirement relaxed, or whose decline cooled off, since
+    /// it was last dispatched): it is proposed its best call, so that no
+    /// informant ever gets a call while a better one it suits waits.
     fn dispatch_call(&mut self, call_id: &Arc<str>, now: Millis, fx: &mut Vec<QueueEffect>) {
-        let Some(record) = self.calls.get(call_id) else { return };
-        let Some(entry) = self.line.get(&record.key) else { return };
-        if entry.busy {
-            return;
+        // Each round takes one informant out of the pool, so this ends.
+        loop {
+            let Some(record) = self.calls.get(call_id) else { return };
+            let Some(entry) = self.line.get(&record.key) else { return };
+            if entry.busy {
+                return;
+            }
+            let Some(informant) = self.pool.best_for(&entry.requirement, &entry.passed_over(now)) else { return };
+            let (informant_id, generation) = (informant.informant_id.clone(), informant.generation);
+            let best = self
+                .line
+                .best_for(&informant_id, &informant.skills, now)
+                .and_then(|key| self.line.get(&key))
+                .map_or_else(|| call_id.clone(), |e| e.call_id.clone());
+            self.propose(&best, informant_id, generation, now, fx);
+            if &best == call_id {
+                return;
+            }
+            // This call still waits: look for the next informant for it.
         }
-        let Some(informant) = self.pool.best_for(&entry.requirement, &entry.passed_over(now)) else { return };
-        let (informant_id, generation) = (informant.informant_id.clone(), informant.generation);
-        self.propose(call_id, informant_id, generation, now, fx);
     }
 
     fn propose(
