@@ -98,7 +98,7 @@ impl Directory {
             Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
                 v.insert(InformantSlot::Starting);
-                *self.informants_per_tenant.entry(tenant.clone()).or_default() += 1;
+                self.count_informant(tenant);
                 true
             }
         }
@@ -106,8 +106,12 @@ impl Directory {
 
     pub fn register_informant(&self, tenant: &Arc<str>, id: &Arc<str>, actor: ActorRef<InformantMsg>) {
         if self.informants.insert(key(tenant, id), InformantSlot::Running(actor)).is_none() {
-            *self.informants_per_tenant.entry(tenant.clone()).or_default() += 1;
+            self.count_informant(tenant);
         }
+    }
+
+    fn count_informant(&self, tenant: &Arc<str>) {
+        *self.informants_per_tenant.entry(tenant.clone()).or_default() += 1;
     }
 
     pub fn unregister_informant(&self, tenant: &Arc<str>, id: &Arc<str>) {

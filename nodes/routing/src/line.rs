@@ -73,6 +73,11 @@ impl LineEntry {
     }
 }
 
+/// Index of a key's rank in `WaitingLine::per_rank`.
+fn rank_slot(key: &CallKey) -> usize {
+    usize::from(key.rank.min(VULNERABLE_RANK))
+}
+
 /// Calls in the order they are served: priority, then arrival.
 #[derive(Clone, Debug, Default)]
 pub struct WaitingLine {
@@ -85,14 +90,14 @@ pub struct WaitingLine {
 impl WaitingLine {
     pub fn insert(&mut self, key: CallKey, entry: LineEntry) {
         if self.entries.insert(key, entry).is_none() {
-            self.per_rank[usize::from(key.rank.min(VULNERABLE_RANK))] += 1;
+            self.per_rank[rank_slot(&key)] += 1;
         }
     }
 
     pub fn remove(&mut self, key: &CallKey) -> Option<LineEntry> {
         let removed = self.entries.remove(key);
         if removed.is_some() {
-            self.per_rank[usize::from(key.rank.min(VULNERABLE_RANK))] -= 1;
+            self.per_rank[rank_slot(key)] -= 1;
         }
         removed
     }
@@ -117,7 +122,7 @@ impl WaitingLine {
     /// counted per rank; within its own rank, a call at the back (the usual
     /// case) costs one lookup, and only one further forward is counted.
     pub fn position(&self, key: &CallKey) -> u32 {
-        let rank = usize::from(key.rank.min(VULNERABLE_RANK));
+        let rank = rank_slot(key);
         let higher: u32 = self.per_rank[rank + 1..].iter().sum();
         let last_of_rank = self
             .entries

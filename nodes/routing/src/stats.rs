@@ -55,10 +55,7 @@ impl ServiceHistory {
 
     pub fn answered(&mut self, now: Millis, waited_ms: Millis) {
         self.answered_total += 1;
-        if self.answered_at.len() >= MAX_OUTCOMES {
-            self.answered_at.pop_front();
-        }
-        self.answered_at.push_back(now);
+        push_bounded(&mut self.answered_at, now);
         self.push_outcome(now, Outcome::Answered { waited_ms });
     }
 
@@ -68,33 +65,20 @@ impl ServiceHistory {
     }
 
     pub fn talked(&mut self, now: Millis, talk_ms: Millis) {
-        if self.talks.len() >= MAX_OUTCOMES {
-            self.talks.pop_front();
-        }
-        self.talks.push_back((now, talk_ms));
+        push_bounded(&mut self.talks, (now, talk_ms));
         self.forget_before(now);
     }
 
     fn push_outcome(&mut self, now: Millis, outcome: Outcome) {
-        if self.outcomes.len() >= MAX_OUTCOMES {
-            self.outcomes.pop_front();
-        }
-        self.outcomes.push_back((now, outcome));
+        push_bounded(&mut self.outcomes, (now, outcome));
         self.forget_before(now);
     }
 
     fn forget_before(&mut self, now: Millis) {
         let horizon = now.saturating_sub(WINDOW_MS);
-        while self.outcomes.front().is_some_and(|(at, _)| *at < horizon) {
-            self.outcomes.pop_front();
-        }
-        while self.talks.front().is_some_and(|(at, _)| *at < horizon) {
-            self.talks.pop_front();
-        }
-        let rate_horizon = now.saturating_sub(RATE_WINDOW_MS);
-        while self.answered_at.front().is_some_and(|at| *at < rate_horizon) {
-            self.answered_at.pop_front();
-        }
+        forget_older(&mut self.outcomes, horizon, |(at, _)| *at);
+        forget_older(&mut self.talks, horizon, |(at, _)| *at);
+        forget_older(&mut self.answered_at, now.saturating_sub(RATE_WINDOW_MS), |at| *at);
     }
 
     pub fn recent(&self, now: Millis, threshold_ms: Millis) -> RecentFigures {
@@ -155,6 +139,21 @@ impl ServiceHistory {
             self.mean_handle_ms() / informants.max(1) as u64
         };
         (ahead + 1) * per_call_ms
+    }
+}
+
+/// Appends, forgetting the oldest entry past `MAX_OUTCOMES`.
+fn push_bounded<T>(deque: &mut VecDeque<T>, value: T) {
+    if deque.len() >= MAX_OUTCOMES {
+        deque.pop_front();
+    }
+    deque.push_back(value);
+}
+
+/// Forgets the entries (oldest first) stamped before `horizon`.
+fn forget_older<T>(deque: &mut VecDeque<T>, horizon: Millis, at: impl Fn(&T) -> Millis) {
+    while deque.front().is_some_and(|entry| at(entry) < horizon) {
+        deque.pop_front();
     }
 }
 

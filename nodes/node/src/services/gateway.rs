@@ -43,6 +43,16 @@ enum Reached<T> {
     Ended(Arc<EndedCall>),
 }
 
+impl<T> Reached<T> {
+    /// The live result, for requests that make no sense on an ended call.
+    fn live(self, call_id: &str) -> Result<T> {
+        match self {
+            Self::Live(value) => Ok(value),
+            Self::Ended(_) => Err(NodeError::precondition(format!("call {call_id:?} has ended"))),
+        }
+    }
+}
+
 impl GatewayService {
     /// Runs `op` on the queue actor that holds the call, following the call
     /// if it moves meanwhile. `op` answers `None` when the queue no longer
@@ -229,10 +239,8 @@ impl pb::gateway_server::Gateway for GatewayService {
         let call_id = validate::call_id("call_id", &request.get_ref().call_id)?;
         let reached =
             self.call_op(&tenant, &call_id, |call_id, reply| QueueMsg::MarkVulnerable { call_id, reply }).await?;
-        match reached {
-            Reached::Live(s) => Ok(Response::new(pb::MarkVulnerableResponse { call: Some(convert::call_status(&s)) })),
-            Reached::Ended(_) => Err(NodeError::precondition(format!("call {call_id:?} has ended")).into()),
-        }
+        let s = reached.live(&call_id)?;
+        Ok(Response::new(pb::MarkVulnerableResponse { call: Some(convert::call_status(&s)) }))
     }
 
     async fn transfer_call(
@@ -257,13 +265,9 @@ impl pb::gateway_server::Gateway for GatewayService {
                 }
             })
             .await?;
-        match reached {
-            Reached::Live(s) => {
-                tracing::info!(call_id = %call_id, to_queue_id = %to_queue_id, "call transferred");
-                Ok(Response::new(pb::TransferCallResponse { call: Some(convert::call_status(&s)) }))
-            }
-            Reached::Ended(_) => Err(NodeError::precondition(format!("call {call_id:?} has ended")).into()),
-        }
+        let s = reached.live(&call_id)?;
+        tracing::info!(call_id = %call_id, to_queue_id = %to_queue_id, "call transferred");
+        Ok(Response::new(pb::TransferCallResponse { call: Some(convert::call_status(&s)) }))
     }
 
     async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::CallStatus>, Status> {
