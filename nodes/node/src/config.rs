@@ -44,6 +44,18 @@ pub struct NodeConfig {
     pub ended_call_ttl_ms: u64,
     /// Log lines as JSON instead of text.
     pub log_json: bool,
+    /// etcd endpoints of the cluster to join. Empty: a single node on its
+    /// embedded default, state in memory.
+    pub etcd_endpoints: Vec<String>,
+    /// Prefix of every key the cluster keeps in etcd.
+    pub cluster_prefix: String,
+    /// This node's name in the cluster. Empty: `<hostname>-<port>`.
+    pub node_id: String,
+    /// Address other nodes and clients use to reach this node. Empty: the
+    /// address the server is bound to.
+    pub advertise: String,
+    /// TTL of the node's membership lease, in seconds (etcd's minimum is 2).
+    pub lease_ttl_s: u64,
 }
 
 impl Default for NodeConfig {
@@ -63,6 +75,11 @@ impl Default for NodeConfig {
             ended_calls_kept: 100_000,
             ended_call_ttl_ms: 3_600_000,
             log_json: false,
+            etcd_endpoints: Vec::new(),
+            cluster_prefix: "/relais".into(),
+            node_id: String::new(),
+            advertise: String::new(),
+            lease_ttl_s: 3,
         }
     }
 }
@@ -89,6 +106,17 @@ pub struct Args {
     pub tick_ms: Option<u64>,
     #[arg(long, env = "RELAIS_LOG_JSON")]
     pub log_json: Option<bool>,
+    /// Comma-separated etcd endpoints: join that cluster.
+    #[arg(long = "etcd", env = "RELAIS_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Option<Vec<String>>,
+    #[arg(long, env = "RELAIS_CLUSTER_PREFIX")]
+    pub cluster_prefix: Option<String>,
+    #[arg(long, env = "RELAIS_NODE_ID")]
+    pub node_id: Option<String>,
+    #[arg(long, env = "RELAIS_ADVERTISE")]
+    pub advertise: Option<String>,
+    #[arg(long, env = "RELAIS_LEASE_TTL_S")]
+    pub lease_ttl_s: Option<u64>,
 }
 
 impl NodeConfig {
@@ -123,6 +151,21 @@ impl NodeConfig {
         }
         if let Some(v) = args.log_json {
             config.log_json = v;
+        }
+        if let Some(v) = &args.etcd_endpoints {
+            config.etcd_endpoints = v.clone();
+        }
+        if let Some(v) = &args.cluster_prefix {
+            config.cluster_prefix = v.clone();
+        }
+        if let Some(v) = &args.node_id {
+            config.node_id = v.clone();
+        }
+        if let Some(v) = &args.advertise {
+            config.advertise = v.clone();
+        }
+        if let Some(v) = args.lease_ttl_s {
+            config.lease_ttl_s = v;
         }
         config.validate()?;
         Ok(config)
@@ -160,7 +203,42 @@ impl NodeConfig {
         bounded("max_informants_per_tenant", self.max_informants_per_tenant as u64, 1, 1_000_000)?;
         bounded("ended_calls_kept", self.ended_calls_kept as u64, 1, 10_000_000)?;
         bounded("ended_call_ttl_ms", self.ended_call_ttl_ms, 1_000, 7 * 86_400_000)?;
+        bounded("lease_ttl_s", self.lease_ttl_s, 2, 60)?;
+        bounded("etcd_endpoints", self.etcd_endpoints.len() as u64, 0, 16)?;
+        for endpoint in &self.etcd_endpoints {
+            if endpoint.is_empty() || endpoint.len() > 256 || endpoint.contains(char::is_whitespace) {
+                return Err(NodeError::invalid("etcd_endpoints", format!("{endpoint:?} is not an endpoint")));
+            }
+        }
+        if !self.cluster_prefix.starts_with('/') || self.cluster_prefix.len() > 128 {
+            return Err(NodeError::invalid("cluster_prefix", "must start with / and have at most 128 bytes"));
+        }
+        if !self.node_id.is_empty() {
+            crate::validate::node_id("node_id", &self.node_id)?;
+        }
+        if self.advertise.len() > 256 {
+            return Err(NodeError::invalid("advertise", "at most 256 bytes"));
+        }
+        if self.clustered() && self.advertise.is_empty() && self.listen.ip().is_unspecified() {
+            return Err(NodeError::invalid("advertise", "required when listening on an unspecified address"));
+        }
         Ok(())
+    }
+
+    /// Whether this node joins a cluster in etcd.
+    pub fn clustered(&self) -> bool {
+        !self.etcd_endpoints.is_empty()
+    }
+
+    /// The node's name: the configured one, or `<hostname>-<port>`.
+    pub fn node_name(&self, port: u16) -> String {
+        if !self.node_id.is_empty() {
+            return self.node_id.clone();
+        }
+        let host = std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).unwrap_or_default();
+        let host: String =
+            host.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).take(48).collect();
+        if host.is_empty() { format!("node-{port}") } else { format!("{host}-{port}") }
     }
 
     pub fn pseudonymizer(&self) -> Result<Pseudonymizer> {
@@ -191,6 +269,13 @@ mod tests {
         assert!(NodeConfig::from_toml("tick_ms = 1").is_err());
         assert!(NodeConfig::from_toml("default_tenant = \"other\"").is_err());
         assert!(NodeConfig::from_toml("pseudonym_key = \"abc\"").is_err());
+        assert!(NodeConfig::from_toml("lease_ttl_s = 1").is_err());
+        assert!(NodeConfig::from_toml("node_id = \"a/b\"").is_err());
+        assert!(NodeConfig::from_toml("cluster_prefix = \"relais\"").is_err());
+        assert!(
+            NodeConfig::from_toml("listen = \"0.0.0.0:1\"\netcd_endpoints = [\"127.0.0.1:2379\"]").is_err(),
+            "a cluster member on 0.0.0.0 must say its address"
+        );
     }
 
     #[test]

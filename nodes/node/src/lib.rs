@@ -7,6 +7,8 @@
 //! - `identity` is the one interceptor that decides a request's tenant and
 //!   role;
 //! - `services` validate requests and translate them into actor messages;
+//! - `cluster` is the node's membership in etcd (when it has one) and the
+//!   placement of actors over the members;
 //! - `directory` is the one seam that says where an actor lives (today: in
 //!   this process) and keeps the tenants' configuration;
 //! - `actors` host the routing state machines of `relais-routing` and carry
@@ -17,6 +19,7 @@
 pub mod actors;
 pub mod catalog;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod directory;
 pub mod error;

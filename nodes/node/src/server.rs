@@ -12,6 +12,10 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+use crate::cluster::{Cluster, LeaseWindow};
 use crate::config::NodeConfig;
 use crate::identity::{IdentityInterceptor, IdentityPolicy, Role};
 use crate::node::Node;
@@ -35,19 +39,21 @@ pub async fn serve(
         default_tenant: (!config.default_tenant.is_empty()).then(|| Arc::from(config.default_tenant.as_str())),
         require_role: config.require_role,
     });
+    let cluster = Cluster::start(&config, listener.local_addr()?).await?;
     let node = Node::start(config).await?;
 
     let gateway = pb::gateway_server::GatewayServer::new(GatewayService::new(node.clone()))
         .max_decoding_message_size(max_message);
     let informant = pb::informant_server::InformantServer::new(InformantService::new(node.clone()))
         .max_decoding_message_size(max_message);
-    let admin =
-        pb::admin_server::AdminServer::new(AdminService::new(node.clone())).max_decoding_message_size(max_message);
+    let admin = pb::admin_server::AdminServer::new(AdminService::new(node.clone(), cluster.clone()))
+        .max_decoding_message_size(max_message);
 
-    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let (mut health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<pb::gateway_server::GatewayServer<GatewayService>>().await;
     health_reporter.set_serving::<pb::informant_server::InformantServer<InformantService>>().await;
     health_reporter.set_serving::<pb::admin_server::AdminServer<AdminService>>().await;
+    let health_task = tokio::spawn(report_health(cluster.window().clone(), health_reporter.clone()));
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -66,14 +72,20 @@ pub async fn serve(
         shutdown.await;
         tracing::info!("relais-node stopping");
         stopping.stop();
+        // Health watchers (other members follow this node) would hold the
+        // graceful shutdown open: clearing the statuses ends their streams.
+        health_task.abort();
+        for name in SERVICE_NAMES {
+            health_reporter.clear_service_status(name).await;
+        }
     };
     let result = Server::builder()
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(InterceptedService::new(gateway, IdentityInterceptor::new(policy.clone(), Role::Gateway)))
-        .add_service(InterceptedService::new(informant, IdentityInterceptor::new(policy.clone(), Role::Informant)))
-        .add_service(InterceptedService::new(admin, IdentityInterceptor::new(policy, Role::Admin)))
+        .add_service(InterceptedService::new(gateway, Edge::new(&cluster, &policy, Role::Gateway)))
+        .add_service(InterceptedService::new(informant, Edge::new(&cluster, &policy, Role::Informant)))
+        .add_service(InterceptedService::new(admin, Edge::new(&cluster, &policy, Role::Admin)))
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -82,8 +94,61 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await;
     node.stop();
+    cluster.leave().await;
     result?;
     Ok(())
+}
+
+/// What every request to the relais services passes first: the node must
+/// be serving (in a cluster, its membership provably alive), then the
+/// caller is identified.
+#[derive(Clone)]
+struct Edge {
+    window: Arc<LeaseWindow>,
+    identity: IdentityInterceptor,
+}
+
+impl Edge {
+    fn new(cluster: &Cluster, policy: &Arc<IdentityPolicy>, role: Role) -> Self {
+        Self { window: cluster.window().clone(), identity: IdentityInterceptor::new(policy.clone(), role) }
+    }
+}
+
+impl Interceptor for Edge {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.window.check()?;
+        self.identity.call(request)
+    }
+}
+
+/// The names the health service answers for: the server as a whole, then
+/// each relais service.
+const SERVICE_NAMES: [&str; 4] =
+    ["", pb::gateway_server::SERVICE_NAME, pb::informant_server::SERVICE_NAME, pb::admin_server::SERVICE_NAME];
+
+/// How often the health service's answer follows the serving window.
+const HEALTH_PERIOD: Duration = Duration::from_millis(100);
+
+/// Keeps the standard health service truthful: NOT_SERVING while the node
+/// cannot prove its membership, so that load balancers and Kubernetes take
+/// it out of rotation.
+async fn report_health(window: Arc<LeaseWindow>, reporter: tonic_health::server::HealthReporter) {
+    let mut serving = true;
+    let mut ticker = tokio::time::interval(HEALTH_PERIOD);
+    loop {
+        ticker.tick().await;
+        let open = window.is_open();
+        if open == serving {
+            continue;
+        }
+        serving = open;
+        let status = if open { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+        for name in
+            ["", pb::gateway_server::SERVICE_NAME, pb::informant_server::SERVICE_NAME, pb::admin_server::SERVICE_NAME]
+        {
+            reporter.set_service_status(name, status).await;
+        }
+    }
 }
 
 /// Runs a node until Ctrl-C or SIGTERM. Prints `relais-node listening on

@@ -67,6 +67,11 @@ pub fn informant_id(field: &str, value: &str) -> Result<Arc<str>> {
     Ok(value.into())
 }
 
+/// A cluster member's name (it is part of an etcd key).
+pub fn node_id(field: &str, value: &str) -> Result<()> {
+    check_chars(field, value, MAX_ID, |c| c.is_ascii_alphanumeric() || "_.-".contains(c), "[A-Za-z0-9_.-]")
+}
+
 pub fn tenant_id(field: &str, value: &str) -> Result<()> {
     check_chars(
         field,

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::actors::informant::InformantMsg;
 use crate::actors::queue::QueueMsg;
+use crate::cluster::Cluster;
 use crate::error::{NodeError, Result};
 use crate::identity::identity_of;
 use crate::node::{Node, ask};
@@ -16,11 +17,12 @@ use crate::validate;
 
 pub struct AdminService {
     node: Arc<Node>,
+    cluster: Arc<Cluster>,
 }
 
 impl AdminService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(node: Arc<Node>, cluster: Arc<Cluster>) -> Self {
+        Self { node, cluster }
     }
 
     async fn queue_stats(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<pb::QueueStats> {
@@ -129,5 +131,31 @@ impl pb::admin_server::Admin for AdminService {
             tracing::info!(tenant = %tenant, created = r.created, updated = r.updated, deleted = r.deleted, unchanged = r.unchanged, "plan applied");
         }
         grpc(response)
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        identity_of(&request)?;
+        let members = self.cluster.members();
+        let me = self.cluster.node_id();
+        Ok(Response::new(pb::ListMembersResponse {
+            members: members
+                .nodes
+                .values()
+                .map(|m| pb::Member {
+                    node_id: m.node_id.clone(),
+                    address: m.address.clone(),
+                    started_unix_ms: i64::try_from(m.started_unix_ms).unwrap_or(i64::MAX),
+                    answering: m.node_id == me,
+                })
+                .collect(),
+            clustered: self.cluster.clustered(),
+            revision: members.revision,
+            serving_for_ms: self.cluster.clustered().then(|| {
+                self.cluster.window().remaining().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }),
+        }))
     }
 }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod etcd;
+
 use relais_proto::v1 as pb;
 use relais_proto::v1::admin_client::AdminClient;
 use relais_proto::v1::gateway_client::GatewayClient;

@@ -1,0 +1,317 @@
+//! `relaisctl`: what operators ask a relais cluster. Each command reads
+//! through one node's Admin service and prints a table, or JSON with
+//! `--output json`.
+
+use std::fmt::Write as _;
+
+use relais_proto::v1 as pb;
+use relais_proto::v1::admin_client::AdminClient;
+use serde::Serialize;
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "relaisctl", version, about = "Operate a relais cluster")]
+pub struct Args {
+    /// Any node of the cluster.
+    #[arg(long, env = "RELAIS_TARGET", default_value = "http://127.0.0.1:50051")]
+    pub target: String,
+    /// Tenant whose queues and informants to show.
+    #[arg(long, env = "RELAIS_TENANT", default_value = "cai")]
+    pub tenant: String,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Cmd {
+    /// The cluster's live members.
+    Members,
+    /// Live statistics of the tenant's queues and informants.
+    Stats,
+}
+
+/// Runs one command and returns what to print.
+pub async fn run(args: &Args) -> anyhow::Result<String> {
+    let channel = Channel::from_shared(args.target.clone())?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", args.target))?;
+    let tenant: MetadataValue<_> = args.tenant.parse()?;
+    let mut admin = AdminClient::with_interceptor(channel, move |mut request: Request<()>| {
+        request.metadata_mut().insert("x-relais-tenant", tenant.clone());
+        request.metadata_mut().insert("x-relais-role", MetadataValue::from_static("admin"));
+        Ok(request)
+    });
+    let status = |e: tonic::Status| anyhow::anyhow!("{}: {}", args.target, e.message());
+    match args.command {
+        Cmd::Members => {
+            let r = admin.list_members(pb::ListRequest {}).await.map_err(status)?.into_inner();
+            Ok(match args.output {
+                Output::Table => members_table(&r),
+                Output::Json => serde_json::to_string_pretty(&MembersJson::from(&r))?,
+            })
+        }
+        Cmd::Stats => {
+            let r = admin.get_stats(pb::ListRequest {}).await.map_err(status)?.into_inner();
+            Ok(match args.output {
+                Output::Table => stats_table(&r),
+                Output::Json => serde_json::to_string_pretty(&StatsJson::from(&r))?,
+            })
+        }
+    }
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let text: Vec<String> = cells.zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+pub fn members_table(r: &pb::ListMembersResponse) -> String {
+    let rows: Vec<Vec<String>> = r
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                format!("{}{}", m.node_id, if m.answering { " *" } else { "" }),
+                m.address.clone(),
+                format_unix_ms(m.started_unix_ms),
+            ]
+        })
+        .collect();
+    let mut out = table(&["NODE", "ADDRESS", "STARTED (UTC)"], &rows);
+    match r.serving_for_ms {
+        Some(ms) => {
+            let _ = writeln!(
+                out,
+                "\n{} member(s) at etcd revision {}; * answered, lease proven for {ms} ms more",
+                r.members.len(),
+                r.revision
+            );
+        }
+        None => {
+            let _ = writeln!(out, "\na single node without etcd");
+        }
+    }
+    out
+}
+
+pub fn stats_table(r: &pb::StatsResponse) -> String {
+    let queues: Vec<Vec<String>> = r
+        .queues
+        .iter()
+        .map(|q| {
+            vec![
+                q.queue_id.clone(),
+                q.waiting.to_string(),
+                format!("{:.1}", q.longest_wait_ms as f64 / 1000.0),
+                format!("{:.0}%", q.service_level * 100.0),
+                format!("{:.0}%", q.service_level_target * 100.0),
+                format!("{:.1}", q.asa_ms as f64 / 1000.0),
+                format!("{:.1}%", q.abandonment_rate * 100.0),
+                format!("{:.0}%", q.occupancy * 100.0),
+                format!("{}/{}", q.informants_available, q.informants_logged_in),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["QUEUE", "WAITING", "LONGEST(s)", "SL", "TARGET", "ASA(s)", "ABANDON", "OCCUPANCY", "AVAILABLE"],
+        &queues,
+    );
+    let informants: Vec<Vec<String>> = r
+        .informants
+        .iter()
+        .map(|i| {
+            vec![
+                i.informant_id.clone(),
+                state_name(i.state).to_string(),
+                i.reason.clone(),
+                format!("{:.0}", i.in_state_ms as f64 / 1000.0),
+                i.calls_handled.to_string(),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(&["INFORMANT", "STATE", "REASON", "IN STATE(s)", "CALLS"], &informants));
+    out
+}
+
+fn state_name(state: i32) -> &'static str {
+    match pb::InformantState::try_from(state).unwrap_or(pb::InformantState::Unspecified) {
+        pb::InformantState::Available => "available",
+        pb::InformantState::Reserved => "reserved",
+        pb::InformantState::OnCall => "on call",
+        pb::InformantState::WrapUp => "wrap-up",
+        pb::InformantState::Paused => "paused",
+        pb::InformantState::Offline => "offline",
+        pb::InformantState::Unspecified => "?",
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` from Unix milliseconds (UTC), without a date crate.
+pub fn format_unix_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[derive(Serialize)]
+struct MembersJson {
+    clustered: bool,
+    revision: i64,
+    serving_for_ms: Option<u64>,
+    members: Vec<MemberJson>,
+}
+
+#[derive(Serialize)]
+struct MemberJson {
+    node_id: String,
+    address: String,
+    started_unix_ms: i64,
+    answering: bool,
+}
+
+impl From<&pb::ListMembersResponse> for MembersJson {
+    fn from(r: &pb::ListMembersResponse) -> Self {
+        Self {
+            clustered: r.clustered,
+            revision: r.revision,
+            serving_for_ms: r.serving_for_ms,
+            members: r
+                .members
+                .iter()
+                .map(|m| MemberJson {
+                    node_id: m.node_id.clone(),
+                    address: m.address.clone(),
+                    started_unix_ms: m.started_unix_ms,
+                    answering: m.answering,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatsJson {
+    queues: Vec<QueueJson>,
+    informants: Vec<InformantJson>,
+}
+
+#[derive(Serialize)]
+struct QueueJson {
+    queue_id: String,
+    waiting: u32,
+    longest_wait_ms: u64,
+    service_level: f64,
+    service_level_target: f64,
+    asa_ms: u64,
+    abandonment_rate: f64,
+    occupancy: f64,
+    informants_logged_in: u32,
+    informants_available: u32,
+    offered_total: u64,
+    answered_total: u64,
+    abandoned_total: u64,
+    deflected_total: u64,
+}
+
+#[derive(Serialize)]
+struct InformantJson {
+    informant_id: String,
+    state: &'static str,
+    reason: String,
+    in_state_ms: u64,
+    calls_handled: u64,
+}
+
+impl From<&pb::StatsResponse> for StatsJson {
+    fn from(r: &pb::StatsResponse) -> Self {
+        Self {
+            queues: r
+                .queues
+                .iter()
+                .map(|q| QueueJson {
+                    queue_id: q.queue_id.clone(),
+                    waiting: q.waiting,
+                    longest_wait_ms: q.longest_wait_ms,
+                    service_level: q.service_level,
+                    service_level_target: q.service_level_target,
+                    asa_ms: q.asa_ms,
+                    abandonment_rate: q.abandonment_rate,
+                    occupancy: q.occupancy,
+                    informants_logged_in: q.informants_logged_in,
+                    informants_available: q.informants_available,
+                    offered_total: q.offered_total,
+                    answered_total: q.answered_total,
+                    abandoned_total: q.abandoned_total,
+                    deflected_total: q.deflected_total,
+                })
+                .collect(),
+            informants: r
+                .informants
+                .iter()
+                .map(|i| InformantJson {
+                    informant_id: i.informant_id.clone(),
+                    state: state_name(i.state),
+                    reason: i.reason.clone(),
+                    in_state_ms: i.in_state_ms,
+                    calls_handled: i.calls_handled,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(format_unix_ms(0), "1970-01-01 00:00:00");
+        assert_eq!(format_unix_ms(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(format_unix_ms(1_795_834_861_000), "2026-11-28 03:01:01");
+    }
+
+    #[test]
+    fn tables_align_their_columns() {
+        let t = table(&["A", "LONG HEADER"], &[vec!["wide cell".into(), "x".into()]]);
+        assert_eq!(t, "A          LONG HEADER\nwide cell  x\n");
+    }
+}

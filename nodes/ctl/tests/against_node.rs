@@ -1,0 +1,75 @@
+//! relaisctl against a real node (its own code, in-process, over real gRPC)
+//! and, for failures, the real binary.
+
+#![allow(clippy::unwrap_used)]
+
+use clap::Parser;
+use relais_ctl::{Args, run};
+use relais_node::NodeConfig;
+use relais_proto::v1 as pb;
+
+/// A node on a free loopback port with queue `justice` and one informant.
+async fn node() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = NodeConfig { listen: addr, node_id: "ctl-test".into(), ..NodeConfig::default() };
+    tokio::spawn(relais_node::server::serve(config, listener, std::future::pending()));
+    let target = format!("http://{addr}");
+    let channel = tonic::transport::Channel::from_shared(target.clone()).unwrap().connect().await.unwrap();
+    let mut admin = pb::admin_client::AdminClient::new(channel.clone());
+    let queue = pb::QueueConfig {
+        id: "justice".into(),
+        required_skills: vec![pb::Skill { name: "justice".into(), proficiency: 1 }],
+        ..Default::default()
+    };
+    admin.apply_plan(pb::RoutingPlan { queues: vec![queue], informants: vec![], prune: false }).await.unwrap();
+    let mut desk = pb::informant_client::InformantClient::new(channel);
+    let skills = vec![pb::Skill { name: "justice".into(), proficiency: 3 }];
+    desk.login(pb::LoginRequest { informant_id: "ana".into(), skills }).await.unwrap();
+    target
+}
+
+fn args(target: &str, rest: &[&str]) -> Args {
+    Args::parse_from(["relaisctl", "--target", target].iter().chain(rest))
+}
+
+#[tokio::test]
+async fn members_and_stats_as_tables_and_json() {
+    let target = node().await;
+
+    let table = run(&args(&target, &["members"])).await.unwrap();
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("NODE"));
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("ctl-test *"), "{table}");
+    assert!(row.contains(target.trim_start_matches("http://")), "{table}");
+    assert!(table.contains("a single node without etcd"), "{table}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&args(&target, &["--output", "json", "members"])).await.unwrap()).unwrap();
+    assert_eq!(json["clustered"], false);
+    assert_eq!(json["members"][0]["node_id"], "ctl-test");
+
+    let table = run(&args(&target, &["stats"])).await.unwrap();
+    let queue_row = table.lines().find(|l| l.starts_with("justice")).unwrap_or_else(|| panic!("{table}"));
+    assert!(queue_row.ends_with("1/1"), "one of one informant available: {queue_row}");
+    let informant_row = table.lines().find(|l| l.starts_with("ana")).unwrap_or_else(|| panic!("{table}"));
+    assert!(informant_row.contains("available"), "{informant_row}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&args(&target, &["--output", "json", "stats"])).await.unwrap()).unwrap();
+    assert_eq!(json["queues"][0]["queue_id"], "justice");
+    assert_eq!(json["informants"][0]["state"], "available");
+}
+
+#[test]
+fn an_unreachable_node_is_a_clear_error_and_exit_status() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relaisctl"))
+        .args(["--target", &format!("http://127.0.0.1:{port}"), "members"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("relaisctl: cannot reach http://127.0.0.1:"), "{stderr}");
+}

@@ -1,0 +1,95 @@
+//! The cluster: membership in etcd and the placement of actors over the
+//! live members.
+//!
+//! A node started without etcd endpoints is a cluster of one that never
+//! stops serving; with them, it serves only while its [`LeaseWindow`]
+//! proves its membership.
+
+pub mod detector;
+pub mod lease;
+pub mod membership;
+pub mod placement;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use lease::LeaseWindow;
+pub use membership::{JoinOptions, MemberInfo, Members, Membership};
+use tokio::sync::watch;
+
+use crate::config::NodeConfig;
+use crate::error::Result;
+
+/// This node's place in the cluster.
+pub struct Cluster {
+    me: MemberInfo,
+    window: Arc<LeaseWindow>,
+    members: Option<watch::Receiver<Arc<Members>>>,
+    membership: tokio::sync::Mutex<Option<Membership>>,
+}
+
+impl Cluster {
+    /// Joins the cluster the configuration names, or stands alone without
+    /// one. `bound` is the server's address, advertised unless the
+    /// configuration says otherwise.
+    pub async fn start(config: &NodeConfig, bound: SocketAddr) -> Result<Arc<Self>> {
+        let me = MemberInfo {
+            node_id: config.node_name(bound.port()),
+            address: if config.advertise.is_empty() { bound.to_string() } else { config.advertise.clone() },
+            started_unix_ms: crate::clock::now_ms(),
+            lease_id: 0,
+        };
+        if !config.clustered() {
+            return Ok(Arc::new(Self {
+                me,
+                window: Arc::new(LeaseWindow::always()),
+                members: None,
+                membership: tokio::sync::Mutex::new(None),
+            }));
+        }
+        let membership = Membership::join(JoinOptions {
+            endpoints: config.etcd_endpoints.clone(),
+            prefix: config.cluster_prefix.clone(),
+            node_id: me.node_id.clone(),
+            address: me.address.clone(),
+            lease_ttl: Duration::from_secs(config.lease_ttl_s),
+        })
+        .await?;
+        Ok(Arc::new(Self {
+            me,
+            window: membership.window(),
+            members: Some(membership.subscribe()),
+            membership: tokio::sync::Mutex::new(Some(membership)),
+        }))
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.me.node_id
+    }
+
+    pub fn clustered(&self) -> bool {
+        self.members.is_some()
+    }
+
+    /// The window in which this node may serve.
+    pub fn window(&self) -> &Arc<LeaseWindow> {
+        &self.window
+    }
+
+    /// The live members; without etcd, this node alone.
+    pub fn members(&self) -> Members {
+        match &self.members {
+            Some(members) => members.borrow().as_ref().clone(),
+            None => Members { revision: 0, nodes: BTreeMap::from([(self.me.node_id.clone(), self.me.clone())]) },
+        }
+    }
+
+    /// Leaves the cluster at once (the lease is revoked), if in one.
+    pub async fn leave(&self) {
+        if let Some(mut membership) = self.membership.lock().await.take() {
+            membership.leave().await;
+        }
+    }
+}

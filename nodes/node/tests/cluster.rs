@@ -1,0 +1,225 @@
+//! Cluster membership against a real etcd: nodes register under a lease,
+//! see each other, leave at once when stopped or killed (a peer revokes a
+//! dead member's lease), are left to their lease when merely silent, and
+//! stop serving while they cannot prove their membership.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use relais_proto::v1 as pb;
+use support::etcd::EtcdProcess;
+use support::{Clients, NodeProcess};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+fn member(etcd: &EtcdProcess, id: &str, ttl_s: u64) -> NodeProcess {
+    NodeProcess::start(&["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", &ttl_s.to_string()], &[])
+}
+
+async fn members(c: &mut Clients) -> Result<pb::ListMembersResponse, tonic::Status> {
+    c.admin.list_members(pb::ListRequest {}).await.map(tonic::Response::into_inner)
+}
+
+fn ids(r: &pb::ListMembersResponse) -> Vec<String> {
+    r.members.iter().map(|m| m.node_id.clone()).collect()
+}
+
+/// Polls `check` every 50 ms until it holds or `within` passes; returns
+/// how long it took.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if check().await {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within {within:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_see_each_other_and_a_stopped_or_killed_member_leaves() {
+    let etcd = EtcdProcess::start();
+    let a = member(&etcd, "node-a", 2);
+    // A long lease: seeing this node go quickly proves it revoked its lease.
+    let mut b = member(&etcd, "node-b", 30);
+    let c = member(&etcd, "node-c", 30);
+    let mut admin = Clients::new(&a, "cai").await;
+
+    eventually(Duration::from_secs(10), "three members", || {
+        let mut admin = admin_clone(&admin);
+        async move { members(&mut admin).await.is_ok_and(|r| r.members.len() == 3) }
+    })
+    .await;
+    let view = members(&mut admin).await.unwrap();
+    assert!(view.clustered);
+    assert!(view.revision > 0);
+    assert_eq!(ids(&view), ["node-a", "node-b", "node-c"]);
+    let addresses: Vec<&str> = view.members.iter().map(|m| m.address.as_str()).collect();
+    assert_eq!(addresses, [a.addr.as_str(), b.addr.as_str(), c.addr.as_str()]);
+    assert_eq!(view.members.iter().filter(|m| m.answering).map(|m| m.node_id.as_str()).collect::<Vec<_>>(), ["node-a"]);
+    let serving_for = view.serving_for_ms.expect("a member says how long it may serve");
+    assert!(serving_for > 0 && serving_for <= 2_000, "{serving_for}");
+
+    // SIGTERM: the node revokes its 30 s lease on the way out.
+    assert_eq!(b.terminate(Duration::from_secs(10)), Some(true));
+    let took = eventually(Duration::from_secs(10), "the stopped member leaves", || {
+        let mut admin = admin_clone(&admin);
+        async move { members(&mut admin).await.is_ok_and(|r| ids(&r) == ["node-a", "node-c"]) }
+    })
+    .await;
+    println!("stopped member gone after {took:?}");
+
+    // A member that stops answering (SIGSTOP) but whose port is still open
+    // is not evicted by its peers: only its lease's TTL can end it.
+    let pid = c.pid().to_string();
+    std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = members(&mut admin).await.unwrap();
+    std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    assert_eq!(ids(&still), ["node-a", "node-c"], "a paused member is left to its lease");
+
+    // kill -9: a peer sees its health stream break, finds the port closed,
+    // and revokes the 30 s lease at once.
+    drop(c);
+    let took = eventually(Duration::from_secs(10), "the killed member leaves", || {
+        let mut admin = admin_clone(&admin);
+        async move { members(&mut admin).await.is_ok_and(|r| ids(&r) == ["node-a"]) }
+    })
+    .await;
+    println!("killed member gone after {took:?}");
+    assert!(a.logs().contains("revoked its lease"), "node-a revoked the dead member's lease");
+}
+
+fn admin_clone(c: &Clients) -> Clients {
+    Clients { gateway: c.gateway.clone(), desk: c.desk.clone(), admin: c.admin.clone() }
+}
+
+async fn health(node: &NodeProcess) -> Option<ServingStatus> {
+    let mut client = HealthClient::new(node.channel().await);
+    let request = tonic_health::pb::HealthCheckRequest { service: "relais.v1.Gateway".into() };
+    client.check(request).await.ok().map(|r| r.into_inner().status())
+}
+
+async fn serves(c: &mut Clients) -> Result<(), tonic::Status> {
+    c.admin.list_queues(pb::ListRequest {}).await.map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cut_off_from_etcd_stops_serving_and_comes_back() {
+    let mut etcd = EtcdProcess::start();
+    let node = member(&etcd, "node-a", 2);
+    let mut c = Clients::new(&node, "cai").await;
+    serves(&mut c).await.unwrap();
+    assert_eq!(health(&node).await, Some(ServingStatus::Serving));
+
+    // etcd frozen: renewals go unanswered and the window closes.
+    etcd.pause();
+    let took = eventually(Duration::from_secs(10), "refuses work", || {
+        let mut c = admin_clone(&c);
+        async move { serves(&mut c).await.is_err_and(|s| s.code() == Code::Unavailable) }
+    })
+    .await;
+    println!("stopped serving {took:?} after etcd froze");
+    let refusal = serves(&mut c).await.unwrap_err();
+    assert!(refusal.message().contains("membership"), "{}", refusal.message());
+    let offer = c.gateway.offer_call(support::offer("c1", "justice")).await.unwrap_err();
+    assert_eq!(offer.code(), Code::Unavailable, "every service refuses, not only Admin");
+    eventually(Duration::from_secs(5), "health says NOT_SERVING", || async {
+        health(&node).await == Some(ServingStatus::NotServing)
+    })
+    .await;
+
+    etcd.resume();
+    eventually(Duration::from_secs(15), "serves again after etcd thaws", || {
+        let mut c = admin_clone(&c);
+        async move { serves(&mut c).await.is_ok() }
+    })
+    .await;
+
+    // etcd killed and restarted from its data: the node comes back by itself.
+    etcd.kill();
+    eventually(Duration::from_secs(10), "refuses work while etcd is down", || {
+        let mut c = admin_clone(&c);
+        async move { serves(&mut c).await.is_err_and(|s| s.code() == Code::Unavailable) }
+    })
+    .await;
+    etcd.restart();
+    eventually(Duration::from_secs(20), "serves again after etcd restarts", || {
+        let mut c = admin_clone(&c);
+        async move { serves(&mut c).await.is_ok() && members(&mut c).await.is_ok_and(|r| ids(&r) == ["node-a"]) }
+    })
+    .await;
+    eventually(Duration::from_secs(5), "health says SERVING again", || async {
+        health(&node).await == Some(ServingStatus::Serving)
+    })
+    .await;
+}
+
+/// Runs `relais-node` with `args` expecting it to exit; returns its stderr.
+fn run_to_exit(args: &[&str]) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relais-node"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            return (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("relais-node {args:?} did not exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_id_held_by_a_live_member_is_refused() {
+    let etcd = EtcdProcess::start();
+    let _first = member(&etcd, "node-a", 2);
+    let (ok, stderr) = run_to_exit(&["--etcd", &etcd.client_url, "--node-id", "node-a", "--lease-ttl-s", "2"]);
+    assert!(!ok);
+    assert!(stderr.contains("cluster member \"node-a\" already exists"), "{stderr}");
+}
+
+#[test]
+fn unreachable_etcd_and_bad_cluster_settings_stop_the_node_at_start() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (ok, stderr) = run_to_exit(&["--etcd", &format!("http://127.0.0.1:{port}")]);
+    assert!(!ok);
+    assert!(stderr.contains("unreachable"), "{stderr}");
+
+    let (ok, stderr) = run_to_exit(&["--etcd", "http://127.0.0.1:2379", "--lease-ttl-s", "1"]);
+    assert!(!ok);
+    assert!(stderr.contains("lease_ttl_s"), "{stderr}");
+
+    let (ok, stderr) = run_to_exit(&["--node-id", "no/slash"]);
+    assert!(!ok);
+    assert!(stderr.contains("node_id"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_node_without_etcd_lists_itself_alone() {
+    let node = NodeProcess::start(&["--node-id", "solo"], &[]);
+    let mut c = Clients::new(&node, "cai").await;
+    let view = members(&mut c).await.unwrap();
+    assert!(!view.clustered);
+    assert_eq!(view.serving_for_ms, None);
+    assert_eq!(ids(&view), ["solo"]);
+    assert_eq!(view.members[0].address, node.addr);
+    assert!(view.members[0].answering);
+}
