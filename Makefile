@@ -13,11 +13,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NODE_ADDR ?= 127.0.0.1:50051
 DEMO_ARGS ?= --live
 
-.PHONY: help deps build run test lint bench clean
+CLUSTER_DIR ?= target/cluster
+CLUSTER_ETCD_PORT ?= 23790
+
+.PHONY: help deps build run cluster test lint bench clean
 
 help:
 	@echo "make run    - one relais node on its embedded default + live CAI-like demo (Ctrl-C stops both)"
 	@echo "make test   - lint and every test (what CI runs)"
+	@echo "make cluster - etcd + three nodes joined in one membership, and relaisctl members every 2 s (Ctrl-C stops all)"
 	@echo "make bench  - routing, memory and end-to-end benchmarks, and a long Erlang C check (see docs/benchmarks.md)"
 
 # System packages: protoc (etcd-client's and our proto build need it) and
@@ -34,7 +38,7 @@ deps:
 	command -v $(CARGO) >/dev/null || { echo "relais: cargo not found; install Rust (rustup) first" >&2; exit 1; }
 
 build: deps
-	$(CARGO) build --release -p relais-node -p relais-loadgen
+	$(CARGO) build --release -p relais-node -p relais-loadgen -p relais-ctl
 
 # Starts a release node on $(NODE_ADDR), waits until it listens, and stops it
 # however the recipe ends. The node runs in its own session, so that Ctrl-C
@@ -52,6 +56,38 @@ endef
 run: build
 	@$(start_node)
 	./target/release/relais-loadgen --target http://$(NODE_ADDR) $(DEMO_ARGS)
+
+# A local cluster's membership: one etcd member (fresh data in
+# $(CLUSTER_DIR)) and three nodes on 127.0.0.1:50051-50053. Their pids are
+# printed: kill -9 one and watch it leave the member list. Queues and
+# informants are not spread over the members yet: each node routes its own
+# clients.
+cluster: build
+	@rm -rf $(CLUSTER_DIR); mkdir -p $(CLUSTER_DIR)
+	etcd_url=http://127.0.0.1:$(CLUSTER_ETCD_PORT)
+	peer_url=http://127.0.0.1:$$(( $(CLUSTER_ETCD_PORT) + 1 ))
+	setsid etcd --name relais --data-dir $(CLUSTER_DIR)/etcd --pre-vote=true \
+	  --listen-client-urls $$etcd_url --advertise-client-urls $$etcd_url \
+	  --listen-peer-urls $$peer_url --initial-advertise-peer-urls $$peer_url \
+	  --initial-cluster relais=$$peer_url >$(CLUSTER_DIR)/etcd.log 2>&1 &
+	pids=$$!
+	trap 'kill $$pids 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+	trap 'exit 130' INT TERM
+	for _ in $$(seq 100); do grep -q "ready to serve client requests" $(CLUSTER_DIR)/etcd.log && break; sleep 0.1; done
+	echo "relais: etcd on $$etcd_url (pid $$pids, log $(CLUSTER_DIR)/etcd.log)"
+	for i in 1 2 3; do
+	  setsid ./target/release/relais-node --listen 127.0.0.1:5005$$i --etcd $$etcd_url --node-id node-$$i \
+	    >$(CLUSTER_DIR)/node-$$i.out 2>$(CLUSTER_DIR)/node-$$i.log &
+	  pids="$$! $$pids"
+	  echo "relais: node-$$i on 127.0.0.1:5005$$i (pid $$!, log $(CLUSTER_DIR)/node-$$i.log)"
+	done
+	sleep 1
+	while true; do
+	  for i in 1 2 3; do
+	    ./target/release/relaisctl --target http://127.0.0.1:5005$$i members 2>&1 && break || true
+	  done
+	  echo "---- $$(date +%T) · Ctrl-C stops etcd and the nodes"; sleep 2
+	done
 
 lint: deps
 	$(CARGO) fmt --all -- --check
