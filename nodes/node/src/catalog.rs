@@ -1,7 +1,7 @@
 //! The tenants' configuration: queues and informants' profiles.
 //!
-//! Held in memory on a single node; the cluster keeps the same catalogue in
-//! etcd behind this interface.
+//! Held in memory; in a cluster it mirrors what etcd holds
+//! (`cluster::catalog_store`), and only that mirror writes to it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};

@@ -5,6 +5,7 @@
 //! stops serving; with them, it serves only while its [`LeaseWindow`]
 //! proves its membership.
 
+pub mod catalog_store;
 pub mod detector;
 pub mod lease;
 pub mod membership;
@@ -19,6 +20,7 @@ pub use lease::LeaseWindow;
 pub use membership::{JoinOptions, MemberInfo, Members, Membership};
 use tokio::sync::watch;
 
+use crate::cluster::catalog_store::CatalogStore;
 use crate::config::NodeConfig;
 use crate::error::Result;
 
@@ -27,6 +29,8 @@ pub struct Cluster {
     me: MemberInfo,
     window: Arc<LeaseWindow>,
     members: Option<watch::Receiver<Arc<Members>>>,
+    /// The configuration's home, in a cluster.
+    catalog: Option<Arc<CatalogStore>>,
     membership: tokio::sync::Mutex<Option<Membership>>,
 }
 
@@ -46,6 +50,7 @@ impl Cluster {
                 me,
                 window: Arc::new(LeaseWindow::always()),
                 members: None,
+                catalog: None,
                 membership: tokio::sync::Mutex::new(None),
             }));
         }
@@ -61,12 +66,18 @@ impl Cluster {
             me,
             window: membership.window(),
             members: Some(membership.subscribe()),
+            catalog: Some(CatalogStore::new(membership.client(), &config.cluster_prefix)),
             membership: tokio::sync::Mutex::new(Some(membership)),
         }))
     }
 
     pub fn node_id(&self) -> &str {
         &self.me.node_id
+    }
+
+    /// Where the tenants' configuration lives, in a cluster.
+    pub fn catalog(&self) -> Option<Arc<CatalogStore>> {
+        self.catalog.clone()
     }
 
     pub fn clustered(&self) -> bool {

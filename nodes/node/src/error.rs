@@ -20,6 +20,9 @@ pub enum NodeError {
     PermissionDenied(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A concurrent change won; the client reads again and retries.
+    #[error("{0}")]
+    Aborted(String),
     /// Something that should not happen; the details stay in the log.
     #[error("internal: {0}")]
     Internal(String),
@@ -53,6 +56,7 @@ impl From<NodeError> for Status {
             NodeError::ResourceExhausted(m) => Status::resource_exhausted(m),
             NodeError::PermissionDenied(m) => Status::permission_denied(m),
             NodeError::Unavailable(m) => Status::unavailable(m),
+            NodeError::Aborted(m) => Status::aborted(m),
             NodeError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 Status::internal("internal error")

@@ -16,11 +16,16 @@ use crate::actors::informant::{InformantActor, InformantArgs, InformantMsg};
 use crate::actors::queue::{QueueActor, QueueArgs, QueueMsg};
 use crate::actors::supervisor::{Child, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::catalog::{Catalog, QueueEntry};
+use crate::cluster::catalog_store::{CatalogStore, Change};
 use crate::config::NodeConfig;
 use crate::directory::Directory;
 use crate::error::{NodeError, Result};
 use crate::pseudonym::Pseudonymizer;
 use crate::validate;
+
+/// How often a queue deleted elsewhere checks whether its live calls here
+/// have ended.
+const RETIRE_CHECK: Duration = Duration::from_millis(500);
 
 /// How long a request waits for an actor's answer.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -114,6 +119,12 @@ pub struct Node {
     starter: QueueStarter,
     /// Serializes configuration changes (rare) so that a plan applies whole.
     admin: tokio::sync::Mutex<()>,
+    /// In a cluster: the configuration's home in etcd, which this node
+    /// mirrors. Without one, the catalogue lives in this node alone.
+    store: std::sync::OnceLock<Arc<CatalogStore>>,
+    /// Queues deleted through another node that still hold live calls
+    /// here: they finish them, then go.
+    retiring: std::sync::Mutex<HashSet<(Arc<str>, Arc<str>)>>,
 }
 
 impl Node {
@@ -152,7 +163,139 @@ impl Node {
             supervisor,
             starter,
             admin: tokio::sync::Mutex::new(()),
+            store: std::sync::OnceLock::new(),
+            retiring: std::sync::Mutex::new(HashSet::new()),
         }))
+    }
+
+    /// Makes this node mirror the configuration kept in etcd: loads it now,
+    /// then follows it in the background.
+    pub async fn mirror(self: &Arc<Self>, store: Arc<CatalogStore>) -> Result<()> {
+        store.load(self).await.map_err(|e| NodeError::Unavailable(format!("reading the configuration: {e}")))?;
+        let _ = self.store.set(store.clone());
+        tokio::spawn(store.follow(Arc::downgrade(self)));
+        Ok(())
+    }
+
+    /// Carries out `changes`, already validated under `guard`: here alone,
+    /// or, in a cluster, through etcd (then every node applies them).
+    async fn commit(
+        self: &Arc<Self>,
+        tenant: &Arc<str>,
+        changes: Vec<Change>,
+        guard: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<()> {
+        if let Some(store) = self.store.get() {
+            drop(guard);
+            return store.commit(tenant, changes).await;
+        }
+        let result = self.apply_locked(tenant, changes, false).await;
+        self.starter.refresh_informants(tenant, None);
+        result
+    }
+
+    /// Applies changes to this node's catalogue and actors. `lenient` (for
+    /// changes another node committed): a deletion of a queue that still
+    /// holds live calls here waits for them instead of failing.
+    async fn apply_locked(self: &Arc<Self>, tenant: &Arc<str>, changes: Vec<Change>, lenient: bool) -> Result<()> {
+        for change in changes {
+            match change {
+                Change::PutQueue(wire) => {
+                    let parsed = validate::queue_config(&wire)?;
+                    let entry = QueueEntry { parsed, wire };
+                    match self.catalog.queue(tenant, &entry.parsed.id) {
+                        None => self.create_queue_locked(tenant, entry).await?,
+                        Some(existing) if existing.wire != entry.wire => {
+                            self.update_queue_locked(tenant, entry).await?
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Change::DeleteQueue(id) => {
+                    let id: Arc<str> = id.into();
+                    if self.catalog.queue(tenant, &id).is_none() {
+                        continue;
+                    }
+                    match self.delete_queue_locked(tenant, &id).await {
+                        Err(NodeError::FailedPrecondition(_)) if lenient => self.retire_later(tenant, &id),
+                        other => other?,
+                    }
+                }
+                Change::PutProfile(profile) => self.catalog.put_profile(tenant, profile),
+                Change::DeleteProfile(id) => {
+                    self.catalog.remove_profile(tenant, &id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes another node committed (or this one, coming back through
+    /// etcd's watch).
+    pub(crate) async fn apply_remote(self: &Arc<Self>, tenant: &str, changes: Vec<Change>) {
+        let Some(tenant) = self.config.tenants.iter().find(|t| t.as_str() == tenant).map(|t| Arc::from(t.as_str()))
+        else {
+            return;
+        };
+        let _guard = self.admin.lock().await;
+        if let Err(e) = self.apply_locked(&tenant, changes, true).await {
+            tracing::error!(tenant = %tenant, error = %e, "could not apply a configuration change from etcd");
+        }
+        self.starter.refresh_informants(&tenant, None);
+    }
+
+    /// Makes the tenant's catalogue equal to `desired` (the whole of what
+    /// etcd holds for it).
+    pub(crate) async fn reconcile(self: &Arc<Self>, tenant: &str, desired: Vec<Change>) {
+        let mut changes = desired;
+        let queues: HashSet<String> = changes
+            .iter()
+            .filter_map(|c| if let Change::PutQueue(q) = c { Some(q.id.clone()) } else { None })
+            .collect();
+        let profiles: HashSet<String> = changes
+            .iter()
+            .filter_map(|c| if let Change::PutProfile(p) = c { Some(p.id.clone()) } else { None })
+            .collect();
+        for q in self.catalog.queues(tenant) {
+            if !queues.contains(q.parsed.id.as_ref()) {
+                changes.push(Change::DeleteQueue(q.parsed.id.to_string()));
+            }
+        }
+        for p in self.catalog.profiles(tenant) {
+            if !profiles.contains(&p.id) {
+                changes.push(Change::DeleteProfile(p.id));
+            }
+        }
+        self.apply_remote(tenant, changes).await;
+    }
+
+    /// Deletes a queue once its live calls here have ended, unless it is
+    /// created again meanwhile.
+    fn retire_later(self: &Arc<Self>, tenant: &Arc<str>, queue_id: &Arc<str>) {
+        let key = (tenant.clone(), queue_id.clone());
+        if !self.retiring.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.clone()) {
+            return;
+        }
+        tracing::info!(tenant = %tenant, queue_id = %queue_id, "queue deleted: it finishes its live calls here first");
+        let node = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RETIRE_CHECK).await;
+                let guard = node.admin.lock().await;
+                let (tenant, queue_id) = &key;
+                let recreated =
+                    node.store.get().is_some_and(|s| s.holds(tenant, &Change::DeleteQueue(queue_id.to_string())));
+                let done = recreated
+                    || node.catalog.queue(tenant, queue_id).is_none()
+                    || node.delete_queue_locked(tenant, queue_id).await.is_ok();
+                drop(guard);
+                if done {
+                    node.retiring.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+                    node.starter.refresh_informants(tenant, None);
+                    return;
+                }
+            }
+        });
     }
 
     /// Stops every actor. Their session and watcher channels close with
@@ -221,32 +364,36 @@ impl Node {
         Ok(())
     }
 
-    pub async fn create_queue(&self, tenant: &Arc<str>, wire: pb::QueueConfig) -> Result<pb::QueueConfig> {
+    pub async fn create_queue(self: &Arc<Self>, tenant: &Arc<str>, wire: pb::QueueConfig) -> Result<pb::QueueConfig> {
         let parsed = validate::queue_config(&wire)?;
-        let _guard = self.admin.lock().await;
+        let guard = self.admin.lock().await;
         if self.catalog.queue(tenant, &parsed.id).is_some() {
             return Err(NodeError::exists("queue", parsed.id.as_ref()));
         }
+        if self.catalog.queue_count(tenant) >= self.config.max_queues_per_tenant {
+            return Err(NodeError::ResourceExhausted(format!(
+                "at most {} queues per tenant",
+                self.config.max_queues_per_tenant
+            )));
+        }
         self.check_overflow_target(tenant, &parsed, &[])?;
-        self.create_queue_locked(tenant, QueueEntry { parsed, wire: wire.clone() }).await?;
-        self.starter.refresh_informants(tenant, None);
+        self.commit(tenant, vec![Change::PutQueue(wire.clone())], guard).await?;
         Ok(wire)
     }
 
-    pub async fn update_queue(&self, tenant: &Arc<str>, wire: pb::QueueConfig) -> Result<pb::QueueConfig> {
+    pub async fn update_queue(self: &Arc<Self>, tenant: &Arc<str>, wire: pb::QueueConfig) -> Result<pb::QueueConfig> {
         let parsed = validate::queue_config(&wire)?;
-        let _guard = self.admin.lock().await;
+        let guard = self.admin.lock().await;
         if self.catalog.queue(tenant, &parsed.id).is_none() {
             return Err(NodeError::not_found("queue", parsed.id.as_ref()));
         }
         self.check_overflow_target(tenant, &parsed, &[])?;
-        self.update_queue_locked(tenant, QueueEntry { parsed, wire: wire.clone() }).await?;
-        self.starter.refresh_informants(tenant, None);
+        self.commit(tenant, vec![Change::PutQueue(wire.clone())], guard).await?;
         Ok(wire)
     }
 
-    pub async fn delete_queue(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<()> {
-        let _guard = self.admin.lock().await;
+    pub async fn delete_queue(self: &Arc<Self>, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<()> {
+        let guard = self.admin.lock().await;
         if self.catalog.queue(tenant, queue_id).is_none() {
             return Err(NodeError::not_found("queue", queue_id.as_ref()));
         }
@@ -258,9 +405,11 @@ impl Node {
         {
             return Err(NodeError::precondition(format!("queue {:?} overflows to it", other.parsed.id)));
         }
-        self.delete_queue_locked(tenant, queue_id).await?;
-        self.starter.refresh_informants(tenant, None);
-        Ok(())
+        let live = self.live_calls(tenant, queue_id).await?;
+        if live > 0 {
+            return Err(NodeError::precondition(format!("queue {queue_id:?} holds {live} live calls")));
+        }
+        self.commit(tenant, vec![Change::DeleteQueue(queue_id.to_string())], guard).await
     }
 
     /// An overflow must name a queue of the tenant (existing, or in `plan`).
@@ -280,13 +429,13 @@ impl Node {
     }
 
     pub async fn put_profile(
-        &self,
+        self: &Arc<Self>,
         tenant: &Arc<str>,
         profile: pb::InformantProfile,
         create: bool,
     ) -> Result<pb::InformantProfile> {
         let profile = validate::informant_profile(&profile)?;
-        let _guard = self.admin.lock().await;
+        let guard = self.admin.lock().await;
         let exists = self.catalog.profile(tenant, &profile.id).is_some();
         match (create, exists) {
             (true, true) => return Err(NodeError::exists("informant", profile.id)),
@@ -296,18 +445,25 @@ impl Node {
         if create && self.catalog.profiles(tenant).len() >= self.config.max_informants_per_tenant {
             return Err(NodeError::ResourceExhausted("too many informant profiles".into()));
         }
-        self.catalog.put_profile(tenant, profile.clone());
+        self.commit(tenant, vec![Change::PutProfile(profile.clone())], guard).await?;
         Ok(profile)
     }
 
-    pub async fn delete_profile(&self, tenant: &Arc<str>, id: &str) -> Result<()> {
-        let _guard = self.admin.lock().await;
-        self.catalog.remove_profile(tenant, id).map(|_| ()).ok_or_else(|| NodeError::not_found("informant", id))
+    pub async fn delete_profile(self: &Arc<Self>, tenant: &Arc<str>, id: &str) -> Result<()> {
+        let guard = self.admin.lock().await;
+        if self.catalog.profile(tenant, id).is_none() {
+            return Err(NodeError::not_found("informant", id));
+        }
+        self.commit(tenant, vec![Change::DeleteProfile(id.to_string())], guard).await
     }
 
     /// Makes the tenant's configuration equal to `plan`, all or nothing as
     /// far as validation goes.
-    pub async fn apply_plan(&self, tenant: &Arc<str>, plan: pb::RoutingPlan) -> Result<pb::ApplyPlanResponse> {
+    pub async fn apply_plan(
+        self: &Arc<Self>,
+        tenant: &Arc<str>,
+        plan: pb::RoutingPlan,
+    ) -> Result<pb::ApplyPlanResponse> {
         if plan.queues.len() > validate::MAX_PLAN_QUEUES.min(self.config.max_queues_per_tenant) {
             return Err(NodeError::invalid("queues", "too many queues"));
         }
@@ -330,7 +486,7 @@ impl Node {
         if profiles.iter().map(|p| p.id.as_str()).collect::<HashSet<_>>().len() != profiles.len() {
             return Err(NodeError::invalid("informants", "an informant id is named twice"));
         }
-        let _guard = self.admin.lock().await;
+        let guard = self.admin.lock().await;
         for (i, q) in queues.iter().enumerate() {
             let kept: Vec<Arc<str>> = if plan.prune {
                 Vec::new()
@@ -361,46 +517,43 @@ impl Node {
             }
         }
         let mut out = pb::ApplyPlanResponse::default();
+        let mut changes = Vec::new();
         for entry in queues {
             match self.catalog.queue(tenant, &entry.parsed.id) {
-                None => {
-                    self.create_queue_locked(tenant, entry).await?;
-                    out.created += 1;
+                None => out.created += 1,
+                Some(existing) if existing.wire != entry.wire => out.updated += 1,
+                Some(_) => {
+                    out.unchanged += 1;
+                    continue;
                 }
-                Some(existing) if existing.wire != entry.wire => {
-                    self.update_queue_locked(tenant, entry).await?;
-                    out.updated += 1;
-                }
-                Some(_) => out.unchanged += 1,
             }
+            changes.push(Change::PutQueue(entry.wire));
         }
         for id in &to_delete {
-            self.delete_queue_locked(tenant, id).await?;
+            changes.push(Change::DeleteQueue(id.to_string()));
             out.deleted += 1;
         }
         let planned: HashSet<String> = profiles.iter().map(|p| p.id.clone()).collect();
         for profile in profiles {
             match self.catalog.profile(tenant, &profile.id) {
-                None => {
-                    self.catalog.put_profile(tenant, profile);
-                    out.created += 1;
+                None => out.created += 1,
+                Some(existing) if existing != profile => out.updated += 1,
+                Some(_) => {
+                    out.unchanged += 1;
+                    continue;
                 }
-                Some(existing) if existing != profile => {
-                    self.catalog.put_profile(tenant, profile);
-                    out.updated += 1;
-                }
-                Some(_) => out.unchanged += 1,
             }
+            changes.push(Change::PutProfile(profile));
         }
         if plan.prune {
             for existing in self.catalog.profiles(tenant) {
                 if !planned.contains(&existing.id) {
-                    self.catalog.remove_profile(tenant, &existing.id);
+                    changes.push(Change::DeleteProfile(existing.id));
                     out.deleted += 1;
                 }
             }
         }
-        self.starter.refresh_informants(tenant, None);
+        self.commit(tenant, changes, guard).await?;
         Ok(out)
     }
 

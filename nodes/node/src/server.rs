@@ -41,6 +41,9 @@ pub async fn serve(
     });
     let cluster = Cluster::start(&config, listener.local_addr()?).await?;
     let node = Node::start(config).await?;
+    if let Some(store) = cluster.catalog() {
+        node.mirror(store).await?;
+    }
 
     let gateway = pb::gateway_server::GatewayServer::new(GatewayService::new(node.clone()))
         .max_decoding_message_size(max_message);

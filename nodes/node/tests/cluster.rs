@@ -49,7 +49,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_see_each_other_and_a_stopped_or_killed_member_leaves() {
     let etcd = EtcdProcess::start();
-    let a = member(&etcd, "node-a", 2);
+    let a = member(&etcd, "node-a", 5);
     // A long lease: seeing this node go quickly proves it revoked its lease.
     let mut b = member(&etcd, "node-b", 30);
     let c = member(&etcd, "node-c", 30);
@@ -68,7 +68,7 @@ async fn members_see_each_other_and_a_stopped_or_killed_member_leaves() {
     assert_eq!(addresses, [a.addr.as_str(), b.addr.as_str(), c.addr.as_str()]);
     assert_eq!(view.members.iter().filter(|m| m.answering).map(|m| m.node_id.as_str()).collect::<Vec<_>>(), ["node-a"]);
     let serving_for = view.serving_for_ms.expect("a member says how long it may serve");
-    assert!(serving_for > 0 && serving_for <= 2_000, "{serving_for}");
+    assert!(serving_for > 0 && serving_for <= 5_000, "{serving_for}");
 
     // SIGTERM: the node revokes its 30 s lease on the way out.
     assert_eq!(b.terminate(Duration::from_secs(10)), Some(true));
@@ -97,7 +97,7 @@ async fn members_see_each_other_and_a_stopped_or_killed_member_leaves() {
     })
     .await;
     println!("killed member gone after {took:?}");
-    assert!(a.logs().contains("revoked its lease"), "node-a revoked the dead member's lease");
+    assert!(a.logs().contains("member's process is gone: revoking its lease"), "node-a revoked it: {}", a.logs());
 }
 
 fn admin_clone(c: &Clients) -> Clients {
@@ -190,7 +190,8 @@ fn run_to_exit(args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_id_held_by_a_live_member_is_refused() {
     let etcd = EtcdProcess::start();
-    let _first = member(&etcd, "node-a", 2);
+    // A long lease: a starved machine cannot let it lapse during the test.
+    let _first = member(&etcd, "node-a", 10);
     let (ok, stderr) = run_to_exit(&["--etcd", &etcd.client_url, "--node-id", "node-a", "--lease-ttl-s", "2"]);
     assert!(!ok);
     assert!(stderr.contains("cluster member \"node-a\" already exists"), "{stderr}");
@@ -222,4 +223,114 @@ async fn a_node_without_etcd_lists_itself_alone() {
     assert_eq!(ids(&view), ["solo"]);
     assert_eq!(view.members[0].address, node.addr);
     assert!(view.members[0].answering);
+}
+
+async fn queue_ids(c: &mut Clients) -> Vec<String> {
+    c.admin.list_queues(pb::ListRequest {}).await.unwrap().into_inner().queues.into_iter().map(|q| q.id).collect()
+}
+
+async fn profile_ids(c: &mut Clients) -> Vec<String> {
+    c.admin
+        .list_informants(pb::ListRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .informants
+        .into_iter()
+        .map(|p| p.id)
+        .collect()
+}
+
+fn profile(id: &str, skill: &str) -> pb::InformantProfile {
+    pb::InformantProfile { id: id.into(), display_name: String::new(), skills: vec![support::skill(skill, 3)] }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_changed_through_one_member_reaches_every_member() {
+    let etcd = EtcdProcess::start();
+    let a = member(&etcd, "node-a", 5);
+    let b = member(&etcd, "node-b", 5);
+    let mut ca = Clients::new(&a, "cai").await;
+    let mut cb = Clients::new(&b, "cai").await;
+
+    let plan = pb::RoutingPlan {
+        queues: vec![support::queue("justice", "justice", 1), support::queue("travail", "travail", 1)],
+        informants: vec![profile("ana", "justice")],
+        prune: false,
+    };
+    let applied = ca.admin.apply_plan(plan.clone()).await.unwrap().into_inner();
+    assert_eq!((applied.created, applied.updated, applied.deleted), (3, 0, 0));
+    // The answer comes once the answering member applied it: it reads its own writes.
+    assert_eq!(queue_ids(&mut ca).await, ["justice", "travail"]);
+    eventually(Duration::from_secs(5), "the other member has the queues and the profile", || {
+        let mut cb = admin_clone(&cb);
+        async move { queue_ids(&mut cb).await == ["justice", "travail"] && profile_ids(&mut cb).await == ["ana"] }
+    })
+    .await;
+    let again = cb.admin.apply_plan(plan).await.unwrap().into_inner();
+    assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 3), "plans are idempotent cluster-wide");
+
+    // The other member routes with it: its stored profile logs ana in with
+    // the justice skill, and a call offered there reaches her.
+    let mut session = support::Session::open(&mut cb, "ana", vec![]).await;
+    cb.gateway.offer_call(support::offer("c1", "justice")).await.unwrap();
+    let (_, call_id) = session.next_offer().await;
+    assert_eq!(call_id, "c1");
+
+    // An update through B reaches A; the same create through both gives
+    // exactly one queue.
+    let mut changed = support::queue("travail", "travail", 2);
+    changed.display_name = "Travail et emploi".into();
+    cb.admin.update_queue(changed).await.unwrap();
+    eventually(Duration::from_secs(5), "the update reaches A", || {
+        let mut ca = admin_clone(&ca);
+        async move {
+            ca.admin
+                .list_queues(pb::ListRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .queues
+                .iter()
+                .any(|q| q.display_name == "Travail et emploi")
+        }
+    })
+    .await;
+    let (first, second) = tokio::join!(
+        ca.admin.create_queue(support::queue("logement", "logement", 1)),
+        cb.admin.create_queue(support::queue("logement", "logement", 1)),
+    );
+    let outcomes = [first.map(|_| ()), second.map(|_| ())];
+    assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 1, "{outcomes:?}");
+    let loser = outcomes.iter().find_map(|r| r.as_ref().err()).unwrap();
+    assert!(matches!(loser.code(), Code::AlreadyExists | Code::Aborted), "{loser:?}");
+
+    // A member started later loads the configuration before it serves.
+    let c = member(&etcd, "node-c", 5);
+    let mut cc = Clients::new(&c, "cai").await;
+    assert_eq!(queue_ids(&mut cc).await, ["justice", "logement", "travail"]);
+
+    // Deleting through C a queue whose call lives on B: B finishes the
+    // call first, then drops the queue.
+    cb.admin.create_queue(support::queue("ecoute", "ecoute", 1)).await.unwrap();
+    cb.gateway.offer_call(support::offer("w1", "ecoute")).await.unwrap();
+    eventually(Duration::from_secs(5), "C has the queue", || {
+        let mut cc = admin_clone(&cc);
+        async move { queue_ids(&mut cc).await.contains(&"ecoute".to_string()) }
+    })
+    .await;
+    cc.admin.delete_queue(pb::DeleteRequest { id: "ecoute".into() }).await.unwrap();
+    assert!(!queue_ids(&mut cc).await.contains(&"ecoute".to_string()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(queue_ids(&mut cb).await.contains(&"ecoute".to_string()), "B keeps the queue while its call waits");
+    let mut listener = support::Session::open(&mut cb, "lea", vec![support::skill("ecoute", 3)]).await;
+    let (offer_id, call_id) = listener.next_offer().await;
+    assert_eq!(call_id, "w1", "the waiting caller is still served");
+    cb.desk.accept_offer(pb::OfferReply { informant_id: "lea".into(), offer_id }).await.unwrap();
+    cb.desk.finish_call(pb::FinishCallRequest { informant_id: "lea".into(), call_id }).await.unwrap();
+    eventually(Duration::from_secs(5), "B drops the queue once its call ended", || {
+        let mut cb = admin_clone(&cb);
+        async move { !queue_ids(&mut cb).await.contains(&"ecoute".to_string()) }
+    })
+    .await;
 }

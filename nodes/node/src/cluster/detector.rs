@@ -112,9 +112,13 @@ async fn confirmed_gone(address: &str) -> bool {
     true
 }
 
+/// Revokes the peer's lease. Logged before the request: the deletion it
+/// causes comes back through the member watch, which stops this peer's
+/// follower, possibly before etcd's answer arrives.
 async fn revoke(mut client: Client, peer: &MemberInfo) {
+    tracing::warn!(node_id = %peer.node_id, "member's process is gone: revoking its lease");
     match tokio::time::timeout(Duration::from_secs(1), client.lease_revoke(peer.lease_id)).await {
-        Ok(Ok(_)) => tracing::warn!(node_id = %peer.node_id, "member's process is gone: revoked its lease"),
+        Ok(Ok(_)) => {}
         // Already revoked by another member, or expired.
         Ok(Err(e)) => tracing::debug!(node_id = %peer.node_id, error = %e, "member's lease not revoked"),
         Err(_) => tracing::debug!(node_id = %peer.node_id, "revoking a member's lease timed out"),

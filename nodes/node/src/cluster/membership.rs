@@ -125,6 +125,11 @@ impl Membership {
         &self.options.node_id
     }
 
+    /// The etcd client, for the node's other uses of etcd.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// The window in which this node may serve.
     pub fn window(&self) -> Arc<LeaseWindow> {
         self.window.clone()
