@@ -12,15 +12,19 @@
 //! Each measurement follows a warm-up that creates (and keeps) objects of the
 //! same kind, so that one-off allocations (runtime internals, first table
 //! sizes) are not charged to the objects measured:
-//! - idle `InformantActor`s with a few skills and no queues, spawned as a
-//!   login spawns them (each registers itself in the directory);
+//! - idle informants with a few skills and no queues, logged in through
+//!   `Node::login` as the informant service logs them in: an
+//!   `InformantActor` linked to the node's supervisor, registered in the
+//!   directory, with no session open;
 //! - bare `InformantCore`s logged in to no queue, to show what the actor adds;
 //! - calls queued in one `QueueActor`, offered as the gateway service offers
 //!   them (claimed in the directory, then `QueueMsg::Offer` with a one-shot
 //!   reply), while the actor ticks at the node's default rate;
 //! - calls waiting in one bare `QueueCore`;
 //! - the same, after every waiting call has moved in line often enough to
-//!   fill its event log, the most a waiting call can hold.
+//!   fill its event log, the most a waiting call can hold;
+//! - bare ractor actors with no state, the floor of any actor: what ractor
+//!   and tokio allocate for every actor, before its state.
 //!
 //! The calls all have the same priority, so that no waiting call moves in
 //! line while it is measured: a call that moves records a position event at
@@ -35,12 +39,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef};
-use relais_node::actors::informant::{InformantActor, InformantArgs};
+use relais_node::NodeConfig;
 use relais_node::actors::queue::{QueueActor, QueueArgs, QueueMsg};
 use relais_node::clock::now_ms;
 use relais_node::directory::Directory;
+use relais_node::node::Node;
+use relais_proto::v1 as pb;
 use relais_routing::call::{CallEvent, CallInfo};
-use relais_routing::informant::InformantCore;
+use relais_routing::informant::{InformantCore, InformantState};
 use relais_routing::queue::{CallState, MAX_POSITION_UPDATES, POSITION_UPDATE_MS, QueueCore};
 use relais_routing::{EventLog, MAX_PRIORITY, QueueConfig, Requirement, SkillSet};
 
@@ -61,6 +67,9 @@ const TICK_MS: u64 = 250;
 /// Priority of every measured call (see the module documentation).
 const PRIORITY: u8 = 2;
 const QUEUE_ID: &str = "logement";
+/// Slots in each block of a tokio unbounded channel (`BLOCK_CAP` on 64-bit
+/// targets), the first of which ractor's mailboxes allocate on creation.
+const MAILBOX_BLOCK_SLOTS: usize = 32;
 
 /// Resident set size of this process, from `/proc/self/status`.
 fn rss_bytes() -> u64 {
@@ -111,8 +120,8 @@ fn informant_id(i: usize) -> Arc<str> {
     format!("inf{i:06}").into()
 }
 
-/// A few skills, built per informant as a login builds them from the wire.
-fn informant_skills(i: usize) -> SkillSet {
+/// A few skills, as a login request carries them.
+fn informant_skills(i: usize) -> Vec<(String, u8)> {
     let mut skills = vec![(QUEUE_ID.to_string(), 1 + (i % 5) as u8), ("lang:fr".to_string(), 5)];
     if i.is_multiple_of(5) {
         skills.push(("lang:en".to_string(), 3));
@@ -120,7 +129,7 @@ fn informant_skills(i: usize) -> SkillSet {
     if i.is_multiple_of(10) {
         skills.push(("ecoute".to_string(), 3));
     }
-    SkillSet::new(skills)
+    skills
 }
 
 /// A call as the gateway service builds it: every field is allocated per
@@ -150,25 +159,41 @@ fn queue_config() -> QueueConfig {
     config
 }
 
-async fn spawn_informants(range: Range<usize>, tenant: &Arc<str>, directory: &Arc<Directory>) {
+/// Logs informants in as the informant service does; the node keeps them.
+async fn log_in(range: Range<usize>, node: &Node, tenant: &Arc<str>) {
     for i in range {
-        let args = InformantArgs {
-            tenant: tenant.clone(),
-            informant_id: informant_id(i),
-            skills: informant_skills(i),
-            queues: Vec::new(),
-            directory: directory.clone(),
-        };
-        // The directory keeps the actor's reference, as it does after a
-        // login; the join handle is dropped, as the node drops it.
-        Actor::spawn(None, InformantActor, args).await.expect("spawn an informant actor");
+        let skills: Vec<pb::Skill> = informant_skills(i)
+            .into_iter()
+            .map(|(name, proficiency)| pb::Skill { name, proficiency: proficiency.into() })
+            .collect();
+        let snapshot = node.login(tenant, informant_id(i), &skills).await.expect("log an informant in");
+        assert_eq!(snapshot.state, InformantState::Available);
+    }
+}
+
+/// The least a ractor actor can be: no state, and a message it ignores.
+struct BareActor;
+
+impl Actor for BareActor {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+async fn spawn_bare(count: usize, kept: &mut Vec<ActorRef<()>>) {
+    for _ in 0..count {
+        kept.push(Actor::spawn(None, BareActor, ()).await.expect("spawn a bare actor").0);
     }
 }
 
 fn new_informant_cores(range: Range<usize>, cores: &mut Vec<InformantCore>) {
     let now = now_ms();
     for i in range {
-        let mut core = InformantCore::new(informant_id(i), informant_skills(i), now);
+        let mut core = InformantCore::new(informant_id(i), SkillSet::new(informant_skills(i)), now);
         drop(core.login(Vec::new(), now));
         cores.push(core);
     }
@@ -224,17 +249,18 @@ fn fill_event_logs(core: &mut QueueCore, first_seq: usize) {
 }
 
 async fn run() -> Vec<Row> {
-    let tenant: Arc<str> = "tenant-a".into();
-    let directory = Arc::new(Directory::new(1000, 60_000));
+    let config = NodeConfig::default();
+    let tenant: Arc<str> = config.tenants[0].as_str().into();
+    let node = Node::start(config).await.expect("start a node");
     let mut rows = Vec::new();
 
-    spawn_informants(0..WARM_UP, &tenant, &directory).await;
+    log_in(0..WARM_UP, &node, &tenant).await;
     rows.push(
         measure(
-            "idle informant actor (InformantActor + directory entry)",
+            "idle informant (InformantActor, its supervision link, directory entry)",
             INFORMANTS,
             Some(INFORMANT_TARGET_BYTES),
-            spawn_informants(WARM_UP..WARM_UP + INFORMANTS, &tenant, &directory),
+            log_in(WARM_UP..WARM_UP + INFORMANTS, &node, &tenant),
         )
         .await,
     );
@@ -248,6 +274,8 @@ async fn run() -> Vec<Row> {
         })
         .await,
     );
+
+    let directory = Arc::new(Directory::new(1000, 60_000));
 
     let args = QueueArgs {
         tenant: tenant.clone(),
@@ -291,6 +319,12 @@ async fn run() -> Vec<Row> {
     // One Queued event on arrival, then the most position updates a call gets.
     assert_eq!(last.events.len(), 1 + MAX_POSITION_UPDATES as usize, "the last call's log holds every update");
 
+    // Last: the memory freed while so many actors start would be reused by,
+    // and lower the figures of, any objects measured after them.
+    let mut bare = Vec::with_capacity(WARM_UP + INFORMANTS);
+    spawn_bare(WARM_UP, &mut bare).await;
+    rows.push(measure("bare ractor actor (state `()`)", INFORMANTS, None, spawn_bare(INFORMANTS, &mut bare)).await);
+
     rows
 }
 
@@ -314,11 +348,25 @@ fn print_table(rows: &[Row]) {
         );
     }
     let difference = |a: usize, b: usize| rows[a].per_object() - rows[b].per_object();
+    let supervision_event = std::mem::size_of::<ractor::SupervisionEvent>();
     println!();
     println!(
-        "- The actor adds {:.0} bytes to an informant's core: ractor's two unbounded mailboxes (supervision and \
-         messages), the actor's task and cell, and the directory entry.",
-        difference(0, 1)
+        "- A bare ractor actor with no state costs {:.0} bytes, the floor of one actor per informant: each of \
+         its two unbounded mailboxes allocates a first block of {MAILBOX_BLOCK_SLOTS} slots when it is created \
+         ({MAILBOX_BLOCK_SLOTS} supervision events of {supervision_event} bytes: {} bytes), plus the mailboxes' \
+         channels, its task, its boxed message loop and its cell.",
+        rows[5].per_object(),
+        MAILBOX_BLOCK_SLOTS * supervision_event,
+    );
+    println!(
+        "- An idle informant costs {:.0} bytes more than a bare actor: its {}-byte state (the core's {} bytes \
+         and the actor's own fields), held inline in the actor's task, makes the task one 128-byte step bigger; \
+         the core's heap (its id and skills), its supervision link and its directory entry add the rest. The core \
+         alone measures {:.0} bytes.",
+        difference(0, 5),
+        std::mem::size_of::<relais_node::actors::informant::InformantState>(),
+        std::mem::size_of::<InformantCore>(),
+        rows[1].per_object(),
     );
     println!(
         "- Through the actor a queued call costs {:.0} bytes more than in the bare core: its directory entry, \

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use ractor::ActorRef;
+use ractor::{ActorId, ActorRef};
 use relais_routing::EventLog;
 use relais_routing::queue::CallSnapshot;
 
@@ -114,12 +114,27 @@ impl Directory {
         *self.informants_per_tenant.entry(tenant.clone()).or_default() += 1;
     }
 
-    pub fn unregister_informant(&self, tenant: &Arc<str>, id: &Arc<str>) {
-        if self.informants.remove(&key(tenant, id)).is_some()
-            && let Some(mut count) = self.informants_per_tenant.get_mut(tenant)
-        {
+    fn uncount_informant(&self, tenant: &Arc<str>) {
+        if let Some(mut count) = self.informants_per_tenant.get_mut(tenant) {
             *count = count.saturating_sub(1);
         }
+    }
+
+    pub fn unregister_informant(&self, tenant: &Arc<str>, id: &Arc<str>) {
+        if self.informants.remove(&key(tenant, id)).is_some() {
+            self.uncount_informant(tenant);
+        }
+    }
+
+    /// Forgets the informant whose actor is `actor` (it failed) and returns
+    /// its key. This scans the informants: an actor fails rarely, and the
+    /// scan spares the node a record per informant to find it by id.
+    pub fn forget_informant_actor(&self, actor: ActorId) -> Option<Key> {
+        let runs = |slot: &InformantSlot| matches!(slot, InformantSlot::Running(a) if a.get_id() == actor);
+        let found = self.informants.iter().find(|e| runs(e.value())).map(|e| e.key().clone())?;
+        let (key, _) = self.informants.remove_if(&found, |_, slot| runs(slot))?;
+        self.uncount_informant(&key.0);
+        Some(key)
     }
 
     /// Running informants of a tenant.
@@ -200,5 +215,52 @@ impl Directory {
     /// Calls known (live and remembered), for tests and statistics.
     pub fn call_count(&self) -> usize {
         self.calls.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ractor::{Actor, ActorProcessingErr};
+
+    use super::*;
+
+    /// Stands in for an informant actor: only its reference matters here.
+    struct Stub;
+
+    impl Actor for Stub {
+        type Msg = InformantMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(&self, _: ActorRef<InformantMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    async fn stub() -> ActorRef<InformantMsg> {
+        Actor::spawn(None, Stub, ()).await.expect("spawn a stub actor").0
+    }
+
+    #[tokio::test]
+    async fn a_failed_informant_is_forgotten_by_its_actor_id_alone() {
+        let directory = Directory::new(10, 60_000);
+        let tenant: Arc<str> = "tenant-a".into();
+        let (ana, bea): (Arc<str>, Arc<str>) = ("ana".into(), "bea".into());
+        let (failed, other) = (stub().await, stub().await);
+        directory.register_informant(&tenant, &ana, failed.clone());
+        directory.register_informant(&tenant, &bea, other.clone());
+
+        assert_eq!(directory.forget_informant_actor(failed.get_id()), Some(key(&tenant, &ana)));
+        assert!(directory.informant(&tenant, &ana).is_none());
+        assert_eq!(directory.informant(&tenant, &bea).map(|a| a.get_id()), Some(other.get_id()));
+        assert_eq!(directory.informant_count(&tenant), 1);
+
+        // Ana logs in again with a new actor: the old actor's id no longer
+        // names her entry.
+        let again = stub().await;
+        directory.register_informant(&tenant, &ana, again.clone());
+        assert_eq!(directory.forget_informant_actor(failed.get_id()), None);
+        assert_eq!(directory.informant(&tenant, &ana).map(|a| a.get_id()), Some(again.get_id()));
+        assert_eq!(directory.informant_count(&tenant), 2);
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 use crate::actors::informant::{InformantActor, InformantArgs, InformantMsg};
 use crate::actors::queue::{QueueActor, QueueArgs, QueueMsg};
-use crate::actors::supervisor::{Child, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::catalog::{Catalog, QueueEntry};
 use crate::cluster::catalog_store::{CatalogStore, Change};
 use crate::config::NodeConfig;
@@ -76,8 +76,11 @@ impl QueueStarter {
             .await
             .map_err(|e| NodeError::Internal(format!("spawn queue actor: {e}")))?;
         self.directory.register_queue(&tenant, &queue_id, actor.clone());
-        let _ = ActorRef::<SupervisorMsg>::from(supervisor)
-            .cast(SupervisorMsg::Watch { actor: actor.get_id(), child: Child::Queue { tenant, queue_id } });
+        let _ = ActorRef::<SupervisorMsg>::from(supervisor).cast(SupervisorMsg::WatchQueue {
+            actor: actor.get_id(),
+            tenant,
+            queue_id,
+        });
         Ok(actor)
     }
 
@@ -594,10 +597,8 @@ impl Node {
                 return Err(NodeError::Internal(format!("spawn informant actor: {e}")));
             }
         };
-        let _ = self.supervisor.cast(SupervisorMsg::Watch {
-            actor: actor.get_id(),
-            child: Child::Informant { tenant: tenant.clone(), informant_id },
-        });
+        // Linked, not recorded: the supervisor finds a failed informant in
+        // the directory by its actor id.
         ask(&actor, |reply| InformantMsg::Get { reply }).await
     }
 }

@@ -30,6 +30,9 @@ pub enum InformantState {
     Paused,
 }
 
+/// Answers to an announcement, boxed in the phase: an informant collects
+/// for at most `COLLECT_TIMEOUT_MS` after each announcement and is idle
+/// much longer, and its actor holds the phase inline.
 #[derive(Clone, Debug, PartialEq)]
 struct Collecting {
     generation: u64,
@@ -41,7 +44,7 @@ struct Collecting {
 #[derive(Clone, Debug, PartialEq)]
 enum Phase {
     Offline,
-    Available { collecting: Option<Collecting> },
+    Available { collecting: Option<Box<Collecting>> },
     Reserved { offer: Box<Proposal> },
     OnCall { call_id: Arc<str>, wrap_up_ms: Millis },
     WrapUp { token: u64 },
@@ -256,10 +259,8 @@ impl InformantCore {
     /// Becomes available and asks every queue for its best call.
     fn announce(&mut self, now: Millis, fx: &mut Vec<InformantEffect>) {
         self.generation += 1;
-        let collecting = (!self.queues.is_empty()).then(|| Collecting {
-            generation: self.generation,
-            awaiting: self.queues.clone(),
-            proposals: Vec::new(),
+        let collecting = (!self.queues.is_empty()).then(|| {
+            Box::new(Collecting { generation: self.generation, awaiting: self.queues.clone(), proposals: Vec::new() })
         });
         self.enter(Phase::Available { collecting }, now, fx);
         let entry = PoolEntry {

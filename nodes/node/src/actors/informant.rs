@@ -153,13 +153,20 @@ impl Actor for InformantActor {
         Ok(())
     }
 
-    async fn handle(
+    /// Every message but `Accept` is handled here, synchronously, when
+    /// ractor asks for the handler's future (it awaits it at once). The
+    /// future returned only carries a pending accept, the one handler that
+    /// awaits: ractor keeps this future inside the boxed message loop of
+    /// every informant's task, so a future holding the message and the
+    /// handler's locals would make every idle informant bigger.
+    fn handle(
         &self,
         myself: ActorRef<InformantMsg>,
         msg: InformantMsg,
         state: &mut InformantState,
-    ) -> Result<(), ActorProcessingErr> {
+    ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
         let now = now_ms();
+        let mut accepting = None;
         match msg {
             InformantMsg::Propose(proposal) => {
                 let fx = state.core.proposed(*proposal, now);
@@ -190,10 +197,11 @@ impl Actor for InformantActor {
                 state.apply(&myself, fx);
             }
             InformantMsg::Accept { offer_id, reply } => {
-                // Boxed: the only handler that awaits; keeping its state off
-                // the actor's task keeps every idle informant small.
-                let result = Box::pin(state.accept(&myself, &offer_id)).await;
-                let _ = reply.send(result);
+                // Boxed: the accept's state lives on the heap while it waits.
+                accepting = Some(Box::pin(async move {
+                    let result = state.accept(&myself, &offer_id).await;
+                    let _ = reply.send(result);
+                }));
             }
             InformantMsg::Decline { offer_id, reply } => {
                 let result = state.core.decline(&offer_id, now);
@@ -240,7 +248,12 @@ impl Actor for InformantActor {
                 state.apply(&myself, fx);
             }
         }
-        Ok(())
+        async move {
+            if let Some(accept) = accepting {
+                accept.await;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -393,5 +406,22 @@ pub fn informant_error(err: InformantError) -> NodeError {
         }
         InformantError::NotHolder(id) => NodeError::precondition(format!("the informant does not hold call {id:?}")),
         InformantError::WrongState(state) => NodeError::precondition(format!("not allowed while {state:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ractor keeps an actor's state inline in the actor's tokio task, which
+    /// tokio allocates in steps of 128 bytes. With ractor 0.16 and tokio 1.54
+    /// a state of up to 248 bytes keeps every informant's task at 896 bytes;
+    /// a bigger one makes it 1,024 (see the Memory section of
+    /// `docs/benchmarks.md`). Rarely used parts go behind a `Box`.
+    #[test]
+    fn the_state_stays_within_its_budget() {
+        const STATE_BUDGET_BYTES: usize = 248;
+        let size = std::mem::size_of::<InformantState>();
+        assert!(size <= STATE_BUDGET_BYTES, "InformantState is {size} bytes: every informant's task would grow");
     }
 }

@@ -4,6 +4,10 @@
 //! calls were in its memory: on a single node they are lost with it, which
 //! the cluster's durable state removes). An informant actor that fails is
 //! forgotten: the desktop sees its session end and logs in again.
+//!
+//! The supervisor keeps a record of each queue actor, to start it again. It
+//! keeps none per informant (a node may host a hundred thousand): a failed
+//! informant's entry is found in the directory by its actor id.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,18 +16,12 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 
 use crate::directory::Directory;
 
-/// What a supervised actor is.
-#[derive(Clone, Debug)]
-pub enum Child {
-    Queue { tenant: Arc<str>, queue_id: Arc<str> },
-    Informant { tenant: Arc<str>, informant_id: Arc<str> },
-}
-
 /// Starts a queue again: (tenant, queue id, supervisor).
 pub type RestartQueue = Arc<dyn Fn(Arc<str>, Arc<str>, ActorCell) + Send + Sync>;
 
 pub enum SupervisorMsg {
-    Watch { actor: ActorId, child: Child },
+    /// A queue actor, to start again if it fails.
+    WatchQueue { actor: ActorId, tenant: Arc<str>, queue_id: Arc<str> },
 }
 
 pub struct SupervisorArgs {
@@ -35,7 +33,8 @@ pub struct SupervisorArgs {
 pub struct SupervisorState {
     directory: Arc<Directory>,
     restart_queue: RestartQueue,
-    children: HashMap<ActorId, Child>,
+    /// Queue actors by id: (tenant, queue id).
+    queues: HashMap<ActorId, (Arc<str>, Arc<str>)>,
 }
 
 pub struct Supervisor;
@@ -50,7 +49,7 @@ impl Actor for Supervisor {
         _myself: ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        Ok(SupervisorState { directory: args.directory, restart_queue: args.restart_queue, children: HashMap::new() })
+        Ok(SupervisorState { directory: args.directory, restart_queue: args.restart_queue, queues: HashMap::new() })
     }
 
     async fn handle(
@@ -60,8 +59,8 @@ impl Actor for Supervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Watch { actor, child } => {
-                state.children.insert(actor, child);
+            SupervisorMsg::WatchQueue { actor, tenant, queue_id } => {
+                state.queues.insert(actor, (tenant, queue_id));
             }
         }
         Ok(())
@@ -75,21 +74,16 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
-                let Some(child) = state.children.remove(&cell.get_id()) else { return Ok(()) };
-                match child {
-                    Child::Queue { tenant, queue_id } => {
-                        tracing::error!(tenant = %tenant, queue_id = %queue_id, error = %error, "queue actor failed; restarting it");
-                        state.directory.unregister_queue(&tenant, &queue_id);
-                        (state.restart_queue)(tenant, queue_id, myself.get_cell());
-                    }
-                    Child::Informant { tenant, informant_id } => {
-                        tracing::error!(tenant = %tenant, informant_id = %informant_id, error = %error, "informant actor failed");
-                        state.directory.unregister_informant(&tenant, &informant_id);
-                    }
+                if let Some((tenant, queue_id)) = state.queues.remove(&cell.get_id()) {
+                    tracing::error!(tenant = %tenant, queue_id = %queue_id, error = %error, "queue actor failed; restarting it");
+                    state.directory.unregister_queue(&tenant, &queue_id);
+                    (state.restart_queue)(tenant, queue_id, myself.get_cell());
+                } else if let Some((tenant, informant_id)) = state.directory.forget_informant_actor(cell.get_id()) {
+                    tracing::error!(tenant = %tenant, informant_id = %informant_id, error = %error, "informant actor failed");
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                state.children.remove(&cell.get_id());
+                state.queues.remove(&cell.get_id());
             }
             _ => {}
         }
