@@ -222,7 +222,31 @@ impl NodeConfig {
         if self.clustered() && self.advertise.is_empty() && self.listen.ip().is_unspecified() {
             return Err(NodeError::invalid("advertise", "required when listening on an unspecified address"));
         }
+        if self.clustered() && self.advertised_on_loopback() && !self.etcd_on_loopback() {
+            return Err(NodeError::invalid(
+                "advertise",
+                "a loopback address cannot be reached by members on other hosts; advertise a routable one",
+            ));
+        }
         Ok(())
+    }
+
+    fn advertised_on_loopback(&self) -> bool {
+        if self.advertise.is_empty() {
+            return self.listen.ip().is_loopback();
+        }
+        let host = self.advertise.rsplit_once(':').map_or(self.advertise.as_str(), |(h, _)| h);
+        host == "localhost"
+            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+
+    fn etcd_on_loopback(&self) -> bool {
+        self.etcd_endpoints.iter().all(|e| {
+            let host = e.split("://").last().unwrap_or(e);
+            let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+            host == "localhost"
+                || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        })
     }
 
     /// Whether this node joins a cluster in etcd.
@@ -275,6 +299,15 @@ mod tests {
         assert!(
             NodeConfig::from_toml("listen = \"0.0.0.0:1\"\netcd_endpoints = [\"127.0.0.1:2379\"]").is_err(),
             "a cluster member on 0.0.0.0 must say its address"
+        );
+        assert!(
+            NodeConfig::from_toml("etcd_endpoints = [\"http://10.0.0.5:2379\"]").is_err(),
+            "a member on loopback cannot serve members on other hosts"
+        );
+        assert!(NodeConfig::from_toml("etcd_endpoints = [\"http://127.0.0.1:2379\"]").is_ok());
+        assert!(
+            NodeConfig::from_toml("etcd_endpoints = [\"http://10.0.0.5:2379\"]\nadvertise = \"10.0.0.7:50051\"")
+                .is_ok()
         );
     }
 

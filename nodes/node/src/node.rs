@@ -181,7 +181,10 @@ impl Node {
     }
 
     /// Carries out `changes`, already validated under `guard`: here alone,
-    /// or, in a cluster, through etcd (then every node applies them).
+    /// or, in a cluster, through etcd (then every node applies them). In a
+    /// cluster the commit is guarded by the tenant's configuration version
+    /// read under `guard`, so that it fails if anything changed since the
+    /// validation.
     async fn commit(
         self: &Arc<Self>,
         tenant: &Arc<str>,
@@ -189,67 +192,94 @@ impl Node {
         guard: tokio::sync::MutexGuard<'_, ()>,
     ) -> Result<()> {
         if let Some(store) = self.store.get() {
+            let version = store.version(tenant);
             drop(guard);
-            return store.commit(tenant, changes).await;
+            return store.commit(tenant, version, changes).await;
         }
-        let result = self.apply_locked(tenant, changes, false).await;
+        let mut errors = self.apply_locked(tenant, changes, false).await;
         self.starter.refresh_informants(tenant, None);
-        result
+        if errors.is_empty() { Ok(()) } else { Err(errors.swap_remove(0)) }
     }
 
-    /// Applies changes to this node's catalogue and actors. `lenient` (for
-    /// changes another node committed): a deletion of a queue that still
-    /// holds live calls here waits for them instead of failing.
-    async fn apply_locked(self: &Arc<Self>, tenant: &Arc<str>, changes: Vec<Change>, lenient: bool) -> Result<()> {
+    /// Applies changes to this node's catalogue and actors, deletions
+    /// first, carrying on past a change that fails; returns the failures.
+    /// `lenient` (changes coming from etcd): a deletion of a queue that
+    /// still holds live calls here waits for them instead of failing.
+    async fn apply_locked(
+        self: &Arc<Self>,
+        tenant: &Arc<str>,
+        mut changes: Vec<Change>,
+        lenient: bool,
+    ) -> Vec<NodeError> {
+        changes.sort_by_key(|c| !matches!(c, Change::DeleteQueue(_) | Change::DeleteProfile(_)));
+        let mut errors = Vec::new();
         for change in changes {
-            match change {
-                Change::PutQueue(wire) => {
-                    let parsed = validate::queue_config(&wire)?;
-                    let entry = QueueEntry { parsed, wire };
-                    match self.catalog.queue(tenant, &entry.parsed.id) {
-                        None => self.create_queue_locked(tenant, entry).await?,
-                        Some(existing) if existing.wire != entry.wire => {
-                            self.update_queue_locked(tenant, entry).await?
-                        }
-                        Some(_) => {}
-                    }
-                }
-                Change::DeleteQueue(id) => {
-                    let id: Arc<str> = id.into();
-                    if self.catalog.queue(tenant, &id).is_none() {
-                        continue;
-                    }
-                    match self.delete_queue_locked(tenant, &id).await {
-                        Err(NodeError::FailedPrecondition(_)) if lenient => self.retire_later(tenant, &id),
-                        other => other?,
-                    }
-                }
-                Change::PutProfile(profile) => self.catalog.put_profile(tenant, profile),
-                Change::DeleteProfile(id) => {
-                    self.catalog.remove_profile(tenant, &id);
-                }
+            if let Err(e) = self.apply_one_locked(tenant, change, lenient).await {
+                errors.push(e);
             }
         }
-        Ok(())
+        errors
     }
 
-    /// Changes another node committed (or this one, coming back through
-    /// etcd's watch).
-    pub(crate) async fn apply_remote(self: &Arc<Self>, tenant: &str, changes: Vec<Change>) {
+    async fn apply_one_locked(self: &Arc<Self>, tenant: &Arc<str>, change: Change, lenient: bool) -> Result<()> {
+        match change {
+            Change::PutQueue(wire) => {
+                let parsed = validate::queue_config(&wire)?;
+                let entry = QueueEntry { parsed, wire };
+                match self.catalog.queue(tenant, &entry.parsed.id) {
+                    None => self.create_queue_locked(tenant, entry).await,
+                    Some(existing) if existing.wire != entry.wire => self.update_queue_locked(tenant, entry).await,
+                    Some(_) => Ok(()),
+                }
+            }
+            Change::DeleteQueue(id) => {
+                let id: Arc<str> = id.into();
+                if self.catalog.queue(tenant, &id).is_none() {
+                    return Ok(());
+                }
+                match self.delete_queue_locked(tenant, &id).await {
+                    Err(NodeError::FailedPrecondition(_)) if lenient => {
+                        self.retire_later(tenant, &id);
+                        Ok(())
+                    }
+                    other => other,
+                }
+            }
+            Change::PutProfile(profile) => {
+                self.catalog.put_profile(tenant, profile);
+                Ok(())
+            }
+            Change::DeleteProfile(id) => {
+                self.catalog.remove_profile(tenant, &id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Holds the lock that serializes configuration changes on this node.
+    pub(crate) async fn lock_config(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.admin.lock().await
+    }
+
+    /// Applies changes read from etcd; the caller holds [`Node::lock_config`].
+    /// Returns how many failed.
+    pub(crate) async fn apply_mirrored(self: &Arc<Self>, tenant: &str, changes: Vec<Change>) -> usize {
         let Some(tenant) = self.config.tenants.iter().find(|t| t.as_str() == tenant).map(|t| Arc::from(t.as_str()))
         else {
-            return;
+            return 0;
         };
-        let _guard = self.admin.lock().await;
-        if let Err(e) = self.apply_locked(&tenant, changes, true).await {
+        let errors = self.apply_locked(&tenant, changes, true).await;
+        for e in &errors {
             tracing::error!(tenant = %tenant, error = %e, "could not apply a configuration change from etcd");
         }
         self.starter.refresh_informants(&tenant, None);
+        errors.len()
     }
 
     /// Makes the tenant's catalogue equal to `desired` (the whole of what
-    /// etcd holds for it).
-    pub(crate) async fn reconcile(self: &Arc<Self>, tenant: &str, desired: Vec<Change>) {
+    /// etcd holds for it); the caller holds [`Node::lock_config`]. Returns
+    /// how many changes failed.
+    pub(crate) async fn reconcile_mirrored(self: &Arc<Self>, tenant: &str, desired: Vec<Change>) -> usize {
         let mut changes = desired;
         let queues: HashSet<String> = changes
             .iter()
@@ -269,28 +299,32 @@ impl Node {
                 changes.push(Change::DeleteProfile(p.id));
             }
         }
-        self.apply_remote(tenant, changes).await;
+        self.apply_mirrored(tenant, changes).await
     }
 
     /// Deletes a queue once its live calls here have ended, unless it is
-    /// created again meanwhile.
+    /// created again meanwhile or the node stops.
     fn retire_later(self: &Arc<Self>, tenant: &Arc<str>, queue_id: &Arc<str>) {
         let key = (tenant.clone(), queue_id.clone());
         if !self.retiring.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.clone()) {
             return;
         }
         tracing::info!(tenant = %tenant, queue_id = %queue_id, "queue deleted: it finishes its live calls here first");
-        let node = self.clone();
+        let node = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RETIRE_CHECK).await;
+                let Some(node) = node.upgrade() else { return };
                 let guard = node.admin.lock().await;
                 let (tenant, queue_id) = &key;
                 let recreated =
                     node.store.get().is_some_and(|s| s.holds(tenant, &Change::DeleteQueue(queue_id.to_string())));
                 let done = recreated
                     || node.catalog.queue(tenant, queue_id).is_none()
-                    || node.delete_queue_locked(tenant, queue_id).await.is_ok();
+                    || !matches!(
+                        node.delete_queue_locked(tenant, queue_id).await,
+                        Err(NodeError::FailedPrecondition(_) | NodeError::Unavailable(_))
+                    );
                 drop(guard);
                 if done {
                     node.retiring.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
@@ -356,7 +390,11 @@ impl Node {
     }
 
     async fn delete_queue_locked(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<()> {
-        let live = self.live_calls(tenant, queue_id).await?;
+        let live = match self.live_calls(tenant, queue_id).await {
+            // No actor (a failed queue not started again): nothing live.
+            Err(NodeError::NotFound { .. }) => 0,
+            other => other?,
+        };
         if live > 0 {
             return Err(NodeError::precondition(format!("queue {queue_id:?} holds {live} live calls")));
         }
@@ -518,6 +556,15 @@ impl Node {
                     "queue {id:?} holds {live} live calls; it cannot be pruned"
                 )));
             }
+        }
+        let kept = self.catalog.queues(tenant).iter().filter(|q| !to_delete.contains(&q.parsed.id)).count();
+        let added = queues.iter().filter(|q| self.catalog.queue(tenant, &q.parsed.id).is_none()).count();
+        if kept + added > self.config.max_queues_per_tenant {
+            return Err(NodeError::ResourceExhausted(format!(
+                "the plan would leave {} queues; at most {} per tenant",
+                kept + added,
+                self.config.max_queues_per_tenant
+            )));
         }
         let mut out = pb::ApplyPlanResponse::default();
         let mut changes = Vec::new();

@@ -71,10 +71,14 @@ pub async fn serve(
     // themselves: stopping the actors closes them, so that the server's
     // graceful shutdown completes.
     let stopping = node.clone();
+    let leaving = cluster.clone();
     let shutdown = async move {
         shutdown.await;
         tracing::info!("relais-node stopping");
         stopping.stop();
+        // Leave before the listener closes: peers would otherwise find the
+        // port closed and revoke the lease, and this node register again.
+        leaving.leave().await;
         // Health watchers (other members follow this node) would hold the
         // graceful shutdown open: clearing the statuses ends their streams.
         health_task.abort();

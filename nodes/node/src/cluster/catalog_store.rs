@@ -67,7 +67,9 @@ pub struct CatalogStore {
     root: String,
     /// Revision up to which the mirror has applied etcd's changes.
     applied: watch::Sender<i64>,
-    /// Modification revision of every key the mirror holds.
+    /// Modification revision of every key the mirror holds, and of each
+    /// tenant's version key; updated under the node's configuration lock,
+    /// together with the mirror.
     revisions: Mutex<HashMap<String, i64>>,
 }
 
@@ -79,6 +81,20 @@ impl CatalogStore {
             applied: watch::channel(0).0,
             revisions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The key every commit of a tenant compares and bumps: commits of one
+    /// tenant are serialized, so each was validated against the latest
+    /// configuration.
+    fn version_key(&self, tenant: &str) -> String {
+        format!("{}{tenant}/version", self.root)
+    }
+
+    /// The tenant's configuration version the mirror holds (`None`: never
+    /// written). Read it under the node's configuration lock, with the
+    /// mirror the change was validated against.
+    pub fn version(&self, tenant: &str) -> Option<i64> {
+        self.revision_of(&self.version_key(tenant))
     }
 
     fn key(&self, tenant: &str, change: &Change) -> String {
@@ -94,28 +110,31 @@ impl CatalogStore {
         self.revisions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).copied()
     }
 
-    /// Writes `changes`, each guarded by what the mirror holds: a put of a
-    /// key the mirror lacks requires it absent; any other change requires
-    /// the revision the mirror saw. Returns once this node applied them.
-    pub async fn commit(&self, tenant: &str, changes: Vec<Change>) -> Result<()> {
-        let mut last = 0;
+    /// Writes `changes` if the tenant's configuration is still at
+    /// `version` (what they were validated against), bumping the version.
+    /// Returns once this node applied them. More than [`MAX_TXN_OPS`]
+    /// changes commit in several transactions, each guarded by the
+    /// previous one's version: another change can come between them.
+    pub async fn commit(&self, tenant: &str, version: Option<i64>, changes: Vec<Change>) -> Result<()> {
+        let version_key = self.version_key(tenant);
+        let mut expected = version;
         for batch in changes.chunks(MAX_TXN_OPS) {
-            let mut compares = Vec::with_capacity(batch.len());
-            let mut ops = Vec::with_capacity(batch.len());
+            let guard = match expected {
+                Some(revision) => Compare::mod_revision(version_key.clone(), CompareOp::Equal, revision),
+                None => Compare::create_revision(version_key.clone(), CompareOp::Equal, 0),
+            };
+            let mut ops = Vec::with_capacity(batch.len() + 1);
             for change in batch {
                 let key = self.key(tenant, change);
-                compares.push(match self.revision_of(&key) {
-                    Some(revision) => Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
-                    None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
-                });
                 ops.push(match change {
                     Change::PutQueue(q) => TxnOp::put(key, q.encode_to_vec(), None),
                     Change::PutProfile(p) => TxnOp::put(key, p.encode_to_vec(), None),
                     Change::DeleteQueue(_) | Change::DeleteProfile(_) => TxnOp::delete(key, None),
                 });
             }
+            ops.push(TxnOp::put(version_key.clone(), Vec::new(), None));
             let mut client = self.client.clone();
-            let response = tokio::time::timeout(STEP, client.txn(Txn::new().when(compares).and_then(ops)))
+            let response = tokio::time::timeout(STEP, client.txn(Txn::new().when([guard]).and_then(ops)))
                 .await
                 .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry".into()))?
                 .map_err(|e| NodeError::Unavailable(format!("etcd: {e}")))?;
@@ -124,8 +143,9 @@ impl CatalogStore {
                     "the configuration changed meanwhile (through another node); read it again and retry".into(),
                 ));
             }
-            last = response.header().map_or(0, |h| h.revision());
+            expected = response.header().map(|h| h.revision());
         }
+        let Some(last) = expected.filter(|_| !changes.is_empty()) else { return Ok(()) };
         let mut applied = self.applied.subscribe();
         match tokio::time::timeout(APPLY_WAIT, applied.wait_for(|r| *r >= last)).await {
             Ok(Ok(_)) => Ok(()),
@@ -164,15 +184,19 @@ impl CatalogStore {
         let mut revisions = HashMap::new();
         for kv in read.kvs() {
             let key = kv.key_str().map_err(|e| e.to_string())?;
+            revisions.insert(key.to_string(), kv.mod_revision());
             if let Some((tenant, change)) = self.decode(key, Some(kv.value())) {
                 wanted.entry(tenant).or_default().push(change);
-                revisions.insert(key.to_string(), kv.mod_revision());
             }
         }
+        let _config = node.lock_config().await;
         *self.revisions.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = revisions;
+        let mut failed = 0;
         for tenant in node.config.tenants.clone() {
-            let changes = wanted.remove(&tenant).unwrap_or_default();
-            node.reconcile(&tenant, changes).await;
+            failed += node.reconcile_mirrored(&tenant, wanted.remove(&tenant).unwrap_or_default()).await;
+        }
+        if failed > 0 {
+            return Err(format!("{failed} configuration changes could not be applied"));
         }
         self.applied.send_replace(revision);
         Ok(revision)
@@ -188,30 +212,54 @@ impl CatalogStore {
         let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
         let (_watcher, mut stream) = client.watch(self.root.clone(), Some(options)).await.map_err(|e| e.to_string())?;
         while let Some(response) = stream.message().await.map_err(|e| e.to_string())? {
-            if response.canceled() || response.compact_revision() > 0 {
+            if response.compact_revision() > 0 {
                 return Ok(true);
+            }
+            if response.canceled() {
+                return Err(format!("catalog watch canceled: {}", response.cancel_reason()));
             }
             let Some(node) = node.upgrade() else { return Ok(false) };
             let mut by_tenant: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+            let mut updates = Vec::new();
+            // Up to the last event here; a response that catches up on many
+            // revisions carries the store's current revision in its header.
+            let mut reached =
+                if response.events().is_empty() { response.header().map_or(0, |h| h.revision()) } else { 0 };
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
                 let key = kv.key_str().map_err(|e| e.to_string())?;
                 let value = (event.event_type() == EventType::Put).then(|| kv.value());
+                reached = reached.max(kv.mod_revision());
+                updates.push((key.to_string(), value.map(|_| kv.mod_revision())));
                 if let Some((tenant, change)) = self.decode(key, value) {
-                    let mut revisions = self.revisions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    match value {
-                        Some(_) => revisions.insert(key.to_string(), kv.mod_revision()),
-                        None => revisions.remove(key),
-                    };
                     by_tenant.entry(tenant).or_default().push(change);
                 }
             }
+            let config = node.lock_config().await;
+            {
+                let mut revisions = self.revisions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for (key, revision) in updates {
+                    match revision {
+                        Some(r) => revisions.insert(key, r),
+                        None => revisions.remove(&key),
+                    };
+                }
+            }
+            let mut failed = 0;
             for (tenant, changes) in by_tenant {
-                node.apply_remote(&tenant, changes).await;
+                failed += node.apply_mirrored(&tenant, changes).await;
             }
-            if let Some(header) = response.header() {
-                self.applied.send_replace(header.revision());
+            drop(config);
+            if failed > 0 {
+                // Read everything again (after a backoff) rather than
+                // claim a revision this node did not fully apply.
+                return Err(format!("{failed} configuration changes could not be applied"));
             }
+            self.applied.send_if_modified(|applied| {
+                let moved = reached > *applied;
+                *applied = (*applied).max(reached);
+                moved
+            });
         }
         Err("catalog watch stream closed".into())
     }

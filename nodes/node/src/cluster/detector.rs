@@ -8,7 +8,9 @@
 //! takes a few milliseconds). A probe that times out proves nothing — the
 //! peer may be paused or cut off from us but not from etcd — so silent
 //! failures are left to the lease's TTL, and a partition between members
-//! cannot make them evict each other.
+//! cannot make them evict each other. (A firewall that rejects connections
+//! between members but not to etcd would look like a crash: members must be
+//! able to reach each other's advertised address.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,10 +36,10 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Follows the members in `members` other than `me` until the sender goes.
 pub async fn detect_crashes(client: Client, me: String, mut members: watch::Receiver<Arc<Members>>) {
-    let mut followed: HashMap<String, (MemberInfo, JoinHandle<()>)> = HashMap::new();
+    let mut followed = Followers::default();
     loop {
         let view = members.borrow_and_update().clone();
-        followed.retain(|id, (info, task)| {
+        followed.0.retain(|id, (info, task)| {
             let keep = view.nodes.get(id) == Some(info);
             if !keep {
                 task.abort();
@@ -45,18 +47,28 @@ pub async fn detect_crashes(client: Client, me: String, mut members: watch::Rece
             keep
         });
         for (id, info) in &view.nodes {
-            if id == &me || followed.contains_key(id) || followed.len() >= MAX_PEERS || info.lease_id == 0 {
+            if id == &me || followed.0.contains_key(id) || followed.0.len() >= MAX_PEERS || info.lease_id == 0 {
                 continue;
             }
             let task = tokio::spawn(follow_peer(client.clone(), info.clone()));
-            followed.insert(id.clone(), (info.clone(), task));
+            followed.0.insert(id.clone(), (info.clone(), task));
         }
         if members.changed().await.is_err() {
             break;
         }
     }
-    for (_, (_, task)) in followed {
-        task.abort();
+}
+
+/// The followed peers and their tasks, aborted with it (also when the
+/// detector itself is aborted).
+#[derive(Default)]
+struct Followers(HashMap<String, (MemberInfo, JoinHandle<()>)>);
+
+impl Drop for Followers {
+    fn drop(&mut self) {
+        for (_, task) in self.0.values() {
+            task.abort();
+        }
     }
 }
 

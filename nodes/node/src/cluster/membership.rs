@@ -93,8 +93,12 @@ impl Membership {
                 Ok(id) => break id,
                 Err(Registration::Taken) if Instant::now() < give_up => {
                     // A previous incarnation's key may still be waiting for
-                    // its lease to expire.
-                    tokio::time::sleep(options.lease_ttl / 4).await;
+                    // its lease to expire. If it registered this very
+                    // address, which this process now holds, it is dead:
+                    // end its lease at once.
+                    if !revoke_previous_incarnation(&client, &options).await {
+                        tokio::time::sleep(options.lease_ttl / 4).await;
+                    }
                 }
                 Err(Registration::Taken) => {
                     return Err(NodeError::exists("cluster member", options.node_id.clone()));
@@ -107,7 +111,7 @@ impl Membership {
         let (lease_tx, lease_rx) = watch::channel(lease_id);
         let (members_tx, members_rx) = watch::channel(Arc::new(Members::default()));
         let tasks = vec![
-            tokio::spawn(keep_alive(client.clone(), options.clone(), window.clone(), lease_tx)),
+            tokio::spawn(keep_alive(client.clone(), options.clone(), window.clone(), lease_tx, members_rx.clone())),
             tokio::spawn(watch_members(client.clone(), options.prefix.clone(), members_tx)),
             tokio::spawn(detect_crashes(client.clone(), options.node_id.clone(), members_rx.clone())),
         ];
@@ -171,7 +175,8 @@ impl Drop for Membership {
 }
 
 /// Deadline of one etcd exchange (a renewal, a read, a registration): a
-/// third of the TTL, so that a node may miss two renewals and still serve.
+/// third of the TTL. The window lasts 90 % of the TTL after a renewal is
+/// sent, 2.7 steps: a renewal that times out leaves one more attempt.
 fn step_deadline(ttl: Duration) -> Duration {
     (ttl / 3).max(Duration::from_millis(200))
 }
@@ -186,6 +191,23 @@ fn member_key(prefix: &str, node_id: &str) -> String {
 
 fn members_prefix(prefix: &str) -> String {
     format!("{}/members/", prefix.trim_end_matches('/'))
+}
+
+/// Revokes the lease of the key registered under this node's id if it
+/// names this node's own address; returns whether it did.
+async fn revoke_previous_incarnation(client: &Client, options: &JoinOptions) -> bool {
+    let step = step_deadline(options.lease_ttl);
+    let mut client = client.clone();
+    let key = member_key(&options.prefix, &options.node_id);
+    let Ok(Ok(read)) = tokio::time::timeout(step, client.get(key, None)).await else { return false };
+    let Some(previous) = read.kvs().first().and_then(|kv| serde_json::from_slice::<MemberInfo>(kv.value()).ok()) else {
+        return false;
+    };
+    if previous.address != options.address || previous.lease_id == 0 {
+        return false;
+    }
+    tracing::info!(lease = previous.lease_id, "revoking the lease of this node's previous incarnation");
+    matches!(tokio::time::timeout(step, client.lease_revoke(previous.lease_id)).await, Ok(Ok(_)))
 }
 
 enum Registration {
@@ -233,33 +255,58 @@ async fn register(client: &Client, options: &JoinOptions, window: &LeaseWindow) 
 }
 
 /// Renews the lease every third of its TTL, each renewal with its own
-/// deadline, over a keep-alive stream reopened whenever it fails. If etcd
-/// says the lease is gone, the node registers again under a new lease
-/// (it had stopped serving the moment its window closed).
-async fn keep_alive(client: Client, options: JoinOptions, window: Arc<LeaseWindow>, lease_id: watch::Sender<i64>) {
+/// deadline, over a keep-alive stream reopened whenever it fails. When etcd
+/// says the lease is gone (expired, or revoked by a peer), or this node's
+/// key is gone from the member list while its lease lives, the node
+/// registers again, on every step until it succeeds (it stopped serving the
+/// moment its window closed).
+async fn keep_alive(
+    client: Client,
+    options: JoinOptions,
+    window: Arc<LeaseWindow>,
+    lease_id: watch::Sender<i64>,
+    members: watch::Receiver<Arc<Members>>,
+) {
     let step = step_deadline(options.lease_ttl);
     let mut stream = None;
     let mut ticker = tokio::time::interval(step);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut serving = true;
+    let mut gone = false;
     loop {
         ticker.tick().await;
-        let id = *lease_id.borrow();
-        let sent = Instant::now();
-        match renew(&client, id, &mut stream, step).await {
-            Ok(Some(ttl)) => window.renewed(sent, ttl),
-            Ok(None) => {
-                tracing::warn!(lease = id, "the membership lease expired; registering again");
-                window.lost();
-                stream = None;
-                if let Ok(new_id) = register(&client, &options, &window).await {
+        if !gone && key_missing(&members, &options.node_id) {
+            tracing::warn!("this node's member key is gone while its lease lives; registering again");
+            let id = *lease_id.borrow();
+            revoke_quietly(&client, id, step).await;
+            gone = true;
+        }
+        if gone {
+            window.lost();
+            stream = None;
+            match register(&client, &options, &window).await {
+                Ok(new_id) => {
                     tracing::info!(lease = new_id, "registered again");
                     lease_id.send_replace(new_id);
+                    gone = false;
                 }
+                Err(Registration::Taken) => tracing::warn!("registering again: the node id is held by another process"),
+                Err(Registration::Failed(e)) => tracing::debug!(error = %e, "registering again failed"),
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "lease renewal failed");
-                stream = None;
+        } else {
+            let id = *lease_id.borrow();
+            let sent = Instant::now();
+            match renew(&client, id, &mut stream, step).await {
+                Ok(Some(ttl)) => window.renewed(sent, ttl),
+                Ok(None) => {
+                    tracing::warn!(lease = id, "the membership lease is gone; registering again");
+                    window.lost();
+                    gone = true;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "lease renewal failed");
+                    stream = None;
+                }
             }
         }
         let open = window.is_open();
@@ -272,6 +319,17 @@ async fn keep_alive(client: Client, options: JoinOptions, window: Arc<LeaseWindo
             }
         }
     }
+}
+
+/// Whether a member list read from etcd lacks this node.
+fn key_missing(members: &watch::Receiver<Arc<Members>>, node_id: &str) -> bool {
+    let view = members.borrow();
+    view.revision > 0 && !view.nodes.contains_key(node_id)
+}
+
+async fn revoke_quietly(client: &Client, id: i64, step: Duration) {
+    let mut client = client.clone();
+    let _ = tokio::time::timeout(step, client.lease_revoke(id)).await;
 }
 
 type KeepAlive = (etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream);
@@ -287,7 +345,13 @@ async fn renew(
     let exchange = async {
         if stream.is_none() {
             let mut client = client.clone();
-            *stream = Some(client.lease_keep_alive(id).await.map_err(|e| e.to_string())?);
+            match client.lease_keep_alive(id).await {
+                Ok(opened) => *stream = Some(opened),
+                // etcd-client reads the first answer itself when it opens the
+                // stream, and reports a gone lease this way.
+                Err(etcd_client::Error::LeaseKeepAliveError(e)) if e.contains("lease not found") => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            }
         }
         let Some((keeper, responses)) = stream.as_mut() else { return Err("no stream".to_string()) };
         keeper.keep_alive().await.map_err(|e| e.to_string())?;
@@ -334,9 +398,12 @@ async fn follow_members(client: &Client, prefix: &str, members: &watch::Sender<A
     let options = WatchOptions::new().with_prefix().with_start_revision(view.revision + 1);
     let (_watcher, mut stream) = client.watch(range.clone(), Some(options)).await.map_err(|e| e.to_string())?;
     while let Some(response) = stream.message().await.map_err(|e| e.to_string())? {
-        if response.canceled() || response.compact_revision() > 0 {
+        if response.compact_revision() > 0 {
             // Compacted past our revision: read everything again.
             return Ok(());
+        }
+        if response.canceled() {
+            return Err(format!("member watch canceled: {}", response.cancel_reason()));
         }
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
