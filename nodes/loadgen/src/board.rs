@@ -1,4 +1,5 @@
-//! The simulator's own view of its informants: each one's state as its session last reported it, the
+//! The simulator's own view of its informants: each one's state as the node last reported it (in the
+//! reply to the informant's own request, or on its session for what the informant did not cause), the
 //! time spent in each state, and which idle informants a new call is counting on.
 //!
 //! The board serves three purposes:
@@ -7,8 +8,8 @@
 //! * telling whether an informant was idle when a call was offered, so that the routing latency is only
 //!   measured for calls that did not have to wait for someone to become free. A call *claims* the
 //!   longest-idle eligible informant (the node's default choice), so two calls offered together cannot
-//!   both count on the same person. This is an approximation from the outside: session events arrive
-//!   a little after the node's state changes, so a few calls may be misjudged either way.
+//!   both count on the same person. This is an approximation from the outside: replies and session
+//!   events arrive a little after the node's state changes, so a few calls may be misjudged either way.
 //!
 //! The board is behind one short-lived mutex; nothing awaits while holding it.
 
@@ -132,7 +133,7 @@ impl Board {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records informant `index`'s new state, as reported by its session.
+    /// Records informant `index`'s new state, as reported by a reply or by its session.
     pub(crate) fn set_state(&self, index: usize, state: InformantState) {
         let now = Instant::now();
         let mut inner = self.lock();

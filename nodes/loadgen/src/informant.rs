@@ -7,6 +7,11 @@
 //! Wrap-up is left to the node. An informant paused for missed offers resumes at once, since missing
 //! offers is a sign of a slow simulator rather than part of the model.
 //!
+//! The informant's state, shown on the [`Board`], comes from two sources: the replies to its own
+//! requests (accept, finish, resume), and the session's events, which carry only what the informant did
+//! not cause (offers, the end of wrap-up, a pause for missed offers...). A reply and the events sent
+//! around it may be read in either order; the reply's `last_sequence` tells which is newer.
+//!
 //! During the shutdown ("hurry"), held calls are finished at once and new offers are accepted and
 //! finished at once, so that connected calls end and every informant can log out.
 
@@ -18,8 +23,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use relais_proto::v1::informant_event::Kind;
 use relais_proto::v1::{
-    FinishCallRequest, InformantEvent, InformantRequest, InformantState, LoginRequest, OfferReply, SessionRequest,
-    Skill,
+    FinishCallRequest, InformantEvent, InformantRequest, InformantState, InformantStatus, LoginRequest, OfferReply,
+    SessionRequest, Skill,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -131,6 +136,9 @@ pub(crate) struct SimulatedInformant {
     phase: watch::Receiver<Phase>,
     held: Option<Held>,
     last_offer_id: Option<String>,
+    /// The sequence of the newest session event known, read or covered by a reply: the board shows
+    /// the state as of then, and anything older is stale.
+    seen_sequence: u64,
     hurry: bool,
     ready_sent: bool,
     report: InformantTotals,
@@ -157,6 +165,7 @@ impl SimulatedInformant {
             phase,
             held: None,
             last_offer_id: None,
+            seen_sequence: 0,
             hurry: false,
             ready_sent: false,
             report: InformantTotals { logged_in: 1, ..InformantTotals::default() },
@@ -245,17 +254,31 @@ impl SimulatedInformant {
         }
     }
 
+    /// Shows the state a reply to one of this informant's requests told, unless a newer event was read.
+    fn on_reply(&mut self, status: &InformantStatus) {
+        if status.last_sequence >= self.seen_sequence {
+            self.seen_sequence = status.last_sequence;
+            self.context.board.set_state(self.index, status.state());
+        }
+    }
+
     async fn on_event(&mut self, event: InformantEvent) {
+        // A reply already read is newer than the events sent before it.
+        let stale = event.sequence <= self.seen_sequence;
+        self.seen_sequence = self.seen_sequence.max(event.sequence);
         match event.kind {
             Some(Kind::State(status)) => {
-                let state = status.state();
-                self.context.board.set_state(self.index, state);
                 if !self.ready_sent {
                     self.ready_sent = true;
                     // The receiver has room for every informant; a full or closed channel only means
                     // nobody waits for readiness any more.
                     let _ = self.context.ready.try_send(self.index);
                 }
+                if stale {
+                    return;
+                }
+                let state = status.state();
+                self.context.board.set_state(self.index, state);
                 match state {
                     InformantState::OnCall => {
                         if self.held.is_none() && !status.call_id.is_empty() {
@@ -266,9 +289,9 @@ impl SimulatedInformant {
                         }
                     }
                     InformantState::Reserved => {
-                        // The state may announce an offer before its offer event, and a session's
-                        // snapshot shows a pending offer whose event will not come again: accept
-                        // whichever comes first, once.
+                        // Only a session's opening snapshot says "reserved" (an offer event says it
+                        // otherwise); the pending offer's event follows it: accept whichever comes
+                        // first, once.
                         if !status.offer_id.is_empty()
                             && !status.call_id.is_empty()
                             && self.last_offer_id.as_deref() != Some(&status.offer_id)
@@ -290,10 +313,13 @@ impl SimulatedInformant {
             }
             Some(Kind::Offer(offer)) => {
                 if self.last_offer_id.as_deref() == Some(&offer.offer_id) {
-                    // Already accepted from the state event that announced it.
+                    // Already accepted from the snapshot that showed it.
                     return;
                 }
-                self.context.board.set_state(self.index, InformantState::Reserved);
+                // The offer itself means "reserved"; no state event comes with it.
+                if !stale {
+                    self.context.board.set_state(self.index, InformantState::Reserved);
+                }
                 self.accept(offer.offer_id, offer.call_id, Some(offer.queue_id)).await;
             }
             Some(Kind::CallEnded(ended)) => {
@@ -332,7 +358,8 @@ impl SimulatedInformant {
             })
             .await;
         match result {
-            Ok(_) => {
+            Ok(reply) => {
+                self.on_reply(&reply);
                 self.report.accepted += 1;
                 let until = Instant::now() + self.handle_time(&call_id, queue_id.as_deref());
                 self.held = Some(Held { call_id, until });
@@ -360,7 +387,10 @@ impl SimulatedInformant {
             })
             .await;
         match result {
-            Ok(_) => self.report.finished += 1,
+            Ok(reply) => {
+                self.on_reply(&reply);
+                self.report.finished += 1;
+            }
             // The caller hung up first, or the call was handed over: nothing left to finish.
             Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {}
             Err(status) => {
@@ -380,9 +410,12 @@ impl SimulatedInformant {
                 async move { client.resume(request).await }
             })
             .await;
-        if let Err(status) = result {
-            self.report.errors += 1;
-            warn!(informant_id = %self.id, code = ?status.code(), "resume after missed offers failed");
+        match result {
+            Ok(reply) => self.on_reply(&reply),
+            Err(status) => {
+                self.report.errors += 1;
+                warn!(informant_id = %self.id, code = ?status.code(), "resume after missed offers failed");
+            }
         }
     }
 

@@ -7,7 +7,9 @@
 //!   an idle informant's session, one call at a time;
 //! - call lifecycles per second at concurrency 16: `OfferCall`, the offer on
 //!   the session, `AcceptOffer`, `FinishCall` (three unary calls and one
-//!   stream message per lifecycle).
+//!   stream message per lifecycle: the replies tell the informant's new
+//!   states, so the session carries only the offer). The session events
+//!   actually read per lifecycle are counted and reported.
 //!
 //! Figures are reported as ratios to the baseline because the machines are
 //! shared and noisy. Node and benchmark each run one tokio worker thread.
@@ -19,6 +21,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,23 +77,30 @@ async fn baseline(node: &NodeProcess, concurrency: usize) -> Rate {
 }
 
 /// Informants that accept every offer and finish at once, reporting when
-/// each offer arrived and when each lifecycle ended.
+/// each offer arrived, when each lifecycle ended, and how many session
+/// events they read.
 struct Desks {
     offered_at: Arc<Mutex<HashMap<String, Instant>>>,
     finished: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+    events: Arc<AtomicU64>,
 }
 
 async fn start_desks(c: &mut Clients) -> Desks {
     let offered_at = Arc::new(Mutex::new(HashMap::new()));
     let finished: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>> = Arc::new(Mutex::new(HashMap::new()));
+    let events = Arc::new(AtomicU64::new(0));
     for i in 0..INFORMANTS {
         let id = format!("bench-{i}");
         let mut session = Session::open(c, &id, vec![skill("bench", 3)]).await;
         let mut desk = c.desk.clone();
-        let (offered_at, finished) = (offered_at.clone(), finished.clone());
+        let (offered_at, finished, events) = (offered_at.clone(), finished.clone(), events.clone());
         tokio::spawn(async move {
             loop {
+                let before = session.last_sequence;
                 let (offer_id, call_id) = session.next_offer_forever().await;
+                // Sequences have no gap, so their difference counts the events read.
+                let read = session.last_sequence.unwrap() - before.unwrap_or(0);
+                events.fetch_add(read, Ordering::Relaxed);
                 offered_at.lock().unwrap().insert(call_id.clone(), Instant::now());
                 let reply = pb::OfferReply { informant_id: id.clone(), offer_id };
                 if desk.accept_offer(reply).await.is_err() {
@@ -105,7 +115,7 @@ async fn start_desks(c: &mut Clients) -> Desks {
             }
         });
     }
-    Desks { offered_at, finished }
+    Desks { offered_at, finished, events }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -136,6 +146,7 @@ async fn main() {
     let (lat_p50, lat_p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
 
     // Lifecycles per second at concurrency 16.
+    let events_before = desks.events.load(Ordering::Relaxed);
     let deadline = Instant::now() + PHASE;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -163,6 +174,7 @@ async fn main() {
         lifecycles += t.await.unwrap();
     }
     let lifecycle_rate = lifecycles as f64 / started.elapsed().as_secs_f64();
+    let events_per_lifecycle = (desks.events.load(Ordering::Relaxed) - events_before) as f64 / lifecycles as f64;
     let ceiling = echo_16.per_second / 3.0;
 
     println!("## End-to-end over gRPC (one node process, 1 worker thread each side)\n");
@@ -203,6 +215,7 @@ async fn main() {
         lat_p99.as_secs_f64() / echo_1.p99.as_secs_f64()
     );
     println!(
-        "\n({LATENCY_PROBES} latency probes; {lifecycles} lifecycles in the throughput phase; {INFORMANTS} informants.)"
+        "\n({LATENCY_PROBES} latency probes; {lifecycles} lifecycles in the throughput phase, \
+         {events_per_lifecycle:.2} session events read per lifecycle; {INFORMANTS} informants.)"
     );
 }

@@ -166,8 +166,8 @@ async fn log_in(range: Range<usize>, node: &Node, tenant: &Arc<str>) {
             .into_iter()
             .map(|(name, proficiency)| pb::Skill { name, proficiency: proficiency.into() })
             .collect();
-        let snapshot = node.login(tenant, informant_id(i), &skills).await.expect("log an informant in");
-        assert_eq!(snapshot.state, InformantState::Available);
+        let reply = node.login(tenant, informant_id(i), &skills).await.expect("log an informant in");
+        assert_eq!(reply.snapshot.state, InformantState::Available);
     }
 }
 

@@ -9,10 +9,9 @@ use std::time::Duration;
 use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
 use relais_proto::v1 as pb;
 use relais_routing::SkillSet;
-use relais_routing::informant::InformantSnapshot;
 use tokio::sync::Semaphore;
 
-use crate::actors::informant::{InformantActor, InformantArgs, InformantMsg};
+use crate::actors::informant::{InformantActor, InformantArgs, InformantMsg, StatusReply};
 use crate::actors::queue::{QueueActor, QueueArgs, QueueMsg};
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::catalog::{Catalog, QueueEntry};
@@ -93,8 +92,8 @@ impl QueueStarter {
             let queues = queues.clone();
             let restarted = restarted.cloned();
             tokio::spawn(async move {
-                let Ok(snapshot) = ask(&informant, |reply| InformantMsg::Get { reply }).await else { return };
-                let mine = queues_for(&queues, &snapshot.skills);
+                let Ok(status) = ask(&informant, |reply| InformantMsg::Get { reply }).await else { return };
+                let mine = queues_for(&queues, &status.snapshot.skills);
                 if let Some(restarted) = restarted {
                     // A restarted queue forgot its members: leave and join again.
                     let without: Vec<Arc<str>> = mine.iter().filter(|q| **q != restarted).cloned().collect();
@@ -608,12 +607,7 @@ impl Node {
     }
 
     /// Logs an informant in: one actor per logged-in informant.
-    pub async fn login(
-        &self,
-        tenant: &Arc<str>,
-        informant_id: Arc<str>,
-        skills: &[pb::Skill],
-    ) -> Result<InformantSnapshot> {
+    pub async fn login(&self, tenant: &Arc<str>, informant_id: Arc<str>, skills: &[pb::Skill]) -> Result<StatusReply> {
         let skills = match self.catalog.profile(tenant, &informant_id) {
             Some(profile) => {
                 if !skills.is_empty() {

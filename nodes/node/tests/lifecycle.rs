@@ -32,6 +32,7 @@ async fn a_call_is_queued_offered_connected_completed_and_the_informant_wraps_up
         c.desk.accept_offer(pb::OfferReply { informant_id: "ana".into(), offer_id }).await.unwrap().into_inner();
     assert_eq!(accepted.state, pb::InformantState::OnCall as i32);
     assert_eq!(accepted.call_id, "c1");
+    assert_eq!(Some(accepted.last_sequence), desk.last_sequence, "the offer was the last event before the reply");
     let status = c.gateway.get_call(pb::GetCallRequest { call_id: "c1".into() }).await.unwrap().into_inner();
     assert_eq!(state_of(&status), pb::CallState::Connected);
     assert_eq!(status.informant_id, "ana");
@@ -44,16 +45,89 @@ async fn a_call_is_queued_offered_connected_completed_and_the_informant_wraps_up
         .into_inner();
     assert_eq!(finished.state, pb::InformantState::WrapUp as i32);
     assert_eq!(finished.calls_handled, 1);
+    assert_eq!(Some(finished.last_sequence), desk.last_sequence, "no event for the accept nor the finish");
     let events = watch.rest().await;
     assert_eq!(history(&events), vec!["queued", "offered", "connected", "completed"]);
     let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
     assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>(), "gapless sequences from 1");
 
-    // Wrap-up ends by itself after the queue's wrap-up time.
-    desk.until_state(pb::InformantState::Available).await;
+    // Wrap-up ends by itself after the queue's wrap-up time: the desktop did
+    // not cause it, so its session tells it, and that is the next event.
+    match desk.next().await {
+        Kind::State(s) => assert_eq!(s.state, pb::InformantState::Available as i32),
+        other => panic!("expected the end of wrap-up, got {other:?}"),
+    }
     let stats =
         c.admin.get_queue_stats(pb::GetQueueStatsRequest { queue_id: "logement".into() }).await.unwrap().into_inner();
     assert_eq!((stats.offered_total, stats.answered_total, stats.waiting), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn the_session_tells_only_what_the_desktop_did_not_cause() {
+    let node = NodeProcess::start(&[], &[]);
+    let mut c = Clients::new(&node, "cai").await;
+    let mut q = queue("travail", "travail", 1);
+    q.offer_timeout_ms = 300;
+    q.max_missed_offers = 1;
+    apply(&mut c, vec![q]).await;
+    let mut ana = Session::open(&mut c, "ana", vec![skill("travail", 1)]).await;
+    match ana.next().await {
+        Kind::State(s) => assert_eq!(s.state, pb::InformantState::Available as i32, "the opening snapshot"),
+        other => panic!("a session opens with a snapshot, got {other:?}"),
+    }
+
+    // An offer comes alone: it means "reserved".
+    c.gateway.offer_call(offer("c1", "travail")).await.unwrap();
+    let offer_id = match ana.next().await {
+        Kind::Offer(o) => o.offer_id,
+        other => panic!("expected the offer alone, got {other:?}"),
+    };
+    let reserved = c.desk.get_informant(pb::InformantRequest { informant_id: "ana".into() }).await.unwrap();
+    assert_eq!(reserved.get_ref().state, pb::InformantState::Reserved as i32);
+
+    // The desktop's own requests: each reply tells the new state, in order
+    // with the session's events.
+    let id = || "ana".to_string();
+    let accepted = c.desk.accept_offer(pb::OfferReply { informant_id: id(), offer_id }).await.unwrap().into_inner();
+    let finished = c
+        .desk
+        .finish_call(pb::FinishCallRequest { informant_id: id(), call_id: "c1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let paused =
+        c.desk.pause(pb::PauseRequest { informant_id: id(), reason: "break".into() }).await.unwrap().into_inner();
+    let resumed = c.desk.resume(pb::InformantRequest { informant_id: id() }).await.unwrap().into_inner();
+    let states: Vec<_> = [&accepted, &finished, &paused, &resumed].map(|s| (s.state, s.last_sequence)).into();
+    let last = ana.last_sequence.unwrap();
+    assert_eq!(
+        states,
+        vec![
+            (pb::InformantState::OnCall as i32, last),
+            (pb::InformantState::Available as i32, last),
+            (pb::InformantState::Paused as i32, last),
+            (pb::InformantState::Available as i32, last),
+        ]
+    );
+    // ...and the session does not repeat them.
+    let repeated = ana.drain(Duration::from_millis(300)).await;
+    assert!(repeated.is_empty(), "the session repeated what the replies told: {repeated:?}");
+
+    // A missed offer: the desktop did not cause the withdrawal nor the
+    // pause, so the session tells both.
+    c.gateway.offer_call(offer("c2", "travail")).await.unwrap();
+    assert!(matches!(ana.next().await, Kind::Offer(o) if o.call_id == "c2"));
+    match ana.next().await {
+        Kind::OfferWithdrawn(w) => assert_eq!(w.reason, "expired"),
+        other => panic!("expected the withdrawal, got {other:?}"),
+    }
+    match ana.next().await {
+        Kind::State(s) => {
+            assert_eq!((s.state, s.reason.as_str()), (pb::InformantState::Paused as i32, "missed"));
+            assert_eq!(Some(s.last_sequence), ana.last_sequence, "a state event carries its own sequence");
+        }
+        other => panic!("expected the pause for missed offers, got {other:?}"),
+    }
 }
 
 #[tokio::test]

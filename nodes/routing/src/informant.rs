@@ -5,6 +5,14 @@
 //! structural — the phase holds at most one — and every proposal gets
 //! exactly one answer (accepted or refused), unless its queue withdrew it
 //! first.
+//!
+//! Invariant: the desktop's session hears only of what the desktop did not
+//! cause itself. A change of state that a desktop request caused is told by
+//! that request's reply and produces no [`SessionEvent::State`]; an offer
+//! implies the reserved state and produces no state event either. Every
+//! other change of state (a timer, a queue, the caller) produces one. Each
+//! entry point names the `Cause` of the changes it makes, and one function
+//! (`InformantCore::enter`) applies the rule.
 
 use std::sync::Arc;
 
@@ -65,13 +73,24 @@ pub struct InformantSnapshot {
     pub skills: SkillSet,
 }
 
-/// What the informant's desktop is told.
+/// What the informant's desktop is told on its session.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SessionEvent {
+    /// A change of state the desktop did not cause (see the module's
+    /// invariant), or the snapshot that opens a session.
     State(InformantSnapshot),
-    Offer { proposal: Box<Proposal>, expires_in_ms: Millis },
-    OfferWithdrawn { offer_id: Arc<str>, reason: Arc<str> },
-    CallEnded { call_id: Arc<str>, reason: Arc<str> },
+    Offer {
+        proposal: Box<Proposal>,
+        expires_in_ms: Millis,
+    },
+    OfferWithdrawn {
+        offer_id: Arc<str>,
+        reason: Arc<str>,
+    },
+    CallEnded {
+        call_id: Arc<str>,
+        reason: Arc<str>,
+    },
 }
 
 /// What the informant asks its surroundings to do.
@@ -132,6 +151,19 @@ pub enum InformantError {
     NotHolder(Arc<str>),
     #[error("not allowed while {0:?}")]
     WrongState(InformantState),
+}
+
+/// What caused a change of state; it decides how the desktop hears of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    /// The desktop's own request: the request's reply carries the new
+    /// state, so the session is not told.
+    Request,
+    /// An offer: the offer event itself tells the desktop it is reserved.
+    Offer,
+    /// Anything else (a queue, a timer, the caller, the node): the session
+    /// is told with a state event.
+    Elsewhere,
 }
 
 /// Where an accepted offer must be connected.
@@ -250,19 +282,23 @@ impl InformantCore {
         u16::try_from((self.busy_ms.min(logged) * 1000) / logged).unwrap_or(1000)
     }
 
-    fn enter(&mut self, phase: Phase, now: Millis, fx: &mut Vec<InformantEffect>) {
+    /// Enters `phase`; the session is told only when `cause` is neither the
+    /// desktop's request nor an offer.
+    fn enter(&mut self, phase: Phase, now: Millis, cause: Cause, fx: &mut Vec<InformantEffect>) {
         self.phase = phase;
         self.since_ms = now;
-        fx.push(InformantEffect::Session(SessionEvent::State(self.snapshot(now))));
+        if cause == Cause::Elsewhere {
+            fx.push(InformantEffect::Session(SessionEvent::State(self.snapshot(now))));
+        }
     }
 
     /// Becomes available and asks every queue for its best call.
-    fn announce(&mut self, now: Millis, fx: &mut Vec<InformantEffect>) {
+    fn announce(&mut self, now: Millis, cause: Cause, fx: &mut Vec<InformantEffect>) {
         self.generation += 1;
         let collecting = (!self.queues.is_empty()).then(|| {
             Box::new(Collecting { generation: self.generation, awaiting: self.queues.clone(), proposals: Vec::new() })
         });
-        self.enter(Phase::Available { collecting }, now, fx);
+        self.enter(Phase::Available { collecting }, now, cause, fx);
         let entry = PoolEntry {
             informant_id: self.id.clone(),
             skills: self.skills.clone(),
@@ -308,7 +344,7 @@ impl InformantCore {
         });
         let expires_in_ms = proposal.offer_timeout_ms;
         let offer = Box::new(proposal);
-        self.enter(Phase::Reserved { offer: offer.clone() }, now, fx);
+        self.enter(Phase::Reserved { offer: offer.clone() }, now, Cause::Offer, fx);
         fx.push(InformantEffect::Session(SessionEvent::Offer { proposal: offer, expires_in_ms }));
     }
 
@@ -320,7 +356,7 @@ impl InformantCore {
         for queue_id in &self.queues {
             fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone() });
         }
-        self.announce(now, &mut fx);
+        self.announce(now, Cause::Request, &mut fx);
         fx
     }
 
@@ -339,7 +375,7 @@ impl InformantCore {
         }
         self.queues = queues;
         if !added.is_empty() && matches!(self.phase, Phase::Available { collecting: None }) {
-            self.announce(now, &mut fx);
+            self.announce(now, Cause::Elsewhere, &mut fx);
         }
         fx
     }
@@ -412,7 +448,7 @@ impl InformantCore {
             Phase::Reserved { offer } if offer.offer_id.as_ref() == offer_id => {
                 let offer_id = offer.offer_id.clone();
                 fx.push(InformantEffect::Session(SessionEvent::OfferWithdrawn { offer_id, reason: reason.into() }));
-                self.announce(now, &mut fx);
+                self.announce(now, Cause::Elsewhere, &mut fx);
             }
             _ => {}
         }
@@ -432,7 +468,9 @@ impl InformantCore {
         }
     }
 
-    /// The outcome of connecting an accepted offer.
+    /// The outcome of connecting an accepted offer. When connected, the
+    /// accept's reply tells the new state; when the call is gone, the
+    /// accept fails and the session tells the withdrawal and the new state.
     pub fn connected(&mut self, ticket: &ConnectTicket, ok: bool, now: Millis) -> Vec<InformantEffect> {
         let mut fx = Vec::new();
         let Phase::Reserved { offer } = &self.phase else { return fx };
@@ -443,13 +481,13 @@ impl InformantCore {
         if ok {
             self.missed_in_row = 0;
             self.call_started_ms = now;
-            self.enter(Phase::OnCall { call_id: ticket.call_id.clone(), wrap_up_ms }, now, &mut fx);
+            self.enter(Phase::OnCall { call_id: ticket.call_id.clone(), wrap_up_ms }, now, Cause::Request, &mut fx);
         } else {
             fx.push(InformantEffect::Session(SessionEvent::OfferWithdrawn {
                 offer_id: ticket.offer_id.clone(),
                 reason: "call_gone".into(),
             }));
-            self.announce(now, &mut fx);
+            self.announce(now, Cause::Elsewhere, &mut fx);
         }
         fx
     }
@@ -463,7 +501,7 @@ impl InformantCore {
             offer_id: ticket.offer_id,
             declined: true,
         }];
-        self.announce(now, &mut fx);
+        self.announce(now, Cause::Request, &mut fx);
         Ok(fx)
     }
 
@@ -488,23 +526,23 @@ impl InformantCore {
         }));
         self.missed_in_row += 1;
         if self.missed_in_row >= limit {
-            self.enter(Phase::Paused { reason: MISSED.into() }, now, &mut fx);
+            self.enter(Phase::Paused { reason: MISSED.into() }, now, Cause::Elsewhere, &mut fx);
         } else {
-            self.announce(now, &mut fx);
+            self.announce(now, Cause::Elsewhere, &mut fx);
         }
         fx
     }
 
-    fn end_call(&mut self, now: Millis, fx: &mut Vec<InformantEffect>) {
+    fn end_call(&mut self, now: Millis, cause: Cause, fx: &mut Vec<InformantEffect>) {
         let Phase::OnCall { wrap_up_ms, .. } = self.phase else { return };
         self.calls_handled += 1;
         self.busy_ms += now.saturating_sub(self.call_started_ms);
         if wrap_up_ms == 0 {
-            self.announce(now, fx);
+            self.announce(now, cause, fx);
         } else {
             self.next_token += 1;
             let token = self.next_token;
-            self.enter(Phase::WrapUp { token }, now, fx);
+            self.enter(Phase::WrapUp { token }, now, cause, fx);
             fx.push(InformantEffect::WrapUpTimer { token, after_ms: wrap_up_ms });
         }
     }
@@ -514,7 +552,7 @@ impl InformantCore {
         match &self.phase {
             Phase::OnCall { call_id: held, .. } if held.as_ref() == call_id => {
                 let mut fx = vec![InformantEffect::Complete { call_id: held.clone() }];
-                self.end_call(now, &mut fx);
+                self.end_call(now, Cause::Request, &mut fx);
                 Ok(fx)
             }
             _ => Err(InformantError::NotHolder(call_id.into())),
@@ -528,7 +566,7 @@ impl InformantCore {
             && held.as_ref() == call_id
         {
             fx.push(InformantEffect::Session(SessionEvent::CallEnded { call_id: held.clone(), reason: reason.into() }));
-            self.end_call(now, &mut fx);
+            self.end_call(now, Cause::Elsewhere, &mut fx);
         }
         fx
     }
@@ -537,7 +575,7 @@ impl InformantCore {
     pub fn wrap_up_done(&mut self, token: u64, now: Millis) -> Vec<InformantEffect> {
         let mut fx = Vec::new();
         if self.phase == (Phase::WrapUp { token }) {
-            self.announce(now, &mut fx);
+            self.announce(now, Cause::Elsewhere, &mut fx);
         }
         fx
     }
@@ -548,7 +586,7 @@ impl InformantCore {
             return Err(InformantError::WrongState(self.state()));
         }
         let mut fx = Vec::new();
-        self.announce(now, &mut fx);
+        self.announce(now, Cause::Request, &mut fx);
         Ok(fx)
     }
 
@@ -573,7 +611,7 @@ impl InformantCore {
             Phase::WrapUp { .. } | Phase::Paused { .. } => {}
             _ => return Err(InformantError::WrongState(self.state())),
         }
-        self.enter(Phase::Paused { reason }, now, &mut fx);
+        self.enter(Phase::Paused { reason }, now, Cause::Request, &mut fx);
         Ok(fx)
     }
 
@@ -583,7 +621,7 @@ impl InformantCore {
         }
         self.missed_in_row = 0;
         let mut fx = Vec::new();
-        self.announce(now, &mut fx);
+        self.announce(now, Cause::Request, &mut fx);
         Ok(fx)
     }
 
@@ -604,7 +642,118 @@ impl InformantCore {
         for queue_id in &self.queues {
             fx.push(InformantEffect::Leave { queue_id: queue_id.clone() });
         }
-        self.enter(Phase::Offline, now, &mut fx);
+        self.enter(Phase::Offline, now, Cause::Request, &mut fx);
         Ok(fx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::{CallInfo, CallKey};
+
+    fn proposal(call: &str, generation: u64, wrap_up_ms: Millis) -> Proposal {
+        Proposal {
+            offer_id: format!("{call}/1").into(),
+            queue_id: "q".into(),
+            key: CallKey { rank: 1, arrived_ms: 0, seq: 0 },
+            generation,
+            call: CallInfo {
+                call_id: call.into(),
+                priority: 1,
+                vulnerable: false,
+                language: "".into(),
+                topic: "".into(),
+                caller_pseudonym: "".into(),
+                attributes: Arc::default(),
+                arrived_ms: 0,
+            },
+            waited_ms: 0,
+            offer_timeout_ms: 100,
+            wrap_up_ms,
+            max_missed_offers: 1,
+        }
+    }
+
+    /// The session events among `fx`.
+    fn told(fx: &[InformantEffect]) -> Vec<&SessionEvent> {
+        fx.iter()
+            .filter_map(|e| match e {
+                InformantEffect::Session(event) => Some(event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn told_states(fx: &[InformantEffect]) -> Vec<(InformantState, Option<Arc<str>>)> {
+        told(fx)
+            .into_iter()
+            .filter_map(|e| match e {
+                SessionEvent::State(s) => Some((s.state, s.reason.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// An informant of queue "q" who has taken a first proposal.
+    fn offered(wrap_up_ms: Millis) -> InformantCore {
+        let mut core = InformantCore::new("ana".into(), SkillSet::new([("s", 1)]), 0);
+        assert!(told(&core.login(vec!["q".into()], 0)).is_empty(), "the login reply tells the state");
+        let fx = core.proposed(proposal("c1", 1, wrap_up_ms), 1);
+        assert_eq!(core.state(), InformantState::Reserved);
+        let events = told(&fx);
+        assert_eq!(events.len(), 1, "an offer and nothing else: it means reserved");
+        assert!(matches!(events[0], SessionEvent::Offer { .. }));
+        core
+    }
+
+    #[test]
+    fn the_desktops_own_requests_are_told_by_their_replies_not_the_session() {
+        let mut core = offered(50);
+        let ticket = core.accept("c1/1").unwrap();
+        assert!(told(&core.connected(&ticket, true, 2)).is_empty());
+        assert_eq!(core.state(), InformantState::OnCall);
+        assert!(told(&core.finish("c1", 3).unwrap()).is_empty());
+        assert_eq!(core.state(), InformantState::WrapUp);
+        assert!(told(&core.pause("break".into(), 4).unwrap()).is_empty());
+        assert!(told(&core.resume(5).unwrap()).is_empty());
+        assert_eq!(core.state(), InformantState::Available);
+        assert!(told(&core.nothing_from("q", core.generation, 6)).is_empty());
+        assert!(told(&core.proposed(proposal("c2", core.generation, 0), 7)).len() == 1);
+        assert!(told(&core.decline("c2/1", 8).unwrap()).is_empty());
+        assert!(told(&core.logout(9).unwrap()).is_empty());
+        assert_eq!(core.state(), InformantState::Offline);
+    }
+
+    #[test]
+    fn changes_the_desktop_did_not_cause_are_told_by_the_session() {
+        // The wrap-up timer ends wrap-up.
+        let mut core = offered(50);
+        let ticket = core.accept("c1/1").unwrap();
+        core.connected(&ticket, true, 2);
+        core.finish("c1", 3).unwrap();
+        let Phase::WrapUp { token } = core.phase else { panic!("in wrap-up") };
+        assert_eq!(told_states(&core.wrap_up_done(token, 60)), vec![(InformantState::Available, None)]);
+
+        // A missed offer pauses (the limit here is one miss).
+        let mut core = offered(0);
+        let fx = core.offer_expired("c1/1", 200);
+        assert!(matches!(told(&fx)[0], SessionEvent::OfferWithdrawn { .. }));
+        assert_eq!(told_states(&fx), vec![(InformantState::Paused, Some(MISSED.into()))]);
+
+        // The caller hangs up during the call.
+        let mut core = offered(50);
+        let ticket = core.accept("c1/1").unwrap();
+        core.connected(&ticket, true, 2);
+        let fx = core.call_ended("c1", "caller_hung_up", 3);
+        assert!(matches!(told(&fx)[0], SessionEvent::CallEnded { .. }));
+        assert_eq!(told_states(&fx), vec![(InformantState::WrapUp, None)]);
+
+        // An accept whose call has gone fails, so the session tells what follows.
+        let mut core = offered(0);
+        let ticket = core.accept("c1/1").unwrap();
+        let fx = core.connected(&ticket, false, 2);
+        assert!(matches!(told(&fx)[0], SessionEvent::OfferWithdrawn { .. }));
+        assert_eq!(told_states(&fx), vec![(InformantState::Available, None)]);
     }
 }

@@ -10,14 +10,18 @@
 //!   that informant (priority, then arrival);
 //! - no call is connected twice, and no informant is connected to two calls;
 //! - once everything is delivered and every caller has hung up, every call
-//!   offered has exactly one terminal event and nothing follows it.
+//!   offered has exactly one terminal event and nothing follows it;
+//! - a desktop that takes its state from the replies to its own requests and
+//!   from its session's events (a state event, or an offer meaning reserved)
+//!   always knows the informant's state, although the session does not
+//!   repeat what a reply already told.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use relais_routing::call::{CallEventKind, CallInfo};
-use relais_routing::informant::{InformantCore, InformantEffect, SessionEvent};
+use relais_routing::informant::{InformantCore, InformantEffect, InformantState, SessionEvent};
 use relais_routing::queue::{QueueCore, QueueEffect};
 use relais_routing::{QueueConfig, Requirement, SkillSet};
 
@@ -61,6 +65,8 @@ struct Switchboard {
     desktop_offer: HashMap<Arc<str>, (Arc<str>, Arc<str>)>,
     /// Call held per informant, as its desktop sees it.
     desktop_call: HashMap<Arc<str>, Arc<str>>,
+    /// State per informant, as its desktop sees it (offline until told).
+    desktop_state: HashMap<Arc<str>, InformantState>,
     joined: HashSet<(Arc<str>, Arc<str>)>,
     terminal: HashMap<Arc<str>, u32>,
     connected: HashMap<Arc<str>, u32>,
@@ -106,6 +112,7 @@ impl Switchboard {
             directory: HashMap::new(),
             desktop_offer: HashMap::new(),
             desktop_call: HashMap::new(),
+            desktop_state: HashMap::new(),
             joined: HashSet::new(),
             terminal: HashMap::new(),
             connected: HashMap::new(),
@@ -215,6 +222,7 @@ impl Switchboard {
                 InformantEffect::Session(SessionEvent::Offer { proposal, .. }) => {
                     self.desktop_offer
                         .insert(informant.clone(), (proposal.offer_id.clone(), proposal.call.call_id.clone()));
+                    self.desktop_state.insert(informant.clone(), InformantState::Reserved);
                 }
                 InformantEffect::Session(SessionEvent::OfferWithdrawn { .. }) => {
                     self.desktop_offer.remove(informant);
@@ -222,7 +230,9 @@ impl Switchboard {
                 InformantEffect::Session(SessionEvent::CallEnded { .. }) => {
                     self.desktop_call.remove(informant);
                 }
-                InformantEffect::Session(SessionEvent::State(_)) => {}
+                InformantEffect::Session(SessionEvent::State(snapshot)) => {
+                    self.desktop_state.insert(informant.clone(), snapshot.state);
+                }
                 InformantEffect::OfferTimer { offer_id, .. } => {
                     self.timers.entry(informant.clone()).or_default().push(Timer::Offer(offer_id))
                 }
@@ -316,6 +326,14 @@ impl Switchboard {
         }
     }
 
+    /// Carries out the effects of a desktop's request that succeeded, then
+    /// replies with the informant's state, as the informant actor does.
+    fn apply_request(&mut self, informant: &Arc<str>, fx: Vec<InformantEffect>) {
+        self.apply_informant(informant, fx);
+        let state = self.informants[informant].1.state();
+        self.desktop_state.insert(informant.clone(), state);
+    }
+
     fn informant_at(&self, pick: usize) -> Arc<str> {
         self.informants.keys().nth(pick % self.informants.len()).expect("informant").clone()
     }
@@ -358,7 +376,7 @@ impl Switchboard {
                 if core.state() == relais_routing::informant::InformantState::Offline {
                     let queues = self.tenant_queues(*tenant, core.skills());
                     let fx = self.informants.get_mut(&id).expect("informant").1.login(queues, now);
-                    self.apply_informant(&id, fx);
+                    self.apply_request(&id, fx);
                 }
             }
             Action::Accept(pick) => {
@@ -395,7 +413,12 @@ impl Switchboard {
                         self.desktop_call.insert(id.clone(), ticket.call_id.clone());
                     }
                     let fx = self.informants.get_mut(&id).expect("informant").1.connected(&ticket, ok, now);
-                    self.apply_informant(&id, fx);
+                    // An accept whose call is gone fails: its reply tells no state.
+                    if ok {
+                        self.apply_request(&id, fx);
+                    } else {
+                        self.apply_informant(&id, fx);
+                    }
                 }
             }
             Action::Decline(pick) => {
@@ -403,7 +426,7 @@ impl Switchboard {
                 if let Some((offer, _)) = self.desktop_offer.remove(&id)
                     && let Ok(fx) = self.informants.get_mut(&id).expect("informant").1.decline(&offer, now)
                 {
-                    self.apply_informant(&id, fx);
+                    self.apply_request(&id, fx);
                 }
             }
             Action::Finish(pick) => {
@@ -411,7 +434,7 @@ impl Switchboard {
                 if let Some(call) = self.desktop_call.remove(&id)
                     && let Ok(fx) = self.informants.get_mut(&id).expect("informant").1.finish(&call, now)
                 {
-                    self.apply_informant(&id, fx);
+                    self.apply_request(&id, fx);
                 }
             }
             Action::FireTimer(pick) => {
@@ -429,20 +452,20 @@ impl Switchboard {
             Action::Pause(pick) => {
                 let id = self.informant_at(pick);
                 if let Ok(fx) = self.informants.get_mut(&id).expect("informant").1.pause("break".into(), now) {
-                    self.apply_informant(&id, fx);
+                    self.apply_request(&id, fx);
                 }
             }
             Action::Resume(pick) => {
                 let id = self.informant_at(pick);
                 if let Ok(fx) = self.informants.get_mut(&id).expect("informant").1.resume(now) {
-                    self.apply_informant(&id, fx);
+                    self.apply_request(&id, fx);
                 }
             }
             Action::Logout(pick) => {
                 let id = self.informant_at(pick);
                 if let Ok(fx) = self.informants.get_mut(&id).expect("informant").1.logout(now) {
                     self.desktop_offer.remove(&id);
-                    self.apply_informant(&id, fx);
+                    self.apply_request(&id, fx);
                 }
             }
             Action::Tick(queue) => {
@@ -478,6 +501,10 @@ impl Switchboard {
         }
         for (informant, n) in on_call {
             assert!(n <= 1, "informant {informant} connected to {n} calls");
+        }
+        for (id, (_, core)) in &self.informants {
+            let seen = self.desktop_state.get(id).copied().unwrap_or(InformantState::Offline);
+            assert_eq!(seen, core.state(), "the desktop of {id} does not know its state");
         }
     }
 }

@@ -26,11 +26,21 @@ pub struct SessionOut {
     pub event: SessionEvent,
 }
 
+/// An informant's state as a request's reply tells it.
+#[derive(Clone, Debug)]
+pub struct StatusReply {
+    pub snapshot: InformantSnapshot,
+    /// The sequence of the last event sent on the session before the
+    /// snapshot was taken (0 if none): the snapshot is newer than that event
+    /// and older than the next one.
+    pub last_sequence: u64,
+}
+
 /// Events buffered for a desktop before a slow session is closed (the
 /// desktop reopens it and gets a fresh snapshot).
 pub const SESSION_BUFFER: usize = 64;
 
-type Reply = RpcReplyPort<Result<InformantSnapshot, NodeError>>;
+type Reply = RpcReplyPort<Result<StatusReply, NodeError>>;
 
 pub enum InformantMsg {
     Propose(Box<Proposal>),
@@ -81,7 +91,7 @@ pub enum InformantMsg {
         reply: Reply,
     },
     Get {
-        reply: RpcReplyPort<InformantSnapshot>,
+        reply: RpcReplyPort<StatusReply>,
     },
     /// Opens the desktop's session, closing any previous one.
     Attach {
@@ -233,7 +243,7 @@ impl Actor for InformantActor {
                 }
             }
             InformantMsg::Get { reply } => {
-                let _ = reply.send(state.core.snapshot(now));
+                let _ = reply.send(state.status(now));
             }
             InformantMsg::Attach { sink, reply } => {
                 state.session = Some(sink);
@@ -266,6 +276,10 @@ impl InformantState {
         self.queue(queue_id).is_some_and(|q| q.cast(msg).is_ok())
     }
 
+    fn status(&self, now: u64) -> StatusReply {
+        StatusReply { snapshot: self.core.snapshot(now), last_sequence: self.sequence }
+    }
+
     fn emit(&mut self, event: SessionEvent) {
         if let Some(session) = &self.session {
             self.sequence += 1;
@@ -287,7 +301,7 @@ impl InformantState {
         let out = match result {
             Ok(fx) => {
                 self.apply(myself, fx);
-                Ok(self.core.snapshot(now_ms()))
+                Ok(self.status(now_ms()))
             }
             Err(e) => Err(informant_error(e)),
         };
@@ -297,11 +311,7 @@ impl InformantState {
     /// Accepts the pending offer: the call's queue connects it, then the
     /// informant is on the call. The queue answers without waiting for any
     /// informant, so this wait cannot deadlock.
-    async fn accept(
-        &mut self,
-        myself: &ActorRef<InformantMsg>,
-        offer_id: &str,
-    ) -> Result<InformantSnapshot, NodeError> {
+    async fn accept(&mut self, myself: &ActorRef<InformantMsg>, offer_id: &str) -> Result<StatusReply, NodeError> {
         let ticket = self.core.accept(offer_id).map_err(informant_error)?;
         let connected = match self.queue(&ticket.queue_id) {
             Some(queue) => {
@@ -317,7 +327,7 @@ impl InformantState {
         let fx = self.core.connected(&ticket, connected, now_ms());
         self.apply(myself, fx);
         if connected {
-            Ok(self.core.snapshot(now_ms()))
+            Ok(self.status(now_ms()))
         } else {
             Err(NodeError::precondition(format!("offer {offer_id:?} can no longer be accepted: the caller hung up")))
         }

@@ -116,8 +116,8 @@ impl pb::admin_server::Admin for AdminService {
         }
         for (_, actor) in self.node.directory.informants_of(&tenant) {
             // An informant logging out meanwhile is simply left out.
-            if let Ok(snapshot) = ask(&actor, |reply| InformantMsg::Get { reply }).await {
-                out.informants.push(convert::informant_stats(&snapshot));
+            if let Ok(status) = ask(&actor, |reply| InformantMsg::Get { reply }).await {
+                out.informants.push(convert::informant_stats(&status.snapshot));
             }
         }
         out.informants.sort_by(|a, b| a.informant_id.cmp(&b.informant_id));

@@ -6,7 +6,7 @@ use relais_routing::call::{CallEvent, CallEventKind};
 use relais_routing::informant::{InformantSnapshot, InformantState, SessionEvent};
 use relais_routing::queue::{CallSnapshot, CallState, QueueFigures};
 
-use crate::actors::informant::SessionOut;
+use crate::actors::informant::{SessionOut, StatusReply};
 
 fn unix_ms(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
@@ -80,7 +80,7 @@ pub fn skills(skills: &SkillSet) -> Vec<pb::Skill> {
     skills.iter().map(|(name, p)| pb::Skill { name: name.to_string(), proficiency: u32::from(p) }).collect()
 }
 
-pub fn informant_status(s: &InformantSnapshot) -> pb::InformantStatus {
+pub fn informant_status(s: &InformantSnapshot, last_sequence: u64) -> pb::InformantStatus {
     pb::InformantStatus {
         informant_id: s.informant_id.to_string(),
         state: informant_state(s.state) as i32,
@@ -90,7 +90,13 @@ pub fn informant_status(s: &InformantSnapshot) -> pb::InformantStatus {
         offer_id: s.offer_id.as_deref().unwrap_or_default().to_string(),
         calls_handled: s.calls_handled,
         skills: skills(&s.skills),
+        last_sequence,
     }
+}
+
+/// A request's reply: the state, and the last session event sent before it.
+pub fn status_reply(r: &StatusReply) -> pb::InformantStatus {
+    informant_status(&r.snapshot, r.last_sequence)
 }
 
 pub fn informant_stats(s: &InformantSnapshot) -> pb::InformantStats {
@@ -107,7 +113,7 @@ pub fn informant_stats(s: &InformantSnapshot) -> pb::InformantStats {
 pub fn informant_event(informant_id: &str, out: &SessionOut) -> pb::InformantEvent {
     use pb::informant_event as ie;
     let kind = match &out.event {
-        SessionEvent::State(s) => ie::Kind::State(informant_status(s)),
+        SessionEvent::State(s) => ie::Kind::State(informant_status(s, out.sequence)),
         SessionEvent::Offer { proposal, expires_in_ms } => ie::Kind::Offer(ie::Offer {
             offer_id: proposal.offer_id.to_string(),
             call_id: proposal.call.call_id.to_string(),

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use futures::Stream;
 use ractor::{ActorRef, RpcReplyPort};
 use relais_proto::v1 as pb;
-use relais_routing::informant::InformantSnapshot;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::actors::informant::{InformantMsg, SESSION_BUFFER};
+use crate::actors::informant::{InformantMsg, SESSION_BUFFER, StatusReply};
 use crate::error::Result;
 use crate::identity::identity_of;
 use crate::node::{Node, ask};
@@ -37,9 +36,9 @@ impl InformantService {
     async fn command(
         &self,
         actor: ActorRef<InformantMsg>,
-        build: impl FnOnce(RpcReplyPort<Result<InformantSnapshot>>) -> InformantMsg,
+        build: impl FnOnce(RpcReplyPort<Result<StatusReply>>) -> InformantMsg,
     ) -> Result<Response<pb::InformantStatus>, Status> {
-        grpc(ask(&actor, build).await.and_then(|r| r).map(|s| convert::informant_status(&s)))
+        grpc(ask(&actor, build).await.and_then(|r| r).map(|s| convert::status_reply(&s)))
     }
 }
 
@@ -51,9 +50,9 @@ impl pb::informant_server::Informant for InformantService {
         let tenant = identity_of(&request)?.tenant;
         let r = request.into_inner();
         let id = validate::informant_id("informant_id", &r.informant_id)?;
-        let snapshot = self.node.login(&tenant, id.clone(), &r.skills).await?;
+        let status = self.node.login(&tenant, id.clone(), &r.skills).await?;
         tracing::info!(informant_id = %id, "informant logged in");
-        Ok(Response::new(convert::informant_status(&snapshot)))
+        Ok(Response::new(convert::status_reply(&status)))
     }
 
     type SessionStream = EventStream;
@@ -123,6 +122,6 @@ impl pb::informant_server::Informant for InformantService {
         request: Request<pb::InformantRequest>,
     ) -> Result<Response<pb::InformantStatus>, Status> {
         let actor = self.actor(&request, &request.get_ref().informant_id)?;
-        grpc(ask(&actor, |reply| InformantMsg::Get { reply }).await.map(|s| convert::informant_status(&s)))
+        grpc(ask(&actor, |reply| InformantMsg::Get { reply }).await.map(|s| convert::status_reply(&s)))
     }
 }

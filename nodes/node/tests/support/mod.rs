@@ -164,10 +164,13 @@ pub async fn apply(c: &mut Clients, queues: Vec<pb::QueueConfig>) {
     c.admin.apply_plan(pb::RoutingPlan { queues, informants: vec![], prune: false }).await.expect("plan applies");
 }
 
-/// An informant's desktop: its session stream.
+/// An informant's desktop: its session stream. Every event read is checked
+/// to follow the previous one's sequence with no gap.
 pub struct Session {
     pub id: String,
     stream: tonic::Streaming<pb::InformantEvent>,
+    /// The sequence of the last event read.
+    pub last_sequence: Option<u64>,
 }
 
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -177,18 +180,26 @@ impl Session {
         c.desk.login(pb::LoginRequest { informant_id: id.into(), skills }).await.expect("login");
         let stream =
             c.desk.session(pb::SessionRequest { informant_id: id.into() }).await.expect("session").into_inner();
-        Self { id: id.into(), stream }
+        Self { id: id.into(), stream, last_sequence: None }
+    }
+
+    /// Checks that `event` follows the last one read, and notes it.
+    fn numbered(&mut self, event: pb::InformantEvent) -> pb::informant_event::Kind {
+        if let Some(last) = self.last_sequence {
+            assert_eq!(event.sequence, last + 1, "session events are numbered with no gap");
+        }
+        self.last_sequence = Some(event.sequence);
+        event.kind.expect("kind")
     }
 
     /// The next event, within five seconds.
     pub async fn next(&mut self) -> pb::informant_event::Kind {
-        tokio::time::timeout(WAIT, self.stream.message())
+        let event = tokio::time::timeout(WAIT, self.stream.message())
             .await
             .expect("informant event in time")
             .expect("stream ok")
-            .expect("stream open")
-            .kind
-            .expect("kind")
+            .expect("stream open");
+        self.numbered(event)
     }
 
     /// Skips events until an offer; returns (offer_id, call_id).
@@ -205,7 +216,7 @@ impl Session {
     pub async fn next_offer_forever(&mut self) -> (String, String) {
         loop {
             let event = self.stream.message().await.expect("stream ok").expect("stream open");
-            if let Some(pb::informant_event::Kind::Offer(o)) = event.kind {
+            if let pb::informant_event::Kind::Offer(o) = self.numbered(event) {
                 return (o.offer_id, o.call_id);
             }
         }
@@ -227,7 +238,7 @@ impl Session {
         let mut out = Vec::new();
         while let Ok(Some(Ok(Some(e)))) = tokio::time::timeout(quiet, async { Some(self.stream.message().await) }).await
         {
-            out.extend(e.kind);
+            out.push(self.numbered(e));
         }
         out
     }
