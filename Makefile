@@ -97,11 +97,13 @@ test: lint
 	$(CARGO) test --workspace
 
 # Criterion (routing decisions), memory per actor and per call, end-to-end
-# gRPC against a bare round trip, then a long Erlang C check (10,000 calls).
+# gRPC against a bare round trip, membership failure detection against
+# etcd's own lease revocation, then a long Erlang C check (10,000 calls).
 bench: build
 	$(CARGO) bench -p relais-routing --bench routing
 	$(CARGO) bench -p relais-node --bench memory
 	$(CARGO) bench -p relais-node --bench grpc
+	$(CARGO) bench -p relais-node --bench failover
 	@$(start_node)
 	./target/release/relais-loadgen --target http://$(NODE_ADDR) --profile poisson --time-scale 600 --calls 10000
 

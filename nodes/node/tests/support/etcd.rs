@@ -33,7 +33,7 @@ impl EtcdProcess {
     fn launch(&mut self) {
         let log = std::fs::File::create(self.data_dir.with_extension("log")).expect("etcd log");
         let child = Command::new("etcd")
-            .args(["--name", "test", "--data-dir"])
+            .args(["--name", "test", "--pre-vote=true", "--data-dir"])
             .arg(&self.data_dir)
             .args(["--listen-client-urls", &self.client_url, "--advertise-client-urls", &self.client_url])
             .args(["--listen-peer-urls", &self.peer_url, "--initial-advertise-peer-urls", &self.peer_url])

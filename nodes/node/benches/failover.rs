@@ -1,0 +1,138 @@
+//! How fast the cluster's membership notices a member that failed, against
+//! real `relais-node` processes and a real etcd.
+//!
+//! Measured in one run:
+//! - the baseline: etcd's own path from `LeaseRevoke` to the key's DELETE
+//!   seen by a watcher (what any lease-based removal costs at best);
+//! - `kill -9` of a member: from the kill to the member gone from another
+//!   member's `ListMembers` (a peer sees the broken health stream, finds the
+//!   port closed, revokes the lease);
+//! - `SIGSTOP` of a member (a silent failure, left to its lease): from the
+//!   pause to the member gone, against its lease TTL.
+//!
+//! Bounded: a fixed number of rounds, each with a deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use relais_proto::v1 as pb;
+use support::etcd::EtcdProcess;
+use support::{Clients, NodeProcess};
+
+const KILLS: usize = 20;
+const PAUSES: usize = 3;
+const BASELINE_ROUNDS: usize = 50;
+const TTL_S: u64 = 3;
+
+fn member(etcd: &EtcdProcess, id: &str) -> NodeProcess {
+    NodeProcess::start(&["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", &TTL_S.to_string()], &[])
+}
+
+async fn listed(observer: &mut Clients, id: &str) -> bool {
+    observer
+        .admin
+        .list_members(pb::ListRequest {})
+        .await
+        .is_ok_and(|r| r.into_inner().members.iter().any(|m| m.node_id == id))
+}
+
+/// Polls every 2 ms until `listed(id) == want`; the time it took.
+async fn until_listed(observer: &mut Clients, id: &str, want: bool, within: Duration) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if listed(observer, id).await == want {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("{id} listed={want} not within {within:?}");
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn row(name: &str, mut samples: Vec<Duration>, note: &str) {
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "| {name} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {note} |",
+        samples.len(),
+        ms(percentile(&samples, 0.5)),
+        ms(percentile(&samples, 0.99)),
+        ms(*samples.last().unwrap()),
+    );
+}
+
+/// etcd alone: grant, put under the lease, revoke, time to the DELETE event.
+async fn baseline(etcd: &EtcdProcess) -> Vec<Duration> {
+    let mut client = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let mut samples = Vec::new();
+    for i in 0..BASELINE_ROUNDS {
+        let key = format!("/bench/{i}");
+        let lease = client.lease_grant(10, None).await.unwrap().id();
+        client.put(key.as_str(), "x", Some(etcd_client::PutOptions::new().with_lease(lease))).await.unwrap();
+        let (_watcher, mut stream) = client.watch(key.as_str(), None).await.unwrap();
+        let start = Instant::now();
+        client.lease_revoke(lease).await.unwrap();
+        loop {
+            let response = stream.message().await.unwrap().unwrap();
+            if response.events().iter().any(|e| e.event_type() == etcd_client::EventType::Delete) {
+                break;
+            }
+        }
+        samples.push(start.elapsed());
+    }
+    samples
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    let etcd = EtcdProcess::start();
+    let base = baseline(&etcd).await;
+    let observer_node = member(&etcd, "observer");
+    let mut observer = Clients::new(&observer_node, "cai").await;
+
+    let mut kills = Vec::new();
+    for round in 0..KILLS {
+        let id = format!("victim-{round}");
+        let victim = member(&etcd, &id);
+        until_listed(&mut observer, &id, true, Duration::from_secs(10)).await;
+        // Let the observer open its health stream to the victim.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let start = Instant::now();
+        drop(victim);
+        until_listed(&mut observer, &id, false, Duration::from_secs(2 * TTL_S + 5)).await;
+        kills.push(start.elapsed());
+    }
+
+    let mut pauses = Vec::new();
+    for round in 0..PAUSES {
+        let id = format!("sleeper-{round}");
+        let sleeper = member(&etcd, &id);
+        until_listed(&mut observer, &id, true, Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pid = sleeper.pid().to_string();
+        let start = Instant::now();
+        std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+        until_listed(&mut observer, &id, false, Duration::from_secs(2 * TTL_S + 5)).await;
+        pauses.push(start.elapsed());
+        std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    }
+
+    println!("## Membership failure detection (etcd 3.4, lease TTL {TTL_S} s)\n");
+    println!("| measure | samples | p50 | p99 | max | note |");
+    println!("|---|---:|---:|---:|---:|---|");
+    row("baseline: etcd LeaseRevoke → DELETE seen by a watcher", base, "etcd alone");
+    row("kill -9 → gone from another member's ListMembers", kills, "peer revokes the lease; target < 1 s");
+    row(
+        "SIGSTOP → gone from another member's ListMembers",
+        pauses,
+        &format!("left to the lease; target < TTL + 1 s = {} s", TTL_S + 1),
+    );
+}
