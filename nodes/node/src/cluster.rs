@@ -9,6 +9,7 @@ pub mod catalog_store;
 pub mod detector;
 pub mod lease;
 pub mod membership;
+pub mod ownership;
 pub mod placement;
 
 use std::collections::BTreeMap;

@@ -134,6 +134,12 @@ impl Membership {
         self.client.clone()
     }
 
+    /// The lease this node is registered under (it changes when the node
+    /// registers again).
+    pub fn lease_id(&self) -> watch::Receiver<i64> {
+        self.lease_id.clone()
+    }
+
     /// The window in which this node may serve.
     pub fn window(&self) -> Arc<LeaseWindow> {
         self.window.clone()

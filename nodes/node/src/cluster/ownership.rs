@@ -1,0 +1,116 @@
+//! Ownership of actors, fenced by epochs.
+//!
+//! A member claims an actor by creating `<prefix>/owners/<actor key>` (its
+//! node id) under its own lease, in a transaction that succeeds only if the
+//! key does not exist. The key's revision is the claim's **epoch**, the
+//! fencing token: every write about the actor's state is a transaction that
+//! compares the owner key's revision with the writer's epoch, so a member
+//! that lost the actor — its lease expired while it was paused, or a peer
+//! revoked it — can change nothing when it wakes up, whatever it still
+//! believes. When the owner's lease ends, its keys go with it and another
+//! member may claim the actor under a new, greater epoch.
+//!
+//! etcd's lock API is not used: revisions as fencing tokens are the remedy
+//! etcd documents for the unsafety Jepsen found in its locks.
+
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use tokio::sync::watch;
+
+use crate::error::{NodeError, Result};
+
+/// Deadline of one etcd exchange.
+const STEP: Duration = Duration::from_secs(2);
+
+/// A claim's fencing token: the revision at which the owner key was created.
+pub type Epoch = i64;
+
+/// One member's claims.
+#[derive(Clone)]
+pub struct Ownership {
+    client: Client,
+    root: String,
+    node_id: String,
+    lease_id: watch::Receiver<i64>,
+}
+
+/// Why a claim did not succeed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    Mine(Epoch),
+    /// Another member owns the actor, at this epoch.
+    Theirs {
+        owner: String,
+        epoch: Epoch,
+    },
+}
+
+impl Ownership {
+    pub fn new(client: Client, prefix: &str, node_id: &str, lease_id: watch::Receiver<i64>) -> Self {
+        Self { client, root: format!("{}/owners/", prefix.trim_end_matches('/')), node_id: node_id.into(), lease_id }
+    }
+
+    fn key(&self, actor_key: &str) -> String {
+        format!("{}{actor_key}", self.root)
+    }
+
+    fn unavailable(e: impl std::fmt::Display) -> NodeError {
+        NodeError::Unavailable(format!("etcd: {e}"))
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        let mut client = self.client.clone();
+        tokio::time::timeout(STEP, client.txn(txn))
+            .await
+            .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry".into()))?
+            .map_err(Self::unavailable)
+    }
+
+    /// Claims `actor_key` for this member, or says who owns it. Claiming an
+    /// actor this member already owns returns its current epoch.
+    pub async fn claim(&self, actor_key: &str) -> Result<Claim> {
+        let key = self.key(actor_key);
+        let lease = *self.lease_id.borrow();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), self.node_id.clone(), Some(PutOptions::new().with_lease(lease)))])
+            .or_else([TxnOp::get(key, None)]);
+        let response = self.txn(txn).await?;
+        if response.succeeded() {
+            return Ok(Claim::Mine(response.header().map_or(0, |h| h.revision())));
+        }
+        let held = response.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| (kv.value().to_vec(), kv.mod_revision())),
+            _ => None,
+        });
+        match held {
+            Some((owner, epoch)) if owner == self.node_id.as_bytes() => Ok(Claim::Mine(epoch)),
+            Some((owner, epoch)) => Ok(Claim::Theirs { owner: String::from_utf8_lossy(&owner).into_owned(), epoch }),
+            // Released between the compare and the read: try again.
+            None => Err(NodeError::Aborted(format!("the claim of {actor_key} raced with its release; retry"))),
+        }
+    }
+
+    /// Writes `ops` only if this member still owns `actor_key` at `epoch`;
+    /// `FAILED_PRECONDITION` when the epoch is stale. Returns the revision
+    /// of the write.
+    pub async fn fenced(&self, actor_key: &str, epoch: Epoch, ops: Vec<TxnOp>) -> Result<i64> {
+        let txn = Txn::new().when([Compare::mod_revision(self.key(actor_key), CompareOp::Equal, epoch)]).and_then(ops);
+        let response = self.txn(txn).await?;
+        if !response.succeeded() {
+            return Err(NodeError::precondition(format!(
+                "stale epoch {epoch} for {actor_key}: this member no longer owns it"
+            )));
+        }
+        Ok(response.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Gives `actor_key` up (a drain), deleting `also` with it in the same
+    /// fenced transaction. A stale epoch changes nothing.
+    pub async fn release(&self, actor_key: &str, epoch: Epoch, also: Vec<TxnOp>) -> Result<()> {
+        let mut ops = also;
+        ops.push(TxnOp::delete(self.key(actor_key), None));
+        self.fenced(actor_key, epoch, ops).await.map(|_| ())
+    }
+}
