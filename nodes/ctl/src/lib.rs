@@ -58,9 +58,13 @@ pub async fn run(args: &Args) -> anyhow::Result<String> {
     match args.command {
         Cmd::Members => {
             let r = admin.list_members(pb::ListRequest {}).await.map_err(status)?.into_inner();
+            let mut health = Vec::with_capacity(r.members.len());
+            for m in &r.members {
+                health.push(member_health(&m.address).await);
+            }
             Ok(match args.output {
-                Output::Table => members_table(&r),
-                Output::Json => serde_json::to_string_pretty(&MembersJson::from(&r))?,
+                Output::Table => members_table(&r, &health),
+                Output::Json => serde_json::to_string_pretty(&MembersJson::new(&r, &health))?,
             })
         }
         Cmd::Stats => {
@@ -93,19 +97,38 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn members_table(r: &pb::ListMembersResponse) -> String {
+/// A member's answer to the standard gRPC health check, asked directly at
+/// its address: "serving", "not serving" (it cannot prove its membership),
+/// or "unreachable".
+pub async fn member_health(address: &str) -> &'static str {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let timeout = std::time::Duration::from_secs(1);
+    let Ok(endpoint) = Channel::from_shared(format!("http://{address}")) else { return "unreachable" };
+    let Ok(channel) = endpoint.connect_timeout(timeout).timeout(timeout).connect().await else { return "unreachable" };
+    match HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await {
+        Ok(r) if r.get_ref().status() == tonic_health::pb::health_check_response::ServingStatus::Serving => "serving",
+        Ok(_) => "not serving",
+        Err(_) => "unreachable",
+    }
+}
+
+pub fn members_table(r: &pb::ListMembersResponse, health: &[&'static str]) -> String {
     let rows: Vec<Vec<String>> = r
         .members
         .iter()
-        .map(|m| {
+        .zip(health)
+        .map(|(m, h)| {
             vec![
                 format!("{}{}", m.node_id, if m.answering { " *" } else { "" }),
                 m.address.clone(),
+                (*h).to_string(),
+                m.lease.clone(),
                 format_unix_ms(m.started_unix_ms),
             ]
         })
         .collect();
-    let mut out = table(&["NODE", "ADDRESS", "STARTED (UTC)"], &rows);
+    let mut out = table(&["NODE", "ADDRESS", "HEALTH", "LEASE", "STARTED (UTC)"], &rows);
     match r.serving_for_ms {
         Some(ms) => {
             let _ = writeln!(
@@ -203,12 +226,14 @@ struct MembersJson {
 struct MemberJson {
     node_id: String,
     address: String,
+    health: &'static str,
+    lease: String,
     started_unix_ms: i64,
     answering: bool,
 }
 
-impl From<&pb::ListMembersResponse> for MembersJson {
-    fn from(r: &pb::ListMembersResponse) -> Self {
+impl MembersJson {
+    fn new(r: &pb::ListMembersResponse, health: &[&'static str]) -> Self {
         Self {
             clustered: r.clustered,
             revision: r.revision,
@@ -216,9 +241,12 @@ impl From<&pb::ListMembersResponse> for MembersJson {
             members: r
                 .members
                 .iter()
-                .map(|m| MemberJson {
+                .zip(health)
+                .map(|(m, h)| MemberJson {
                     node_id: m.node_id.clone(),
                     address: m.address.clone(),
+                    health: h,
+                    lease: m.lease.clone(),
                     started_unix_ms: m.started_unix_ms,
                     answering: m.answering,
                 })

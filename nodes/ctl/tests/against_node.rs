@@ -43,12 +43,14 @@ async fn members_and_stats_as_tables_and_json() {
     let row = lines.next().unwrap();
     assert!(row.starts_with("ctl-test *"), "{table}");
     assert!(row.contains(target.trim_start_matches("http://")), "{table}");
+    assert!(row.contains("serving"), "the member answers its health check: {table}");
     assert!(table.contains("a single node without etcd"), "{table}");
 
     let json: serde_json::Value =
         serde_json::from_str(&run(&args(&target, &["--output", "json", "members"])).await.unwrap()).unwrap();
     assert_eq!(json["clustered"], false);
     assert_eq!(json["members"][0]["node_id"], "ctl-test");
+    assert_eq!(json["members"][0]["health"], "serving");
 
     let table = run(&args(&target, &["stats"])).await.unwrap();
     let queue_row = table.lines().find(|l| l.starts_with("justice")).unwrap_or_else(|| panic!("{table}"));

@@ -161,32 +161,44 @@ async fn report_health(window: Arc<LeaseWindow>, reporter: tonic_health::server:
 /// Runs a node until Ctrl-C or SIGTERM. Prints `relais-node listening on
 /// ADDR` on standard output once it accepts connections.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
     let listener = TcpListener::bind(config.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, tenants = ?config.tenants, "relais-node starting");
     println!("relais-node listening on {addr}");
-    serve(config, listener, shutdown_signal()).await?;
+    serve(config, listener, stop).await?;
     tracing::info!("relais-node stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: a signal that comes while the node is
+/// still starting (joining the cluster, reading its configuration) is kept,
+/// and stops the node as soon as it serves, instead of killing it outright.
+#[cfg(unix)]
+fn shutdown_signal() -> impl Future<Output = ()> + Send {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(interrupt) => {}
+            () = wait(terminate) => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    }
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl Future<Output = ()> + Send {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

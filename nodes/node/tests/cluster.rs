@@ -66,12 +66,13 @@ async fn members_see_each_other_and_a_stopped_or_killed_member_leaves() {
     assert_eq!(ids(&view), ["node-a", "node-b", "node-c"]);
     let addresses: Vec<&str> = view.members.iter().map(|m| m.address.as_str()).collect();
     assert_eq!(addresses, [a.addr.as_str(), b.addr.as_str(), c.addr.as_str()]);
+    assert!(view.members.iter().all(|m| !m.lease.is_empty()), "each member shows its lease: {view:?}");
     assert_eq!(view.members.iter().filter(|m| m.answering).map(|m| m.node_id.as_str()).collect::<Vec<_>>(), ["node-a"]);
     let serving_for = view.serving_for_ms.expect("a member says how long it may serve");
     assert!(serving_for > 0 && serving_for <= 4_500, "90 % of a 5 s lease at most: {serving_for}");
 
     // SIGTERM: the node revokes its 30 s lease on the way out.
-    assert_eq!(b.terminate(Duration::from_secs(10)), Some(true));
+    assert_eq!(b.terminate(Duration::from_secs(10)), Some(true), "{}", b.logs());
     assert!(b.logs().contains("left the cluster"), "{}", b.logs());
     let took = eventually(Duration::from_secs(10), "the stopped member leaves", || {
         let mut admin = admin_clone(&admin);
@@ -238,6 +239,7 @@ async fn a_node_without_etcd_lists_itself_alone() {
     assert_eq!(ids(&view), ["solo"]);
     assert_eq!(view.members[0].address, node.addr);
     assert!(view.members[0].answering);
+    assert_eq!(view.members[0].lease, "");
 }
 
 async fn queue_ids(c: &mut Clients) -> Vec<String> {

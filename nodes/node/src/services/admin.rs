@@ -149,6 +149,7 @@ impl pb::admin_server::Admin for AdminService {
                     address: m.address.clone(),
                     started_unix_ms: i64::try_from(m.started_unix_ms).unwrap_or(i64::MAX),
                     answering: m.node_id == me,
+                    lease: if m.lease_id == 0 { String::new() } else { format!("{:x}", m.lease_id) },
                 })
                 .collect(),
             clustered: self.cluster.clustered(),
