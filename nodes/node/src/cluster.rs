@@ -24,22 +24,23 @@ use tokio::sync::watch;
 use crate::cluster::catalog_store::CatalogStore;
 use crate::config::NodeConfig;
 use crate::error::Result;
+use crate::node::Node;
 
 /// This node's place in the cluster.
 pub struct Cluster {
     me: MemberInfo,
     window: Arc<LeaseWindow>,
     members: Option<watch::Receiver<Arc<Members>>>,
-    /// The configuration's home, in a cluster.
-    catalog: Option<Arc<CatalogStore>>,
     membership: tokio::sync::Mutex<Option<Membership>>,
 }
 
 impl Cluster {
     /// Joins the cluster the configuration names, or stands alone without
     /// one. `bound` is the server's address, advertised unless the
-    /// configuration says otherwise.
-    pub async fn start(config: &NodeConfig, bound: SocketAddr) -> Result<Arc<Self>> {
+    /// configuration says otherwise. In a cluster, `node` first mirrors the
+    /// configuration kept in etcd; the node registers only then, so that a
+    /// member is listed once it can serve.
+    pub async fn start(config: &NodeConfig, bound: SocketAddr, node: &Arc<Node>) -> Result<Arc<Self>> {
         let me = MemberInfo {
             node_id: config.node_name(bound.port()),
             address: if config.advertise.is_empty() { bound.to_string() } else { config.advertise.clone() },
@@ -51,34 +52,30 @@ impl Cluster {
                 me,
                 window: Arc::new(LeaseWindow::always()),
                 members: None,
-                catalog: None,
                 membership: tokio::sync::Mutex::new(None),
             }));
         }
-        let membership = Membership::join(JoinOptions {
+        let options = JoinOptions {
             endpoints: config.etcd_endpoints.clone(),
             prefix: config.cluster_prefix.clone(),
             node_id: me.node_id.clone(),
             address: me.address.clone(),
             lease_ttl: Duration::from_secs(config.lease_ttl_s),
-        })
-        .await?;
+        };
+        let client = Membership::connect(&options).await?;
+        let catalog = CatalogStore::new(client.clone(), &config.cluster_prefix);
+        node.mirror(catalog).await?;
+        let membership = Membership::join_with(client, options).await?;
         Ok(Arc::new(Self {
             me,
             window: membership.window(),
             members: Some(membership.subscribe()),
-            catalog: Some(CatalogStore::new(membership.client(), &config.cluster_prefix)),
             membership: tokio::sync::Mutex::new(Some(membership)),
         }))
     }
 
     pub fn node_id(&self) -> &str {
         &self.me.node_id
-    }
-
-    /// Where the tenants' configuration lives, in a cluster.
-    pub fn catalog(&self) -> Option<Arc<CatalogStore>> {
-        self.catalog.clone()
     }
 
     pub fn clustered(&self) -> bool {

@@ -173,7 +173,10 @@ impl Node {
     /// Makes this node mirror the configuration kept in etcd: loads it now,
     /// then follows it in the background.
     pub async fn mirror(self: &Arc<Self>, store: Arc<CatalogStore>) -> Result<()> {
-        store.load(self).await.map_err(|e| NodeError::Unavailable(format!("reading the configuration: {e}")))?;
+        store
+            .load(self)
+            .await
+            .map_err(|e| NodeError::Unavailable(format!("etcd unreachable: reading the configuration failed: {e}")))?;
         let _ = self.store.set(store.clone());
         tokio::spawn(store.follow(Arc::downgrade(self)));
         Ok(())

@@ -39,11 +39,15 @@ pub async fn serve(
         default_tenant: (!config.default_tenant.is_empty()).then(|| Arc::from(config.default_tenant.as_str())),
         require_role: config.require_role,
     });
-    let cluster = Cluster::start(&config, listener.local_addr()?).await?;
-    let node = Node::start(config).await?;
-    if let Some(store) = cluster.catalog() {
-        node.mirror(store).await?;
-    }
+    let bound = listener.local_addr()?;
+    let node = Node::start(config.clone()).await?;
+    let cluster = match Cluster::start(&config, bound, &node).await {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            node.stop();
+            return Err(e.into());
+        }
+    };
 
     let gateway = pb::gateway_server::GatewayServer::new(GatewayService::new(node.clone()))
         .max_decoding_message_size(max_message);

@@ -73,6 +73,12 @@ impl Membership {
     /// Fails when etcd cannot be reached, or when another live process
     /// holds this node id for longer than two lease TTLs.
     pub async fn join(options: JoinOptions) -> Result<Self> {
+        let client = Self::connect(&options).await?;
+        Self::join_with(client, options).await
+    }
+
+    /// A client for the cluster's etcd, set up as membership needs it.
+    pub async fn connect(options: &JoinOptions) -> Result<Client> {
         let step = step_deadline(options.lease_ttl);
         let connect = ConnectOptions::new()
             .with_connect_timeout(step)
@@ -85,7 +91,12 @@ impl Membership {
             .await
             .map_err(|_| unreachable_etcd(&options.endpoints, "connect timed out"))?
             .map_err(|e| unreachable_etcd(&options.endpoints, &e.to_string()))?;
+        Ok(client)
+    }
 
+    /// Takes a lease with `client`, registers this node and starts renewing.
+    pub async fn join_with(client: Client, options: JoinOptions) -> Result<Self> {
+        let step = step_deadline(options.lease_ttl);
         let window = Arc::new(LeaseWindow::closed());
         let give_up = Instant::now() + options.lease_ttl * 2 + Duration::from_secs(1);
         let lease_id = loop {
