@@ -36,24 +36,63 @@ pub enum Output {
 pub enum Cmd {
     /// The cluster's live members.
     Members,
-    /// Live statistics of the tenant's queues and informants.
+    /// Live statistics of the tenant's queues and informants, on every
+    /// member (each member routes the clients connected to it).
     Stats,
 }
 
-/// Runs one command and returns what to print.
-pub async fn run(args: &Args) -> anyhow::Result<String> {
-    let channel = Channel::from_shared(args.target.clone())?
+/// Adds an operator's identity to each request.
+#[derive(Clone)]
+struct Operator {
+    tenant: MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl tonic::service::Interceptor for Operator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
+        request.metadata_mut().insert("x-relais-tenant", self.tenant.clone());
+        request.metadata_mut().insert("x-relais-role", MetadataValue::from_static("admin"));
+        Ok(request)
+    }
+}
+
+type Admin = AdminClient<tonic::service::interceptor::InterceptedService<Channel, Operator>>;
+
+/// An Admin client for `target` acting as an operator of `tenant`.
+async fn admin_client(target: &str, tenant: &str) -> anyhow::Result<Admin> {
+    let channel = Channel::from_shared(target.to_string())?
         .connect_timeout(std::time::Duration::from_secs(3))
         .timeout(std::time::Duration::from_secs(10))
         .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", args.target))?;
-    let tenant: MetadataValue<_> = args.tenant.parse()?;
-    let mut admin = AdminClient::with_interceptor(channel, move |mut request: Request<()>| {
-        request.metadata_mut().insert("x-relais-tenant", tenant.clone());
-        request.metadata_mut().insert("x-relais-role", MetadataValue::from_static("admin"));
-        Ok(request)
-    });
+        .map_err(|e| anyhow::anyhow!("cannot reach {target}: {e}"))?;
+    Ok(AdminClient::with_interceptor(channel, Operator { tenant: tenant.parse()? }))
+}
+
+/// Each member's statistics, asked at its own address (a member routes
+/// the clients connected to it); a member that does not answer is named
+/// with the reason.
+async fn stats_of_members(
+    members: &pb::ListMembersResponse,
+    tenant: &str,
+) -> (Vec<(String, pb::StatsResponse)>, Vec<(String, String)>) {
+    let mut answered = Vec::new();
+    let mut silent = Vec::new();
+    for m in &members.members {
+        let stats = match admin_client(&format!("http://{}", m.address), tenant).await {
+            Ok(mut admin) => admin.get_stats(pb::ListRequest {}).await.map_err(|e| e.message().to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match stats {
+            Ok(r) => answered.push((m.node_id.clone(), r.into_inner())),
+            Err(e) => silent.push((m.node_id.clone(), e)),
+        }
+    }
+    (answered, silent)
+}
+
+/// Runs one command and returns what to print.
+pub async fn run(args: &Args) -> anyhow::Result<String> {
+    let mut admin = admin_client(&args.target, &args.tenant).await?;
     let status = |e: tonic::Status| anyhow::anyhow!("{}: {}", args.target, e.message());
     match args.command {
         Cmd::Members => {
@@ -68,10 +107,17 @@ pub async fn run(args: &Args) -> anyhow::Result<String> {
             })
         }
         Cmd::Stats => {
-            let r = admin.get_stats(pb::ListRequest {}).await.map_err(status)?.into_inner();
+            let members = admin.list_members(pb::ListRequest {}).await.map_err(status)?.into_inner();
+            let (answered, silent) = if members.clustered {
+                stats_of_members(&members, &args.tenant).await
+            } else {
+                let r = admin.get_stats(pb::ListRequest {}).await.map_err(status)?.into_inner();
+                let node = members.members.first().map(|m| m.node_id.clone()).unwrap_or_default();
+                (vec![(node, r)], Vec::new())
+            };
             Ok(match args.output {
-                Output::Table => stats_table(&r),
-                Output::Json => serde_json::to_string_pretty(&StatsJson::from(&r))?,
+                Output::Table => stats_table(&answered, &silent),
+                Output::Json => serde_json::to_string_pretty(&StatsJson::new(&answered, &silent))?,
             })
         }
     }
@@ -145,13 +191,16 @@ pub fn members_table(r: &pb::ListMembersResponse, health: &[&'static str]) -> St
     out
 }
 
-pub fn stats_table(r: &pb::StatsResponse) -> String {
-    let queues: Vec<Vec<String>> = r
-        .queues
+/// Queues and informants of each member that answered (one row per queue
+/// and member), then the members that did not.
+pub fn stats_table(answered: &[(String, pb::StatsResponse)], silent: &[(String, String)]) -> String {
+    let queues: Vec<Vec<String>> = answered
         .iter()
-        .map(|q| {
+        .flat_map(|(node, r)| r.queues.iter().map(move |q| (node, q)))
+        .map(|(node, q)| {
             vec![
                 q.queue_id.clone(),
+                node.clone(),
                 q.waiting.to_string(),
                 format!("{:.1}", q.longest_wait_ms as f64 / 1000.0),
                 format!("{:.0}%", q.service_level * 100.0),
@@ -164,15 +213,16 @@ pub fn stats_table(r: &pb::StatsResponse) -> String {
         })
         .collect();
     let mut out = table(
-        &["QUEUE", "WAITING", "LONGEST(s)", "SL", "TARGET", "ASA(s)", "ABANDON", "OCCUPANCY", "AVAILABLE"],
+        &["QUEUE", "NODE", "WAITING", "LONGEST(s)", "SL", "TARGET", "ASA(s)", "ABANDON", "OCCUPANCY", "AVAILABLE"],
         &queues,
     );
-    let informants: Vec<Vec<String>> = r
-        .informants
+    let informants: Vec<Vec<String>> = answered
         .iter()
-        .map(|i| {
+        .flat_map(|(node, r)| r.informants.iter().map(move |i| (node, i)))
+        .map(|(node, i)| {
             vec![
                 i.informant_id.clone(),
+                node.clone(),
                 state_name(i.state).to_string(),
                 i.reason.clone(),
                 format!("{:.0}", i.in_state_ms as f64 / 1000.0),
@@ -181,7 +231,10 @@ pub fn stats_table(r: &pb::StatsResponse) -> String {
         })
         .collect();
     out.push('\n');
-    out.push_str(&table(&["INFORMANT", "STATE", "REASON", "IN STATE(s)", "CALLS"], &informants));
+    out.push_str(&table(&["INFORMANT", "NODE", "STATE", "REASON", "IN STATE(s)", "CALLS"], &informants));
+    for (node, why) in silent {
+        let _ = writeln!(out, "\n{node} did not answer: {why}");
+    }
     out
 }
 
@@ -259,11 +312,20 @@ impl MembersJson {
 struct StatsJson {
     queues: Vec<QueueJson>,
     informants: Vec<InformantJson>,
+    /// Members that did not answer, with the reason.
+    silent: Vec<SilentJson>,
+}
+
+#[derive(Serialize)]
+struct SilentJson {
+    node_id: String,
+    reason: String,
 }
 
 #[derive(Serialize)]
 struct QueueJson {
     queue_id: String,
+    node_id: String,
     waiting: u32,
     longest_wait_ms: u64,
     service_level: f64,
@@ -282,47 +344,46 @@ struct QueueJson {
 #[derive(Serialize)]
 struct InformantJson {
     informant_id: String,
+    node_id: String,
     state: &'static str,
     reason: String,
     in_state_ms: u64,
     calls_handled: u64,
 }
 
-impl From<&pb::StatsResponse> for StatsJson {
-    fn from(r: &pb::StatsResponse) -> Self {
-        Self {
-            queues: r
-                .queues
-                .iter()
-                .map(|q| QueueJson {
-                    queue_id: q.queue_id.clone(),
-                    waiting: q.waiting,
-                    longest_wait_ms: q.longest_wait_ms,
-                    service_level: q.service_level,
-                    service_level_target: q.service_level_target,
-                    asa_ms: q.asa_ms,
-                    abandonment_rate: q.abandonment_rate,
-                    occupancy: q.occupancy,
-                    informants_logged_in: q.informants_logged_in,
-                    informants_available: q.informants_available,
-                    offered_total: q.offered_total,
-                    answered_total: q.answered_total,
-                    abandoned_total: q.abandoned_total,
-                    deflected_total: q.deflected_total,
-                })
-                .collect(),
-            informants: r
-                .informants
-                .iter()
-                .map(|i| InformantJson {
-                    informant_id: i.informant_id.clone(),
-                    state: state_name(i.state),
-                    reason: i.reason.clone(),
-                    in_state_ms: i.in_state_ms,
-                    calls_handled: i.calls_handled,
-                })
-                .collect(),
+impl StatsJson {
+    fn new(answered: &[(String, pb::StatsResponse)], silent: &[(String, String)]) -> Self {
+        let mut out = Self { queues: Vec::new(), informants: Vec::new(), silent: Vec::new() };
+        for (node, r) in answered {
+            out.queues.extend(r.queues.iter().map(|q| QueueJson {
+                queue_id: q.queue_id.clone(),
+                node_id: node.clone(),
+                waiting: q.waiting,
+                longest_wait_ms: q.longest_wait_ms,
+                service_level: q.service_level,
+                service_level_target: q.service_level_target,
+                asa_ms: q.asa_ms,
+                abandonment_rate: q.abandonment_rate,
+                occupancy: q.occupancy,
+                informants_logged_in: q.informants_logged_in,
+                informants_available: q.informants_available,
+                offered_total: q.offered_total,
+                answered_total: q.answered_total,
+                abandoned_total: q.abandoned_total,
+                deflected_total: q.deflected_total,
+            }));
+            out.informants.extend(r.informants.iter().map(|i| InformantJson {
+                informant_id: i.informant_id.clone(),
+                node_id: node.clone(),
+                state: state_name(i.state),
+                reason: i.reason.clone(),
+                in_state_ms: i.in_state_ms,
+                calls_handled: i.calls_handled,
+            }));
         }
+        out.silent =
+            silent.iter().map(|(node, why)| SilentJson { node_id: node.clone(), reason: why.clone() }).collect();
+        out
     }
 }
 

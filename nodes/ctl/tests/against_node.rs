@@ -55,6 +55,7 @@ async fn members_and_stats_as_tables_and_json() {
     let table = run(&args(&target, &["stats"])).await.unwrap();
     let queue_row = table.lines().find(|l| l.starts_with("justice")).unwrap_or_else(|| panic!("{table}"));
     assert!(queue_row.ends_with("1/1"), "one of one informant available: {queue_row}");
+    assert!(queue_row.contains("ctl-test"), "the row names its node: {queue_row}");
     let informant_row = table.lines().find(|l| l.starts_with("ana")).unwrap_or_else(|| panic!("{table}"));
     assert!(informant_row.contains("available"), "{informant_row}");
 
@@ -62,6 +63,7 @@ async fn members_and_stats_as_tables_and_json() {
         serde_json::from_str(&run(&args(&target, &["--output", "json", "stats"])).await.unwrap()).unwrap();
     assert_eq!(json["queues"][0]["queue_id"], "justice");
     assert_eq!(json["informants"][0]["state"], "available");
+    assert_eq!(json["queues"][0]["node_id"], "ctl-test");
 }
 
 #[test]
@@ -74,4 +76,68 @@ fn an_unreachable_node_is_a_clear_error_and_exit_status() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("relaisctl: cannot reach http://127.0.0.1:"), "{stderr}");
+}
+
+#[path = "../../node/tests/support/etcd.rs"]
+#[allow(dead_code)]
+mod etcd;
+
+/// A cluster member on a free loopback port, in this process.
+async fn member(etcd_url: &str, id: &str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = NodeConfig {
+        listen: addr,
+        node_id: id.into(),
+        etcd_endpoints: vec![etcd_url.into()],
+        lease_ttl_s: 5,
+        ..NodeConfig::default()
+    };
+    tokio::spawn(relais_node::server::serve(config, listener, std::future::pending()));
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_cover_every_member_of_a_cluster() {
+    let etcd = etcd::EtcdProcess::start();
+    let a = member(&etcd.client_url, "node-a").await;
+    let b = member(&etcd.client_url, "node-b").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(members) = run(&args(&a, &["members"])).await
+            && members.contains("node-b")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "both members listed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The queue is created through node-a; ana logs in at node-b.
+    let mut admin = pb::admin_client::AdminClient::new(
+        tonic::transport::Channel::from_shared(a.clone()).unwrap().connect().await.unwrap(),
+    );
+    let queue = pb::QueueConfig {
+        id: "justice".into(),
+        required_skills: vec![pb::Skill { name: "justice".into(), proficiency: 1 }],
+        ..Default::default()
+    };
+    admin.create_queue(queue).await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(b.clone()).unwrap().connect().await.unwrap();
+    let mut desk = pb::informant_client::InformantClient::new(channel);
+    let skills = vec![pb::Skill { name: "justice".into(), proficiency: 3 }];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while desk.login(pb::LoginRequest { informant_id: "ana".into(), skills: skills.clone() }).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "node-b serves");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Asked through node-a, relaisctl shows both members' queues and ana at node-b.
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&args(&a, &["--output", "json", "stats"])).await.unwrap()).unwrap();
+    let queue_nodes: Vec<&str> =
+        json["queues"].as_array().unwrap().iter().map(|q| q["node_id"].as_str().unwrap()).collect();
+    assert_eq!(queue_nodes, ["node-a", "node-b"], "{json}");
+    assert_eq!(json["informants"][0]["informant_id"], "ana");
+    assert_eq!(json["informants"][0]["node_id"], "node-b");
+    assert_eq!(json["silent"].as_array().unwrap().len(), 0);
 }
