@@ -39,6 +39,15 @@ pub enum Cmd {
     /// Live statistics of the tenant's queues and informants, on every
     /// member (each member routes the clients connected to it).
     Stats,
+    /// Drains a member before a restart: it takes no new call or login and
+    /// serves the calls it holds; waits until none is left.
+    Drain {
+        /// The member's node id (see `members`).
+        node: String,
+        /// Give up after this many seconds (the node stays draining).
+        #[arg(long, default_value_t = 1800)]
+        timeout_s: u64,
+    },
 }
 
 /// Adds an operator's identity to each request.
@@ -105,6 +114,41 @@ pub async fn run(args: &Args) -> anyhow::Result<String> {
                 Output::Table => members_table(&r, &health),
                 Output::Json => serde_json::to_string_pretty(&MembersJson::new(&r, &health))?,
             })
+        }
+        Cmd::Drain { ref node, timeout_s } => {
+            let members = admin.list_members(pb::ListRequest {}).await.map_err(status)?.into_inner();
+            let member = members
+                .members
+                .iter()
+                .find(|m| &m.node_id == node)
+                .ok_or_else(|| anyhow::anyhow!("no member {node:?}; see relaisctl members"))?;
+            let mut drained = admin_client(&format!("http://{}", member.address), &args.tenant).await?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
+            let mut last = None;
+            loop {
+                let r = drained
+                    .drain(pb::DrainRequest {})
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{node}: {}", e.message()))?
+                    .into_inner();
+                if r.live_calls == 0 {
+                    return Ok(format!(
+                        "{node} drained: no live calls ({} informants still logged in); stop it now\n",
+                        r.informants_logged_in
+                    ));
+                }
+                if last != Some(r.live_calls) {
+                    eprintln!("{node}: draining, {} live calls", r.live_calls);
+                    last = Some(r.live_calls);
+                }
+                if std::time::Instant::now() >= deadline {
+                    anyhow::bail!(
+                        "{node} still holds {} live calls after {timeout_s} s; it stays draining",
+                        r.live_calls
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
         Cmd::Stats => {
             let members = admin.list_members(pb::ListRequest {}).await.map_err(status)?.into_inner();

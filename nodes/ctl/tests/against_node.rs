@@ -141,3 +141,23 @@ async fn stats_cover_every_member_of_a_cluster() {
     assert_eq!(json["informants"][0]["node_id"], "node-b");
     assert_eq!(json["silent"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn drain_waits_for_the_calls_a_node_holds() {
+    let target = node().await;
+    let channel = tonic::transport::Channel::from_shared(target.clone()).unwrap().connect().await.unwrap();
+    let mut gateway = pb::gateway_client::GatewayClient::new(channel);
+    let offer =
+        pb::OfferCallRequest { call_id: "c1".into(), queue_id: "justice".into(), priority: 1, ..Default::default() };
+    gateway.offer_call(offer).await.unwrap();
+
+    let unknown = run(&args(&target, &["drain", "no-such-node"])).await.unwrap_err();
+    assert!(unknown.to_string().contains("no member"), "{unknown}");
+    // The call is offered to ana and stays live: the drain gives up.
+    let waited = run(&args(&target, &["drain", "ctl-test", "--timeout-s", "1"])).await.unwrap_err();
+    assert!(waited.to_string().contains("still holds 1 live calls"), "{waited}");
+    // Once the caller hangs up, nothing is left.
+    gateway.hang_up(pb::HangUpRequest { call_id: "c1".into() }).await.unwrap();
+    let done = run(&args(&target, &["drain", "ctl-test", "--timeout-s", "10"])).await.unwrap();
+    assert!(done.starts_with("ctl-test drained: no live calls (1 informants still logged in)"), "{done}");
+}

@@ -127,6 +127,8 @@ pub struct Node {
     /// Queues deleted through another node that still hold live calls
     /// here: they finish them, then go.
     retiring: std::sync::Mutex<HashSet<(Arc<str>, Arc<str>)>>,
+    /// Set by a drain: no new call, no new login.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -167,7 +169,43 @@ impl Node {
             admin: tokio::sync::Mutex::new(()),
             store: std::sync::OnceLock::new(),
             retiring: std::sync::Mutex::new(HashSet::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// Starts draining: from now on the node takes no new call and no new
+    /// login, and serves what it holds.
+    pub fn drain(&self) {
+        if !self.draining.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tracing::warn!("draining: no new calls or logins; serving the calls held here");
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// `UNAVAILABLE` while draining: new work goes to another member.
+    pub fn check_not_draining(&self) -> Result<()> {
+        if self.is_draining() { Err(draining_error()) } else { Ok(()) }
+    }
+
+    /// Calls waiting, offered or connected here, and informants logged in
+    /// here, over every tenant.
+    pub async fn live_work(&self) -> Result<(usize, usize)> {
+        let mut calls = 0;
+        let mut informants = 0;
+        for tenant in &self.config.tenants {
+            for queue in self.catalog.queues(tenant) {
+                let tenant: Arc<str> = tenant.as_str().into();
+                calls += match self.live_calls(&tenant, &queue.parsed.id).await {
+                    Err(NodeError::NotFound { .. }) => 0,
+                    other => other?,
+                };
+            }
+            informants += self.directory.informant_count(tenant);
+        }
+        Ok((calls, informants))
     }
 
     /// Makes this node mirror the configuration kept in etcd: loads it now,
@@ -611,6 +649,7 @@ impl Node {
 
     /// Logs an informant in: one actor per logged-in informant.
     pub async fn login(&self, tenant: &Arc<str>, informant_id: Arc<str>, skills: &[pb::Skill]) -> Result<StatusReply> {
+        self.check_not_draining()?;
         let skills = match self.catalog.profile(tenant, &informant_id) {
             Some(profile) => {
                 if !skills.is_empty() {
@@ -645,6 +684,11 @@ impl Node {
         // the directory by its actor id.
         ask(&actor, |reply| InformantMsg::Get { reply }).await
     }
+}
+
+/// What new work gets on a draining node.
+pub fn draining_error() -> NodeError {
+    NodeError::Unavailable("this node is draining before a restart; use another member".into())
 }
 
 fn prefix(err: NodeError, with: &str) -> NodeError {

@@ -60,7 +60,7 @@ pub async fn serve(
     health_reporter.set_serving::<pb::gateway_server::GatewayServer<GatewayService>>().await;
     health_reporter.set_serving::<pb::informant_server::InformantServer<InformantService>>().await;
     health_reporter.set_serving::<pb::admin_server::AdminServer<AdminService>>().await;
-    let health_task = tokio::spawn(report_health(cluster.window().clone(), health_reporter.clone()));
+    let health_task = tokio::spawn(report_health(cluster.window().clone(), node.clone(), health_reporter.clone()));
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -141,14 +141,14 @@ const SERVICE_NAMES: [&str; 4] =
 const HEALTH_PERIOD: Duration = Duration::from_millis(100);
 
 /// Keeps the standard health service truthful: NOT_SERVING while the node
-/// cannot prove its membership, so that load balancers and Kubernetes take
-/// it out of rotation.
-async fn report_health(window: Arc<LeaseWindow>, reporter: tonic_health::server::HealthReporter) {
+/// cannot prove its membership or drains, so that load balancers and
+/// Kubernetes take it out of rotation.
+async fn report_health(window: Arc<LeaseWindow>, node: Arc<Node>, reporter: tonic_health::server::HealthReporter) {
     let mut serving = true;
     let mut ticker = tokio::time::interval(HEALTH_PERIOD);
     loop {
         ticker.tick().await;
-        let open = window.is_open();
+        let open = window.is_open() && !node.is_draining();
         if open == serving {
             continue;
         }

@@ -159,4 +159,14 @@ impl pb::admin_server::Admin for AdminService {
             }),
         }))
     }
+
+    async fn drain(&self, request: Request<pb::DrainRequest>) -> Result<Response<pb::DrainResponse>, Status> {
+        identity_of(&request)?;
+        self.node.drain();
+        let (calls, informants) = self.node.live_work().await?;
+        Ok(Response::new(pb::DrainResponse {
+            live_calls: u32::try_from(calls).unwrap_or(u32::MAX),
+            informants_logged_in: u32::try_from(informants).unwrap_or(u32::MAX),
+        }))
+    }
 }
