@@ -232,21 +232,11 @@ impl NodeConfig {
     }
 
     fn advertised_on_loopback(&self) -> bool {
-        if self.advertise.is_empty() {
-            return self.listen.ip().is_loopback();
-        }
-        let host = self.advertise.rsplit_once(':').map_or(self.advertise.as_str(), |(h, _)| h);
-        host == "localhost"
-            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        if self.advertise.is_empty() { self.listen.ip().is_loopback() } else { on_loopback(&self.advertise) }
     }
 
     fn etcd_on_loopback(&self) -> bool {
-        self.etcd_endpoints.iter().all(|e| {
-            let host = e.split("://").last().unwrap_or(e);
-            let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-            host == "localhost"
-                || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        })
+        self.etcd_endpoints.iter().all(|e| on_loopback(e))
     }
 
     /// Whether this node joins a cluster in etcd.
@@ -272,6 +262,14 @@ impl NodeConfig {
             Pseudonymizer::from_hex(&self.pseudonym_key).map_err(|reason| NodeError::invalid("pseudonym_key", reason))
         }
     }
+}
+
+/// Whether an address (`host:port`, with or without a scheme) names this
+/// machine's loopback.
+fn on_loopback(address: &str) -> bool {
+    let host_port = address.split("://").last().unwrap_or(address);
+    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+    host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
