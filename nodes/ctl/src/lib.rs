@@ -122,15 +122,30 @@ pub async fn run(args: &Args) -> anyhow::Result<String> {
                 .iter()
                 .find(|m| &m.node_id == node)
                 .ok_or_else(|| anyhow::anyhow!("no member {node:?}; see relaisctl members"))?;
-            let mut drained = admin_client(&format!("http://{}", member.address), &args.tenant).await?;
+            // The member that answered is reached as it was; another one at
+            // the address it registered.
+            let mut drained = if member.answering {
+                admin
+            } else {
+                admin_client(&format!("http://{}", member.address), &args.tenant).await?
+            };
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
             let mut last = None;
             loop {
-                let r = drained
-                    .drain(pb::DrainRequest {})
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{node}: {}", e.message()))?
-                    .into_inner();
+                let r = match drained.drain(pb::DrainRequest {}).await {
+                    Ok(r) => r.into_inner(),
+                    // A passing failure (a queue slow to answer its count):
+                    // ask again rather than let a caller stop a busy node.
+                    Err(e)
+                        if matches!(e.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        eprintln!("{node}: {}; asking again", e.message());
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    Err(e) => anyhow::bail!("{node}: {}", e.message()),
+                };
                 if r.live_calls == 0 {
                     return Ok(format!(
                         "{node} drained: no live calls ({} informants still logged in); stop it now\n",

@@ -129,6 +129,9 @@ pub struct Node {
     retiring: std::sync::Mutex<HashSet<(Arc<str>, Arc<str>)>>,
     /// Set by a drain: no new call, no new login.
     draining: std::sync::atomic::AtomicBool,
+    /// New calls between their draining check and the queue's answer: a
+    /// drain counts them, so it never reports zero while one is landing.
+    offers_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Node {
@@ -170,19 +173,31 @@ impl Node {
             store: std::sync::OnceLock::new(),
             retiring: std::sync::Mutex::new(HashSet::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
+            offers_in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }))
     }
 
     /// Starts draining: from now on the node takes no new call and no new
     /// login, and serves what it holds.
     pub fn drain(&self) {
-        if !self.draining.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if !self.draining.swap(true, std::sync::atomic::Ordering::SeqCst) {
             tracing::warn!("draining: no new calls or logins; serving the calls held here");
         }
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(std::sync::atomic::Ordering::Acquire)
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Admits a new call unless the node drains; hold the permit until the
+    /// queue has answered. (The count goes up before the draining flag is
+    /// read, and a drain sets the flag before it reads the count: one of
+    /// the two always sees the other.)
+    pub fn admit_offer(&self) -> Result<OfferPermit> {
+        self.offers_in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let permit = OfferPermit(self.offers_in_flight.clone());
+        self.check_not_draining()?;
+        Ok(permit)
     }
 
     /// `UNAVAILABLE` while draining: new work goes to another member.
@@ -193,7 +208,7 @@ impl Node {
     /// Calls waiting, offered or connected here, and informants logged in
     /// here, over every tenant.
     pub async fn live_work(&self) -> Result<(usize, usize)> {
-        let mut calls = 0;
+        let mut calls = self.offers_in_flight.load(std::sync::atomic::Ordering::SeqCst);
         let mut informants = 0;
         for tenant in &self.config.tenants {
             for queue in self.catalog.queues(tenant) {
@@ -214,7 +229,7 @@ impl Node {
         store
             .load(self)
             .await
-            .map_err(|e| NodeError::Unavailable(format!("etcd unreachable: reading the configuration failed: {e}")))?;
+            .map_err(|e| NodeError::Unavailable(format!("reading the configuration from etcd failed: {e}")))?;
         let _ = self.store.set(store.clone());
         tokio::spawn(store.follow(Arc::downgrade(self)));
         Ok(())
@@ -683,6 +698,15 @@ impl Node {
         // Linked, not recorded: the supervisor finds a failed informant in
         // the directory by its actor id.
         ask(&actor, |reply| InformantMsg::Get { reply }).await
+    }
+}
+
+/// A new call on its way to its queue (see [`Node::admit_offer`]).
+pub struct OfferPermit(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for OfferPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

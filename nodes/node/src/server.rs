@@ -39,13 +39,32 @@ pub async fn serve(
         default_tenant: (!config.default_tenant.is_empty()).then(|| Arc::from(config.default_tenant.as_str())),
         require_role: config.require_role,
     });
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    // A stop asked while the node starts (joining a cluster may take up to
+    // two lease TTLs) ends the start at once.
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let bound = listener.local_addr()?;
     let node = Node::start(config.clone()).await?;
-    let cluster = match Cluster::start(&config, bound, &node).await {
-        Ok(cluster) => cluster,
-        Err(e) => {
+    let cluster = tokio::select! {
+        started = Cluster::start(&config, bound, &node) => match started {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                node.stop();
+                return Err(e.into());
+            }
+        },
+        () = shutdown.clone() => {
+            tracing::info!("relais-node stopped while starting");
             node.stop();
-            return Err(e.into());
+            return Ok(());
         }
     };
 
@@ -61,15 +80,7 @@ pub async fn serve(
     health_reporter.set_serving::<pb::informant_server::InformantServer<InformantService>>().await;
     health_reporter.set_serving::<pb::admin_server::AdminServer<AdminService>>().await;
     let health_task = tokio::spawn(report_health(cluster.window().clone(), node.clone(), health_reporter.clone()));
-
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let health_abort = health_task.abort_handle();
 
     // Open streams (informant sessions, call watchers) never end by
     // themselves: stopping the actors closes them, so that the server's
@@ -105,6 +116,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await;
     node.stop();
+    health_abort.abort();
     cluster.leave().await;
     result?;
     Ok(())

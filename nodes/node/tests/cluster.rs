@@ -400,3 +400,22 @@ async fn a_member_whose_lease_or_key_is_removed_registers_again() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_joining_ends_the_start_at_once() {
+    let etcd = EtcdProcess::start();
+    let first = member(&etcd, "node-a", 10);
+    let c = Clients::new(&first, "cai").await;
+    eventually(Duration::from_secs(10), "the first node-a registered", || {
+        let mut c = admin_clone(&c);
+        async move { members(&mut c).await.is_ok_and(|r| ids(&r) == ["node-a"]) }
+    })
+    .await;
+    // A second node-a waits for the first one's key (up to two TTLs, 21 s);
+    // SIGTERM ends that wait.
+    let mut second =
+        NodeProcess::start(&["--etcd", &etcd.client_url, "--node-id", "node-a", "--lease-ttl-s", "10"], &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(second.terminate(Duration::from_secs(5)), Some(true), "{}", second.logs());
+    assert!(second.logs().contains("stopped while starting"), "{}", second.logs());
+}

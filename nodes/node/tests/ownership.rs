@@ -18,7 +18,8 @@ async fn join(etcd: &EtcdProcess, id: &str) -> (Membership, Ownership) {
         endpoints: vec![etcd.client_url.clone()],
         prefix: "/relais".into(),
         node_id: id.into(),
-        address: format!("127.0.0.1:{}", 1 + id.len()),
+        // Never dialled here: the members' detectors find nothing to follow.
+        address: format!("127.0.0.1:{}", if id == "node-a" { 9 } else { 10 }),
         lease_ttl: Duration::from_secs(5),
     })
     .await
@@ -46,6 +47,8 @@ async fn one_owner_at_a_time_and_a_stale_epoch_changes_nothing() {
     assert_eq!(b.claim(QUEUE).await.unwrap(), Claim::Theirs { owner: "node-a".into(), epoch: first });
     assert_eq!(a.claim(QUEUE).await.unwrap(), Claim::Mine(first), "claiming again keeps the epoch");
     a.fenced(QUEUE, first, vec![TxnOp::put(STATE, "written by node-a", None)]).await.unwrap();
+    let unfenced = a.fenced("queue:cai/nobody", 0, vec![TxnOp::put(STATE, "unfenced", None)]).await.unwrap_err();
+    assert_eq!(tonic::Status::from(unfenced).code(), Code::InvalidArgument, "epoch 0 would match an absent key");
 
     // node-a's lease ends (a peer found it dead, or it expired while node-a
     // was paused): its claim goes with it, and node-b claims a newer epoch.

@@ -210,7 +210,7 @@ impl Actor for InformantActor {
                 // Boxed: the accept's state lives on the heap while it waits.
                 accepting = Some(Box::pin(async move {
                     let result = state.accept(&myself, &offer_id).await;
-                    let _ = reply.send(result);
+                    state.deliver(reply, result);
                 }));
             }
             InformantMsg::Decline { offer_id, reply } => {
@@ -305,7 +305,17 @@ impl InformantState {
             }
             Err(e) => Err(informant_error(e)),
         };
-        let _ = reply.send(out);
+        self.deliver(reply, out);
+    }
+
+    /// Sends a request's reply. A reply that changed the state but that
+    /// nobody waits for any more (the request timed out or was cancelled)
+    /// is told on the session instead, so the desktop never misses a change.
+    fn deliver(&mut self, reply: Reply, out: Result<StatusReply, NodeError>) {
+        let changed = out.is_ok();
+        if reply.send(out).is_err() && changed {
+            self.emit(SessionEvent::State(self.core.snapshot(now_ms())));
+        }
     }
 
     /// Accepts the pending offer: the call's queue connects it, then the

@@ -177,8 +177,8 @@ impl CatalogStore {
         let mut client = self.client.clone();
         let read = tokio::time::timeout(STEP, client.get(self.root.clone(), Some(GetOptions::new().with_prefix())))
             .await
-            .map_err(|_| "catalog read timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| "etcd unreachable: the read timed out".to_string())?
+            .map_err(|e| format!("etcd unreachable: {e}"))?;
         let revision = read.header().map_or(0, |h| h.revision());
         let mut wanted: BTreeMap<String, Vec<Change>> = BTreeMap::new();
         let mut revisions = HashMap::new();

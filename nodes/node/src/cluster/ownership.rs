@@ -2,9 +2,10 @@
 //!
 //! A member claims an actor by creating `<prefix>/owners/<actor key>` (its
 //! node id) under its own lease, in a transaction that succeeds only if the
-//! key does not exist. The key's revision is the claim's **epoch**, the
-//! fencing token: every write about the actor's state is a transaction that
-//! compares the owner key's revision with the writer's epoch, so a member
+//! key does not exist. The key's create revision is the claim's **epoch**,
+//! the fencing token: every write about the actor's state is a transaction
+//! that compares the owner key's create revision with the writer's epoch,
+//! and its lease with the writer's current lease, so a member
 //! that lost the actor — its lease expired while it was paused, or a peer
 //! revoked it — can change nothing when it wakes up, whatever it still
 //! believes. When the owner's lease ends, its keys go with it and another
@@ -23,7 +24,8 @@ use crate::error::{NodeError, Result};
 /// Deadline of one etcd exchange.
 const STEP: Duration = Duration::from_secs(2);
 
-/// A claim's fencing token: the revision at which the owner key was created.
+/// A claim's fencing token: the revision at which the owner key was created
+/// (always positive).
 pub type Epoch = i64;
 
 /// One member's claims.
@@ -78,15 +80,24 @@ impl Ownership {
             .or_else([TxnOp::get(key, None)]);
         let response = self.txn(txn).await?;
         if response.succeeded() {
-            return Ok(Claim::Mine(response.header().map_or(0, |h| h.revision())));
+            return revision_of(&response).map(Claim::Mine);
         }
         let held = response.op_responses().into_iter().find_map(|op| match op {
-            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| (kv.value().to_vec(), kv.mod_revision())),
+            TxnOpResponse::Get(get) => {
+                get.kvs().first().map(|kv| (kv.value().to_vec(), kv.create_revision(), kv.lease()))
+            }
             _ => None,
         });
         match held {
-            Some((owner, epoch)) if owner == self.node_id.as_bytes() => Ok(Claim::Mine(epoch)),
-            Some((owner, epoch)) => Ok(Claim::Theirs { owner: String::from_utf8_lossy(&owner).into_owned(), epoch }),
+            // Ours only under our current lease: a key left by this node's
+            // previous lease (or another process with the same id) is not.
+            Some((owner, epoch, held_under)) if owner == self.node_id.as_bytes() && held_under == lease => {
+                Ok(Claim::Mine(epoch))
+            }
+            Some((owner, _, _)) if owner == self.node_id.as_bytes() => Err(NodeError::Aborted(format!(
+                "{actor_key} is held under this node's previous lease; retry once it is gone"
+            ))),
+            Some((owner, epoch, _)) => Ok(Claim::Theirs { owner: String::from_utf8_lossy(&owner).into_owned(), epoch }),
             // Released between the compare and the read: try again.
             None => Err(NodeError::Aborted(format!("the claim of {actor_key} raced with its release; retry"))),
         }
@@ -96,14 +107,25 @@ impl Ownership {
     /// `FAILED_PRECONDITION` when the epoch is stale. Returns the revision
     /// of the write.
     pub async fn fenced(&self, actor_key: &str, epoch: Epoch, ops: Vec<TxnOp>) -> Result<i64> {
-        let txn = Txn::new().when([Compare::mod_revision(self.key(actor_key), CompareOp::Equal, epoch)]).and_then(ops);
+        if epoch <= 0 {
+            // A create revision of 0 would match an absent key.
+            return Err(NodeError::invalid("epoch", "must be positive"));
+        }
+        let key = self.key(actor_key);
+        let lease = *self.lease_id.borrow();
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(key.clone(), CompareOp::Equal, epoch),
+                Compare::lease(key, CompareOp::Equal, lease),
+            ])
+            .and_then(ops);
         let response = self.txn(txn).await?;
         if !response.succeeded() {
             return Err(NodeError::precondition(format!(
                 "stale epoch {epoch} for {actor_key}: this member no longer owns it"
             )));
         }
-        Ok(response.header().map_or(0, |h| h.revision()))
+        revision_of(&response)
     }
 
     /// Gives `actor_key` up (a drain), deleting `also` with it in the same
@@ -113,4 +135,12 @@ impl Ownership {
         ops.push(TxnOp::delete(self.key(actor_key), None));
         self.fenced(actor_key, epoch, ops).await.map(|_| ())
     }
+}
+
+fn revision_of(response: &etcd_client::TxnResponse) -> Result<i64> {
+    response
+        .header()
+        .map(etcd_client::ResponseHeader::revision)
+        .filter(|r| *r > 0)
+        .ok_or_else(|| NodeError::Internal("etcd answered without a revision".into()))
 }

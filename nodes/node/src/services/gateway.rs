@@ -104,15 +104,15 @@ impl GatewayService {
         }
         validate::caller_number("caller_number", &r.caller_number)?;
         let attributes = validate::attributes("attributes", &r.attributes)?;
-        if self.node.is_draining() {
-            // A retry of a call this node holds is still answered; a new
-            // call goes to another member.
+        let Ok(_landing) = self.node.admit_offer() else {
+            // Draining: a retry of a call this node holds is still
+            // answered; a new call goes to another member.
             return match self.status(&tenant, &call_id).await {
                 Ok(call) => Ok(pb::OfferCallResponse { call: Some(convert::call_status(&call)), created: false }),
                 Err(NodeError::NotFound { .. }) => Err(crate::node::draining_error()),
                 Err(e) => Err(e),
             };
-        }
+        };
         let queue = self.node.queue_actor(&tenant, &queue_id)?;
         let info = CallInfo {
             call_id: call_id.clone(),
