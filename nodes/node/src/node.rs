@@ -208,17 +208,24 @@ impl Node {
     /// Calls waiting, offered or connected here, and informants logged in
     /// here, over every tenant.
     pub async fn live_work(&self) -> Result<(usize, usize)> {
-        let mut calls = self.offers_in_flight.load(std::sync::atomic::Ordering::SeqCst);
+        let in_flight = self.offers_in_flight.load(std::sync::atomic::Ordering::SeqCst);
+        let mut asks = Vec::new();
         let mut informants = 0;
         for tenant in &self.config.tenants {
-            for queue in self.catalog.queues(tenant) {
-                let tenant: Arc<str> = tenant.as_str().into();
-                calls += match self.live_calls(&tenant, &queue.parsed.id).await {
-                    Err(NodeError::NotFound { .. }) => 0,
-                    other => other?,
-                };
+            let tenant: Arc<str> = tenant.as_str().into();
+            for queue in self.catalog.queues(&tenant) {
+                let tenant = tenant.clone();
+                asks.push(async move { self.live_calls(&tenant, &queue.parsed.id).await });
             }
-            informants += self.directory.informant_count(tenant);
+            informants += self.directory.informant_count(&tenant);
+        }
+        // Every queue at once: a slow one costs its timeout once.
+        let mut calls = in_flight;
+        for count in futures::future::join_all(asks).await {
+            calls += match count {
+                Err(NodeError::NotFound { .. }) => 0,
+                other => other?,
+            };
         }
         Ok((calls, informants))
     }
