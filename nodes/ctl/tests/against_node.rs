@@ -131,9 +131,17 @@ async fn stats_cover_every_member_of_a_cluster() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
-    // Asked through node-a, relaisctl shows both members' queues and ana at node-b.
-    let json: serde_json::Value =
-        serde_json::from_str(&run(&args(&a, &["--output", "json", "stats"])).await.unwrap()).unwrap();
+    // Asked through node-a, relaisctl shows both members' queues and ana at
+    // node-b (once node-b has applied the queue: it follows etcd's watch).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let json = loop {
+        let out = run(&args(&a, &["--output", "json", "stats"])).await.unwrap();
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if json["queues"].as_array().is_some_and(|q| q.len() == 2) || std::time::Instant::now() >= deadline {
+            break json;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let queue_nodes: Vec<&str> =
         json["queues"].as_array().unwrap().iter().map(|q| q["node_id"].as_str().unwrap()).collect();
     assert_eq!(queue_nodes, ["node-a", "node-b"], "{json}");
