@@ -268,8 +268,13 @@ impl NodeConfig {
 /// machine's loopback.
 fn on_loopback(address: &str) -> bool {
     let host_port = address.split("://").last().unwrap_or(address);
-    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
-    host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let host_port = host_port.split('/').next().unwrap_or(host_port);
+    let host = match host_port.strip_prefix('[') {
+        // [v6] or [v6]:port
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(bracketed),
+        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -307,6 +312,18 @@ mod tests {
             NodeConfig::from_toml("etcd_endpoints = [\"http://10.0.0.5:2379\"]\nadvertise = \"10.0.0.7:50051\"")
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn loopback_addresses_are_recognised_in_every_spelling() {
+        for address in
+            ["127.0.0.1:2379", "http://127.0.0.1:2379", "localhost:1", "http://[::1]:2379", "http://[::1]", "[::1]"]
+        {
+            assert!(on_loopback(address), "{address}");
+        }
+        for address in ["10.0.0.5:2379", "http://10.0.0.5:2379", "etcd.relais.svc:2379", "http://[2001:db8::1]:2379"] {
+            assert!(!on_loopback(address), "{address}");
+        }
     }
 
     #[test]
