@@ -64,12 +64,6 @@ impl LeaseWindow {
         (until > now).then(|| Duration::from_millis(until - now))
     }
 
-    /// The instant the window closes, `None` when closed or never closing.
-    pub fn closes_at(&self) -> Option<Instant> {
-        let until = self.until_ms.load(Ordering::Acquire);
-        (until != 0 && until != u64::MAX).then(|| self.base + Duration::from_millis(until))
-    }
-
     pub fn is_open(&self) -> bool {
         self.remaining().is_some()
     }
@@ -92,6 +86,12 @@ impl LeaseWindow {
 mod tests {
     use super::*;
 
+    /// The instant the window closes, `None` when closed or never closing.
+    fn closes_at(window: &LeaseWindow) -> Option<Instant> {
+        let until = window.until_ms.load(Ordering::Acquire);
+        (until != 0 && until != u64::MAX).then(|| window.base + Duration::from_millis(until))
+    }
+
     #[test]
     fn a_renewal_opens_the_window_for_less_than_its_ttl() {
         let window = LeaseWindow::closed();
@@ -99,7 +99,7 @@ mod tests {
         assert!(window.check().is_err());
         let sent = Instant::now();
         window.renewed(sent, Duration::from_secs(3));
-        let closes = window.closes_at().expect("open");
+        let closes = closes_at(&window).expect("open");
         let trusted = closes.duration_since(sent);
         assert!(trusted <= Duration::from_millis(2_700), "{trusted:?}");
         assert!(trusted >= Duration::from_millis(2_690), "{trusted:?}");
@@ -111,9 +111,9 @@ mod tests {
         let window = LeaseWindow::closed();
         let early = Instant::now();
         window.renewed(early + Duration::from_secs(5), Duration::from_secs(3));
-        let late = window.closes_at().expect("open");
+        let late = closes_at(&window).expect("open");
         window.renewed(early, Duration::from_secs(3));
-        assert_eq!(window.closes_at(), Some(late));
+        assert_eq!(closes_at(&window), Some(late));
         window.lost();
         assert!(!window.is_open());
     }
@@ -130,6 +130,6 @@ mod tests {
     fn the_single_node_window_never_closes() {
         let window = LeaseWindow::always();
         assert!(window.is_open());
-        assert_eq!(window.closes_at(), None);
+        assert_eq!(closes_at(&window), None);
     }
 }

@@ -136,10 +136,6 @@ impl Membership {
         let _ = tokio::time::timeout(within, members.wait_for(|m| m.revision > 0)).await;
     }
 
-    pub fn node_id(&self) -> &str {
-        &self.options.node_id
-    }
-
     /// The etcd client, for the node's other uses of etcd.
     pub fn client(&self) -> Client {
         self.client.clone()
@@ -154,11 +150,6 @@ impl Membership {
     /// The window in which this node may serve.
     pub fn window(&self) -> Arc<LeaseWindow> {
         self.window.clone()
-    }
-
-    /// The live members as last seen.
-    pub fn members(&self) -> Arc<Members> {
-        self.members.borrow().clone()
     }
 
     /// A receiver that sees every change of the member set.
