@@ -79,6 +79,13 @@ impl GatewayService {
         Err(NodeError::Unavailable(format!("call {call_id:?} is moving between queues; retry")))
     }
 
+    /// The answer to an offer of a call this node already holds: the call
+    /// as it stands, not a second one.
+    async fn existing(&self, tenant: &Arc<str>, call_id: &Arc<str>) -> Result<pb::OfferCallResponse> {
+        let call = self.status(tenant, call_id).await?;
+        Ok(pb::OfferCallResponse { call: Some(convert::call_status(&call)), created: false })
+    }
+
     async fn status(&self, tenant: &Arc<str>, call_id: &Arc<str>) -> Result<CallSnapshot> {
         let reached = self
             .on_call(tenant, call_id, |actor| {
@@ -107,10 +114,9 @@ impl GatewayService {
         let Ok(_landing) = self.node.admit_offer() else {
             // Draining: a retry of a call this node holds is still
             // answered; a new call goes to another member.
-            return match self.status(&tenant, &call_id).await {
-                Ok(call) => Ok(pb::OfferCallResponse { call: Some(convert::call_status(&call)), created: false }),
+            return match self.existing(&tenant, &call_id).await {
                 Err(NodeError::NotFound { .. }) => Err(crate::node::draining_error()),
-                Err(e) => Err(e),
+                other => other,
             };
         };
         let queue = self.node.queue_actor(&tenant, &queue_id)?;
@@ -131,8 +137,7 @@ impl GatewayService {
         });
         if claimed.is_err() {
             // The same call_id again: a gateway's retry. Answer with the call.
-            let call = self.status(&tenant, &call_id).await?;
-            return Ok(pb::OfferCallResponse { call: Some(convert::call_status(&call)), created: false });
+            return self.existing(&tenant, &call_id).await;
         }
         let answer = if sent {
             tokio::time::timeout(crate::node::ASK_TIMEOUT, rx).await.ok().and_then(|r| r.ok())
@@ -144,10 +149,7 @@ impl GatewayService {
                 tracing::info!(call_id = %call_id, queue_id = %queue_id, state = ?snapshot.state, vulnerable = r.vulnerable, "call offered");
                 Ok(pb::OfferCallResponse { call: Some(convert::call_status(&snapshot)), created: true })
             }
-            Some(Err(QueueError::Duplicate(_))) => {
-                let call = self.status(&tenant, &call_id).await?;
-                Ok(pb::OfferCallResponse { call: Some(convert::call_status(&call)), created: false })
-            }
+            Some(Err(QueueError::Duplicate(_))) => self.existing(&tenant, &call_id).await,
             Some(Err(e)) => Err(crate::actors::queue::queue_error(e)),
             None => {
                 if !sent {
