@@ -215,17 +215,14 @@ impl Node {
             let tenant: Arc<str> = tenant.as_str().into();
             for queue in self.catalog.queues(&tenant) {
                 let tenant = tenant.clone();
-                asks.push(async move { self.live_calls(&tenant, &queue.parsed.id).await });
+                asks.push(async move { self.live_calls_held(&tenant, &queue.parsed.id).await });
             }
             informants += self.directory.informant_count(&tenant);
         }
         // Every queue at once: a slow one costs its timeout once.
         let mut calls = in_flight;
         for count in futures::future::join_all(asks).await {
-            calls += match count {
-                Err(NodeError::NotFound { .. }) => 0,
-                other => other?,
-            };
+            calls += count?;
         }
         Ok((calls, informants))
     }
@@ -451,12 +448,17 @@ impl Node {
         ask(&actor, |reply| QueueMsg::LiveCalls { reply }).await
     }
 
+    /// The live calls a queue actor holds; none when there is no actor (a
+    /// failed queue not started again).
+    async fn live_calls_held(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<usize> {
+        match self.live_calls(tenant, queue_id).await {
+            Err(NodeError::NotFound { .. }) => Ok(0),
+            other => other,
+        }
+    }
+
     async fn delete_queue_locked(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<()> {
-        let live = match self.live_calls(tenant, queue_id).await {
-            // No actor (a failed queue not started again): nothing live.
-            Err(NodeError::NotFound { .. }) => 0,
-            other => other?,
-        };
+        let live = self.live_calls_held(tenant, queue_id).await?;
         if live > 0 {
             return Err(NodeError::precondition(format!("queue {queue_id:?} holds {live} live calls")));
         }

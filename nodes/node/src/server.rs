@@ -76,9 +76,9 @@ pub async fn serve(
         .max_decoding_message_size(max_message);
 
     let (mut health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<pb::gateway_server::GatewayServer<GatewayService>>().await;
-    health_reporter.set_serving::<pb::informant_server::InformantServer<InformantService>>().await;
-    health_reporter.set_serving::<pb::admin_server::AdminServer<AdminService>>().await;
+    for name in SERVICE_NAMES {
+        health_reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
+    }
     let health_task = tokio::spawn(report_health(cluster.window().clone(), node.clone(), health_reporter.clone()));
     let health_abort = health_task.abort_handle();
 
