@@ -74,11 +74,7 @@ async fn members_see_each_other_and_a_stopped_or_killed_member_leaves() {
     // SIGTERM: the node revokes its 30 s lease on the way out.
     assert_eq!(b.terminate(Duration::from_secs(10)), Some(true), "{}", b.logs());
     assert!(b.logs().contains("left the cluster"), "{}", b.logs());
-    let took = eventually(Duration::from_secs(10), "the stopped member leaves", || {
-        let mut admin = admin_clone(&admin);
-        async move { members(&mut admin).await.is_ok_and(|r| ids(&r) == ["node-a", "node-c"]) }
-    })
-    .await;
+    let took = until_members(&admin, &["node-a", "node-c"], "the stopped member leaves").await;
     println!("stopped member gone after {took:?}");
 
     // A member that stops answering (SIGSTOP) but whose port is still open
@@ -93,17 +89,23 @@ async fn members_see_each_other_and_a_stopped_or_killed_member_leaves() {
     // kill -9: a peer sees its health stream break, finds the port closed,
     // and revokes the 30 s lease at once.
     drop(c);
-    let took = eventually(Duration::from_secs(10), "the killed member leaves", || {
-        let mut admin = admin_clone(&admin);
-        async move { members(&mut admin).await.is_ok_and(|r| ids(&r) == ["node-a"]) }
-    })
-    .await;
+    let took = until_members(&admin, &["node-a"], "the killed member leaves").await;
     println!("killed member gone after {took:?}");
     let logs = a.logs();
     assert!(
         logs.lines().any(|l| l.contains("member's process is gone: revoking its lease") && l.contains("node-c")),
         "node-a revoked node-c's lease: {logs}"
     );
+}
+
+/// Waits up to ten seconds until `c`'s node lists exactly `expected`;
+/// returns how long it took.
+async fn until_members(c: &Clients, expected: &[&str], what: &str) -> Duration {
+    eventually(Duration::from_secs(10), what, || {
+        let mut c = admin_clone(c);
+        async move { members(&mut c).await.is_ok_and(|r| ids(&r) == expected) }
+    })
+    .await
 }
 
 fn admin_clone(c: &Clients) -> Clients {
@@ -202,12 +204,7 @@ async fn a_node_id_held_by_a_live_member_is_refused() {
     let etcd = EtcdProcess::start();
     // A long lease: a starved machine cannot let it lapse during the test.
     let first = member(&etcd, "node-a", 10);
-    let c = Clients::new(&first, "cai").await;
-    eventually(Duration::from_secs(10), "the first node-a registered", || {
-        let mut c = admin_clone(&c);
-        async move { members(&mut c).await.is_ok_and(|r| ids(&r) == ["node-a"]) }
-    })
-    .await;
+    until_members(&Clients::new(&first, "cai").await, &["node-a"], "the first node-a registered").await;
     let (ok, stderr) = run_to_exit(&["--etcd", &etcd.client_url, "--node-id", "node-a", "--lease-ttl-s", "2"]);
     assert!(!ok);
     assert!(stderr.contains("cluster member \"node-a\" already exists"), "{stderr}");
@@ -405,12 +402,7 @@ async fn a_member_whose_lease_or_key_is_removed_registers_again() {
 async fn a_stop_while_joining_ends_the_start_at_once() {
     let etcd = EtcdProcess::start();
     let first = member(&etcd, "node-a", 10);
-    let c = Clients::new(&first, "cai").await;
-    eventually(Duration::from_secs(10), "the first node-a registered", || {
-        let mut c = admin_clone(&c);
-        async move { members(&mut c).await.is_ok_and(|r| ids(&r) == ["node-a"]) }
-    })
-    .await;
+    until_members(&Clients::new(&first, "cai").await, &["node-a"], "the first node-a registered").await;
     // A second node-a waits for the first one's key (up to two TTLs, 21 s);
     // SIGTERM ends that wait.
     let mut second =
