@@ -11,6 +11,7 @@
 //!   placement of actors over the members;
 //! - `directory` is the one seam that says where an actor lives (today: in
 //!   this process) and keeps the tenants' configuration;
+//! - `peer` carries actor messages between nodes;
 //! - `actors` host the routing state machines of `relais-routing` and carry
 //!   out their effects.
 
@@ -25,6 +26,7 @@ pub mod directory;
 pub mod error;
 pub mod identity;
 pub mod node;
+pub mod peer;
 pub mod pseudonym;
 pub mod server;
 pub mod services;

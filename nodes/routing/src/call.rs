@@ -106,6 +106,14 @@ impl EventLog {
         Some(event)
     }
 
+    /// Rebuilds a log from events recorded elsewhere (a call that moved to
+    /// another node). `None` unless the events are numbered from 1 without
+    /// gaps and stay within `MAX_EVENTS`, as `record` leaves them.
+    pub fn from_events(events: Vec<CallEvent>) -> Option<Self> {
+        let numbered = events.iter().zip(1u64..).all(|(event, sequence)| event.sequence == sequence);
+        (numbered && events.len() <= Self::MAX_EVENTS).then_some(Self { events })
+    }
+
     pub fn last_sequence(&self) -> u64 {
         self.events.last().map_or(0, |e| e.sequence)
     }
@@ -154,6 +162,20 @@ mod tests {
         assert_eq!(log.after(1).iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![2, 3]);
         assert!(log.after(7).is_empty());
         assert!(log.is_ended());
+    }
+
+    #[test]
+    fn log_rebuilds_only_from_gapless_events() {
+        let mut log = EventLog::default();
+        log.record(1, CallEventKind::Queued { queue_id: "q".into(), position: 1, estimated_wait_ms: 0 });
+        log.record(2, CallEventKind::Completed);
+        assert_eq!(EventLog::from_events(log.after(0).to_vec()), Some(log.clone()));
+        assert_eq!(EventLog::from_events(Vec::new()), Some(EventLog::default()));
+        assert_eq!(EventLog::from_events(log.after(1).to_vec()), None);
+        let too_many = (1..=EventLog::MAX_EVENTS as u64 + 1)
+            .map(|sequence| CallEvent { sequence, at_ms: 0, kind: CallEventKind::Completed })
+            .collect();
+        assert_eq!(EventLog::from_events(too_many), None);
     }
 
     #[test]
