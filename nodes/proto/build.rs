@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let public = ["common", "gateway", "informant", "admin"].map(|name| root.join(format!("relais/v1/{name}.proto")));
+    let public =
+        ["common", "gateway", "informant", "admin", "locator"].map(|name| root.join(format!("relais/v1/{name}.proto")));
     let peer = [root.join("relais/peer/v1/peer.proto")];
     // The .proto files live outside this package, where cargo does not look
     // for changes by itself.

@@ -1,11 +1,13 @@
 //! `relaisctl`: what operators ask a relais cluster. Each command reads
-//! through one node's Admin service and prints a table, or JSON with
-//! `--output json`.
+//! through one node's Admin service (or, for `locate`, its Locator) and
+//! prints a table, or JSON with `--output json`.
 
 use std::fmt::Write as _;
 
 use relais_proto::v1 as pb;
 use relais_proto::v1::admin_client::AdminClient;
+use relais_proto::v1::locate_request::Target;
+use relais_proto::v1::locator_client::LocatorClient;
 use serde::Serialize;
 use tonic::Request;
 use tonic::metadata::MetadataValue;
@@ -48,6 +50,38 @@ pub enum Cmd {
         #[arg(long, default_value_t = 1800)]
         timeout_s: u64,
     },
+    /// Which member serves a queue, a logged-in informant or a call.
+    Locate {
+        #[command(flatten)]
+        target: LocateTarget,
+    },
+}
+
+/// What `locate` looks for: exactly one of these.
+#[derive(Clone, Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct LocateTarget {
+    /// A queue's id.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// A logged-in informant's id.
+    #[arg(long)]
+    pub informant: Option<String>,
+    /// A call's id.
+    #[arg(long)]
+    pub call: Option<String>,
+}
+
+impl LocateTarget {
+    /// The kind of actor, its id, and the request's target.
+    fn target(&self) -> anyhow::Result<(&'static str, &str, Target)> {
+        Ok(match (&self.queue, &self.informant, &self.call) {
+            (Some(id), _, _) => ("queue", id, Target::QueueId(id.clone())),
+            (_, Some(id), _) => ("informant", id, Target::InformantId(id.clone())),
+            (_, _, Some(id)) => ("call", id, Target::CallId(id.clone())),
+            (None, None, None) => anyhow::bail!("one of --queue, --informant or --call is required"),
+        })
+    }
 }
 
 /// Adds an operator's identity to each request.
@@ -66,15 +100,19 @@ impl tonic::service::Interceptor for Operator {
 
 type Admin = AdminClient<tonic::service::interceptor::InterceptedService<Channel, Operator>>;
 
-/// An Admin client for `target` acting as an operator of `tenant`.
-async fn admin_client(target: &str, tenant: &str) -> anyhow::Result<Admin> {
-    let channel = Channel::from_shared(target.to_string())?
+/// A channel to `target`, connected.
+async fn connect(target: &str) -> anyhow::Result<Channel> {
+    Channel::from_shared(target.to_string())?
         .connect_timeout(std::time::Duration::from_secs(3))
         .timeout(std::time::Duration::from_secs(10))
         .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {target}: {e}"))?;
-    Ok(AdminClient::with_interceptor(channel, Operator { tenant: tenant.parse()? }))
+        .map_err(|e| anyhow::anyhow!("cannot reach {target}: {e}"))
+}
+
+/// An Admin client for `target` acting as an operator of `tenant`.
+async fn admin_client(target: &str, tenant: &str) -> anyhow::Result<Admin> {
+    Ok(AdminClient::with_interceptor(connect(target).await?, Operator { tenant: tenant.parse()? }))
 }
 
 /// Each member's statistics, asked at its own address (a member routes
@@ -105,9 +143,27 @@ async fn stats_of_members(
 
 /// Runs one command and returns what to print.
 pub async fn run(args: &Args) -> anyhow::Result<String> {
-    let mut admin = admin_client(&args.target, &args.tenant).await?;
+    let channel = connect(&args.target).await?;
+    let operator = Operator { tenant: args.tenant.parse()? };
+    let mut admin = AdminClient::with_interceptor(channel.clone(), operator.clone());
     let status = |e: tonic::Status| anyhow::anyhow!("{}: {}", args.target, e.message());
     match args.command {
+        Cmd::Locate { ref target } => {
+            let (kind, id, target) = target.target()?;
+            let mut locator = LocatorClient::with_interceptor(channel, operator);
+            let request = pb::LocateRequest { target: Some(target) };
+            let r = locator.locate(request).await.map_err(status)?.into_inner();
+            Ok(match args.output {
+                Output::Table => locate_table(kind, id, &r),
+                Output::Json => serde_json::to_string_pretty(&LocateJson {
+                    kind,
+                    id: id.to_string(),
+                    node_id: r.node_id,
+                    address: r.address,
+                    here: r.here,
+                })?,
+            })
+        }
         Cmd::Members => {
             let r = admin.list_members(pb::ListRequest {}).await.map_err(status)?.into_inner();
             let health = futures::future::join_all(r.members.iter().map(|m| member_health(&m.address))).await;
@@ -251,6 +307,13 @@ pub fn members_table(r: &pb::ListMembersResponse, health: &[&'static str]) -> St
     out
 }
 
+/// The member that serves one actor.
+pub fn locate_table(kind: &str, id: &str, r: &pb::LocateResponse) -> String {
+    let here = if r.here { "yes" } else { "no" };
+    let row = vec![kind.to_string(), id.to_string(), r.node_id.clone(), r.address.clone(), here.to_string()];
+    table(&["KIND", "ID", "NODE", "ADDRESS", "ANSWERED HERE"], &[row])
+}
+
 /// Queues and informants of each member that answered (one row per queue
 /// and member), then the members that did not.
 pub fn stats_table(answered: &[(String, pb::StatsResponse)], silent: &[(String, String)]) -> String {
@@ -366,6 +429,16 @@ impl MembersJson {
                 .collect(),
         }
     }
+}
+
+#[derive(Serialize)]
+struct LocateJson {
+    kind: &'static str,
+    id: String,
+    node_id: String,
+    address: String,
+    /// Whether the node asked is the one that serves it.
+    here: bool,
 }
 
 #[derive(Serialize)]

@@ -131,23 +131,31 @@ async fn stats_cover_every_member_of_a_cluster() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
-    // Asked through node-a, relaisctl shows both members' queues and ana at
-    // node-b (once node-b has applied the queue: it follows etcd's watch).
+    // Asked through node-a, relaisctl shows the queue once, on the member
+    // that hosts it, and ana once, on hers; `locate` names the same members.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let json = loop {
         let out = run(&args(&a, &["--output", "json", "stats"])).await.unwrap();
         let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-        if json["queues"].as_array().is_some_and(|q| q.len() == 2) || std::time::Instant::now() >= deadline {
+        if json["queues"].as_array().is_some_and(|q| q.len() == 1) || std::time::Instant::now() >= deadline {
             break json;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    let queue_nodes: Vec<&str> =
-        json["queues"].as_array().unwrap().iter().map(|q| q["node_id"].as_str().unwrap()).collect();
-    assert_eq!(queue_nodes, ["node-a", "node-b"], "{json}");
+    let queues = json["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 1, "{json}");
+    assert_eq!(json["informants"].as_array().unwrap().len(), 1, "{json}");
     assert_eq!(json["informants"][0]["informant_id"], "ana");
-    assert_eq!(json["informants"][0]["node_id"], "node-b");
     assert_eq!(json["silent"].as_array().unwrap().len(), 0);
+    let located = |target: &'static str, id: &'static str| {
+        let a = a.clone();
+        async move {
+            let out = run(&args(&a, &["--output", "json", "locate", target, id])).await.unwrap();
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()["node_id"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(located("--queue", "justice").await, queues[0]["node_id"].as_str().unwrap());
+    assert_eq!(located("--informant", "ana").await, json["informants"][0]["node_id"].as_str().unwrap());
 }
 
 #[tokio::test]
@@ -168,4 +176,32 @@ async fn drain_waits_for_the_calls_a_node_holds() {
     gateway.hang_up(pb::HangUpRequest { call_id: "c1".into() }).await.unwrap();
     let done = run(&args(&target, &["drain", "ctl-test", "--timeout-s", "10"])).await.unwrap();
     assert!(done.starts_with("ctl-test drained: no live calls (1 informants still logged in)"), "{done}");
+}
+
+#[tokio::test]
+async fn locate_names_the_member_that_serves_an_actor() {
+    let target = node().await;
+    let address = target.trim_start_matches("http://");
+
+    let table = run(&args(&target, &["locate", "--queue", "justice"])).await.unwrap();
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("KIND"), "{table}");
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("queue"), "{table}");
+    assert!(row.contains("justice") && row.contains("ctl-test") && row.contains(address), "{table}");
+    assert!(row.ends_with("yes"), "{table}");
+
+    let out = run(&args(&target, &["--output", "json", "locate", "--informant", "ana"])).await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["kind"], "informant");
+    assert_eq!(json["id"], "ana");
+    assert_eq!(json["node_id"], "ctl-test");
+    assert_eq!(json["address"], address);
+    assert_eq!(json["here"], true);
+
+    let unknown = run(&args(&target, &["locate", "--call", "nope"])).await.unwrap_err();
+    assert!(unknown.to_string().contains("call \"nope\" not found"), "{unknown}");
+    // Exactly one target.
+    assert!(Args::try_parse_from(["relaisctl", "locate"]).is_err());
+    assert!(Args::try_parse_from(["relaisctl", "locate", "--queue", "a", "--call", "b"]).is_err());
 }

@@ -251,7 +251,8 @@ fn fill_event_logs(core: &mut QueueCore, first_seq: usize) {
 async fn run() -> Vec<Row> {
     let config = NodeConfig::default();
     let tenant: Arc<str> = config.tenants[0].as_str().into();
-    let node = Node::start(config).await.expect("start a node");
+    let bound = config.listen;
+    let node = Node::start(config, bound).await.expect("start a node");
     let mut rows = Vec::new();
 
     log_in(0..WARM_UP, &node, &tenant).await;

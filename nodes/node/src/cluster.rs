@@ -9,8 +9,10 @@ pub mod catalog_store;
 pub mod detector;
 pub mod lease;
 pub mod membership;
+pub mod owners;
 pub mod ownership;
 pub mod placement;
+pub mod placer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,9 +24,13 @@ pub use membership::{JoinOptions, MemberInfo, Members, Membership};
 use tokio::sync::watch;
 
 use crate::cluster::catalog_store::CatalogStore;
+use crate::cluster::owners::Owners;
+use crate::cluster::ownership::Ownership;
+use crate::cluster::placer::Placer;
 use crate::config::NodeConfig;
 use crate::error::Result;
 use crate::node::Node;
+use crate::peer::Peers;
 
 /// This node's place in the cluster.
 pub struct Cluster {
@@ -32,6 +38,16 @@ pub struct Cluster {
     window: Arc<LeaseWindow>,
     members: Option<watch::Receiver<Arc<Members>>>,
     membership: tokio::sync::Mutex<Option<Membership>>,
+    /// Follows the claims in etcd (in a cluster).
+    owners_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(task) = &self.owners_task {
+            task.abort();
+        }
+    }
 }
 
 impl Cluster {
@@ -43,7 +59,7 @@ impl Cluster {
     pub async fn start(config: &NodeConfig, bound: SocketAddr, node: &Arc<Node>) -> Result<Arc<Self>> {
         let me = MemberInfo {
             node_id: config.node_name(bound.port()),
-            address: if config.advertise.is_empty() { bound.to_string() } else { config.advertise.clone() },
+            address: config.advertised_address(bound),
             started_unix_ms: crate::clock::now_ms(),
             lease_id: 0,
         };
@@ -53,6 +69,7 @@ impl Cluster {
                 window: Arc::new(LeaseWindow::always()),
                 members: None,
                 membership: tokio::sync::Mutex::new(None),
+                owners_task: None,
             }));
         }
         let options = JoinOptions {
@@ -65,12 +82,27 @@ impl Cluster {
         let client = Membership::connect(&options).await?;
         let catalog = CatalogStore::new(client.clone(), &config.cluster_prefix);
         node.mirror(catalog).await?;
-        let membership = Membership::join_with(client, options).await?;
+        let membership = Membership::join_with(client.clone(), options).await?;
+        let owners = Owners::new(&config.cluster_prefix);
+        let owners_task = tokio::spawn(owners.clone().follow(client.clone()));
+        let placer = Arc::new(Placer {
+            me: me.node_id.as_str().into(),
+            owners: owners.clone(),
+            members: membership.subscribe(),
+            ownership: Ownership::new(client, &config.cluster_prefix, &me.node_id, membership.lease_id()),
+            lease_id: membership.lease_id(),
+            window: membership.window(),
+            poke: tokio::sync::Notify::new(),
+            seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+        });
+        let peers = Peers::new(&me.node_id, owners, membership.subscribe());
+        node.place_with(placer, peers);
         Ok(Arc::new(Self {
             me,
             window: membership.window(),
             members: Some(membership.subscribe()),
             membership: tokio::sync::Mutex::new(Some(membership)),
+            owners_task: Some(owners_task),
         }))
     }
 

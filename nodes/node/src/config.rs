@@ -244,6 +244,12 @@ impl NodeConfig {
         !self.etcd_endpoints.is_empty()
     }
 
+    /// The address members and clients reach this node at: the advertised
+    /// one, or the address the server is bound to.
+    pub fn advertised_address(&self, bound: SocketAddr) -> String {
+        if self.advertise.is_empty() { bound.to_string() } else { self.advertise.clone() }
+    }
+
     /// The node's name: the configured one, or `<hostname>-<port>`.
     pub fn node_name(&self, port: u16) -> String {
         if !self.node_id.is_empty() {

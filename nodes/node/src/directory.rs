@@ -2,9 +2,9 @@
 //!
 //! This is the one seam between "which actor handles this" and "how to
 //! reach it". On a single node every actor is local and the answer is an
-//! `ActorRef`; in the cluster the same lookups will consult the placement
-//! computed from the membership in etcd and may answer with a remote
-//! owner.
+//! `ActorRef`; in a cluster an actor another member owns is answered as a
+//! [`Addr::Remote`], reached through the link to its owner with the epoch
+//! of its owner's claim.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -16,8 +16,11 @@ use relais_routing::EventLog;
 use relais_routing::queue::CallSnapshot;
 
 use crate::actors::informant::InformantMsg;
-use crate::actors::queue::QueueMsg;
+use crate::actors::queue::{QueueMsg, Watcher};
 use crate::clock::now_ms;
+use crate::cluster::ownership::Epoch;
+use crate::cluster::placement::ActorKind;
+use crate::peer::{Peers, Remote, wire};
 
 /// (tenant, id): queues, informants and calls are named within a tenant.
 pub type Key = (Arc<str>, Arc<str>);
@@ -47,9 +50,97 @@ pub enum InformantSlot {
     Running(ActorRef<InformantMsg>),
 }
 
+/// How to reach an actor: in this process, or on the member that owns it.
+#[derive(Clone)]
+pub enum Addr<M: ractor::Message> {
+    Local(ActorRef<M>),
+    Remote(Remote),
+}
+
+impl Addr<QueueMsg> {
+    /// Sends an actor message; false when it cannot be delivered (the
+    /// actor stopped, the link is full, or the message never crosses
+    /// nodes).
+    pub fn cast(&self, msg: QueueMsg) -> bool {
+        match self {
+            Self::Local(actor) => actor.cast(msg).is_ok(),
+            Self::Remote(remote) => match wire::queue_msg_out(msg) {
+                Ok(wire::Outgoing::Cast(body)) => remote.send(body),
+                Ok(wire::Outgoing::Connect { .. }) | Err(_) => false,
+            },
+        }
+    }
+
+    /// Hands a moving call to this queue; gives the call back when it
+    /// cannot. Watchers are local streams: they follow a local queue only
+    /// (the gateway of a call moved to another member watches it again).
+    pub fn adopt(
+        &self,
+        call: Box<relais_routing::queue::MovedCall>,
+        watchers: Vec<Watcher>,
+    ) -> Result<(), (Box<relais_routing::queue::MovedCall>, Vec<Watcher>)> {
+        match self {
+            Self::Local(actor) => match actor.cast(QueueMsg::Adopt { call, watchers }) {
+                Ok(()) => Ok(()),
+                Err(ractor::MessagingErr::SendErr(QueueMsg::Adopt { call, watchers })) => Err((call, watchers)),
+                Err(_) => {
+                    tracing::error!("a moving call was lost with its queue actor");
+                    Ok(())
+                }
+            },
+            Self::Remote(remote) => {
+                let kept = call.clone();
+                match wire::queue_msg_out(QueueMsg::Adopt { call, watchers: Vec::new() }) {
+                    Ok(wire::Outgoing::Cast(body)) => {
+                        if remote.send(body) {
+                            Ok(())
+                        } else {
+                            Err((kept, watchers))
+                        }
+                    }
+                    _ => Err((kept, watchers)),
+                }
+            }
+        }
+    }
+
+    /// Asks the queue to connect its offered call to the informant.
+    pub async fn connect(&self, informant_id: Arc<str>, call_id: Arc<str>, offer_id: Arc<str>) -> bool {
+        match self {
+            Self::Local(actor) => matches!(
+                actor.call(|reply| QueueMsg::Connect { informant_id, call_id, offer_id, reply }, None).await,
+                Ok(ractor::rpc::CallResult::Success(Ok(())))
+            ),
+            Self::Remote(remote) => {
+                let (reply, _) = ractor::concurrency::oneshot();
+                match wire::queue_msg_out(QueueMsg::Connect { informant_id, call_id, offer_id, reply: reply.into() }) {
+                    Ok(wire::Outgoing::Connect { body, .. }) => remote.connect(body).await,
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+impl Addr<InformantMsg> {
+    /// Sends an actor message; false when it cannot be delivered.
+    pub fn cast(&self, msg: InformantMsg) -> bool {
+        match self {
+            Self::Local(actor) => actor.cast(msg).is_ok(),
+            Self::Remote(remote) => wire::informant_msg_out(msg).is_ok_and(|body| remote.send(body)),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Directory {
     queues: DashMap<Key, ActorRef<QueueMsg>>,
+    /// Epochs of the claims this node holds on the actors it hosts (in a
+    /// cluster; absent on a single node).
+    queue_epochs: DashMap<Key, Epoch>,
+    informant_epochs: DashMap<Key, Epoch>,
+    /// The other members' actors (in a cluster).
+    peers: std::sync::OnceLock<Arc<Peers>>,
     informants: DashMap<Key, InformantSlot>,
     /// Logged-in (or logging-in) informants per tenant.
     informants_per_tenant: DashMap<Arc<str>, usize>,
@@ -64,6 +155,9 @@ impl Directory {
     pub fn new(ended_calls_kept: usize, ended_call_ttl_ms: u64) -> Self {
         Self {
             queues: DashMap::new(),
+            queue_epochs: DashMap::new(),
+            informant_epochs: DashMap::new(),
+            peers: std::sync::OnceLock::new(),
             informants: DashMap::new(),
             informants_per_tenant: DashMap::new(),
             calls: DashMap::new(),
@@ -75,6 +169,62 @@ impl Directory {
 
     pub fn queue(&self, tenant: &Arc<str>, id: &Arc<str>) -> Option<ActorRef<QueueMsg>> {
         self.queues.get(&key(tenant, id)).map(|r| r.clone())
+    }
+
+    /// Lets actors reach the other members' actors.
+    pub fn set_peers(&self, peers: Arc<Peers>) {
+        let _ = self.peers.set(peers);
+    }
+
+    pub fn peers(&self) -> Option<&Arc<Peers>> {
+        self.peers.get()
+    }
+
+    /// The queue, here or on the member that owns it.
+    pub fn queue_addr(&self, tenant: &Arc<str>, id: &Arc<str>) -> Option<Addr<QueueMsg>> {
+        if let Some(actor) = self.queue(tenant, id) {
+            return Some(Addr::Local(actor));
+        }
+        self.peers.get()?.remote(ActorKind::Queue, tenant, id).map(Addr::Remote)
+    }
+
+    /// The informant, here or on the member that owns it.
+    pub fn informant_addr(&self, tenant: &Arc<str>, id: &Arc<str>) -> Option<Addr<InformantMsg>> {
+        if let Some(actor) = self.informant(tenant, id) {
+            return Some(Addr::Local(actor));
+        }
+        self.peers.get()?.remote(ActorKind::Informant, tenant, id).map(Addr::Remote)
+    }
+
+    /// Records the epoch of this node's claim on an actor it hosts.
+    pub fn set_epoch(&self, kind: ActorKind, tenant: &Arc<str>, id: &Arc<str>, epoch: Epoch) {
+        self.epochs(kind).insert(key(tenant, id), epoch);
+    }
+
+    pub fn clear_epoch(&self, kind: ActorKind, tenant: &Arc<str>, id: &Arc<str>) -> Option<Epoch> {
+        self.epochs(kind).remove(&key(tenant, id)).map(|(_, e)| e)
+    }
+
+    pub fn epoch(&self, kind: ActorKind, tenant: &Arc<str>, id: &Arc<str>) -> Option<Epoch> {
+        self.epochs(kind).get(&key(tenant, id)).map(|e| *e)
+    }
+
+    fn epochs(&self, kind: ActorKind) -> &DashMap<Key, Epoch> {
+        match kind {
+            ActorKind::Queue => &self.queue_epochs,
+            ActorKind::Informant => &self.informant_epochs,
+        }
+    }
+
+    /// A local queue, only if this node hosts it under `epoch`: a message
+    /// meant for an earlier or later owner is refused.
+    pub fn queue_at(&self, tenant: &Arc<str>, id: &Arc<str>, epoch: Epoch) -> Option<ActorRef<QueueMsg>> {
+        (self.epoch(ActorKind::Queue, tenant, id) == Some(epoch)).then(|| self.queue(tenant, id)).flatten()
+    }
+
+    /// A local informant, only if this node hosts it under `epoch`.
+    pub fn informant_at(&self, tenant: &Arc<str>, id: &Arc<str>, epoch: Epoch) -> Option<ActorRef<InformantMsg>> {
+        (self.epoch(ActorKind::Informant, tenant, id) == Some(epoch)).then(|| self.informant(tenant, id)).flatten()
     }
 
     pub fn register_queue(&self, tenant: &Arc<str>, id: &Arc<str>, actor: ActorRef<QueueMsg>) {
@@ -124,6 +274,21 @@ impl Directory {
         if self.informants.remove(&key(tenant, id)).is_some() {
             self.uncount_informant(tenant);
         }
+        self.informant_epochs.remove(&key(tenant, id));
+    }
+
+    /// The informants this node hosts under a claim, with its epoch.
+    pub fn claimed_informants(&self, tenant: &str) -> Vec<(Arc<str>, Epoch)> {
+        self.informant_epochs
+            .iter()
+            .filter(|e| e.key().0.as_ref() == tenant)
+            .map(|e| (e.key().1.clone(), *e.value()))
+            .collect()
+    }
+
+    /// Whether the informant is logged in here or logging in.
+    pub fn holds_informant(&self, tenant: &Arc<str>, id: &Arc<str>) -> bool {
+        self.informants.contains_key(&key(tenant, id))
     }
 
     /// Forgets the informant whose actor is `actor` (it failed) and returns
@@ -134,6 +299,7 @@ impl Directory {
         let found = self.informants.iter().find(|e| runs(e.value())).map(|e| e.key().clone())?;
         let (key, _) = self.informants.remove_if(&found, |_, slot| runs(slot))?;
         self.uncount_informant(&key.0);
+        self.informant_epochs.remove(&key);
         Some(key)
     }
 

@@ -22,6 +22,8 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 3] = [Self::Gateway, Self::Informant, Self::Admin];
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "gateway" => Some(Self::Gateway),
@@ -36,6 +38,15 @@ impl Role {
             Self::Gateway => "gateway",
             Self::Informant => "informant",
             Self::Admin => "admin",
+        }
+    }
+
+    /// This role alone.
+    fn alone(self) -> &'static [Role] {
+        match self {
+            Self::Gateway => &[Self::Gateway],
+            Self::Informant => &[Self::Informant],
+            Self::Admin => &[Self::Admin],
         }
     }
 }
@@ -60,17 +71,25 @@ pub struct IdentityPolicy {
     pub require_role: bool,
 }
 
-/// Checks every request of one service against the role that service
-/// needs.
+/// Checks every request of one service against the roles that may use
+/// that service.
 #[derive(Clone, Debug)]
 pub struct IdentityInterceptor {
     policy: Arc<IdentityPolicy>,
-    required: Role,
+    /// Never empty. The first is the role a request without a role header
+    /// gets when the policy does not require one.
+    accepted: &'static [Role],
 }
 
 impl IdentityInterceptor {
+    /// For a service only `required` may use.
     pub fn new(policy: Arc<IdentityPolicy>, required: Role) -> Self {
-        Self { policy, required }
+        Self { policy, accepted: required.alone() }
+    }
+
+    /// For a service every role of a tenant may use.
+    pub fn any_role(policy: Arc<IdentityPolicy>) -> Self {
+        Self { policy, accepted: &Role::ALL }
     }
 
     fn identify<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
@@ -101,13 +120,14 @@ impl IdentityInterceptor {
             None if self.policy.require_role => {
                 return Err(Status::unauthenticated(format!("{ROLE_HEADER} is required")));
             }
-            None => self.required,
+            None => self.accepted[0],
         };
-        if role != self.required {
+        if !self.accepted.contains(&role) {
+            let needs: Vec<&str> = self.accepted.iter().map(|r| r.as_str()).collect();
             return Err(Status::permission_denied(format!(
                 "role {} may not use this service (needs {})",
                 role.as_str(),
-                self.required.as_str()
+                needs.join(" or ")
             )));
         }
         Ok(Identity { tenant, role })
@@ -120,6 +140,32 @@ impl Interceptor for IdentityInterceptor {
         request.extensions_mut().insert(identity);
         Ok(request)
     }
+}
+
+/// The role members use between themselves (the `Peer` service). A member
+/// acts for every tenant. Today it is a header like the others; with mTLS
+/// it is granted to member certificates only.
+pub const NODE_ROLE: &str = "node";
+
+/// Admits member-to-member requests only.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NodeInterceptor;
+
+impl Interceptor for NodeInterceptor {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        match request.metadata().get(ROLE_HEADER).and_then(|v| v.to_str().ok()) {
+            Some(NODE_ROLE) => Ok(request),
+            _ => Err(Status::permission_denied(format!(
+                "only members may use this service ({ROLE_HEADER}: {NODE_ROLE})"
+            ))),
+        }
+    }
+}
+
+/// Marks a request as a member's.
+pub fn as_node<T>(mut request: Request<T>) -> Request<T> {
+    request.metadata_mut().insert(ROLE_HEADER, tonic::metadata::MetadataValue::from_static(NODE_ROLE));
+    request
 }
 
 /// The identity the interceptor attached to `request`.
@@ -165,6 +211,19 @@ mod tests {
         assert_eq!(strict.call(request(Some("nope"), Some("gateway"))).unwrap_err().code(), tonic::Code::NotFound);
         assert_eq!(strict.call(request(None, Some("gateway"))).unwrap_err().code(), tonic::Code::Unauthenticated);
         assert_eq!(strict.call(request(Some("cai"), None)).unwrap_err().code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn any_role_of_a_known_tenant_may_use_an_open_service() {
+        let policy =
+            IdentityPolicy { tenants: vec![Arc::from("cai")].into(), default_tenant: None, require_role: true };
+        let mut open = IdentityInterceptor::any_role(Arc::new(policy));
+        for role in Role::ALL {
+            let out = open.call(request(Some("cai"), Some(role.as_str()))).expect("accepted");
+            assert_eq!(identity_of(&out).expect("identity").role, role);
+        }
+        assert_eq!(open.call(request(Some("nope"), Some("admin"))).unwrap_err().code(), tonic::Code::NotFound);
+        assert_eq!(open.call(request(Some("cai"), None)).unwrap_err().code(), tonic::Code::Unauthenticated);
     }
 
     #[test]

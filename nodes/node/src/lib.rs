@@ -6,7 +6,8 @@
 //! - `server` builds the tonic server, its limits and its shutdown;
 //! - `identity` is the one interceptor that decides a request's tenant and
 //!   role;
-//! - `services` validate requests and translate them into actor messages;
+//! - `services` validate requests and translate them into actor messages,
+//!   or, for an actor another member owns, hand them to `forward`;
 //! - `cluster` is the node's membership in etcd (when it has one) and the
 //!   placement of actors over the members;
 //! - `directory` is the one seam that says where an actor lives (today: in
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod forward;
 pub mod identity;
 pub mod node;
 pub mod peer;

@@ -3,6 +3,7 @@
 //! Services call these; actors never do.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,15 +17,23 @@ use crate::actors::queue::{QueueActor, QueueArgs, QueueMsg};
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::catalog::{Catalog, QueueEntry};
 use crate::cluster::catalog_store::{CatalogStore, Change};
+use crate::cluster::ownership::{Claim, Epoch};
+use crate::cluster::placement::ActorKind;
+use crate::cluster::placer::Placer;
 use crate::config::NodeConfig;
-use crate::directory::Directory;
+use crate::directory::{CallLocation, Directory};
 use crate::error::{NodeError, Result};
+use crate::forward::Forwarder;
 use crate::pseudonym::Pseudonymizer;
 use crate::validate;
 
 /// How often a queue deleted elsewhere checks whether its live calls here
 /// have ended.
 const RETIRE_CHECK: Duration = Duration::from_millis(500);
+
+/// Longest wait, in a cluster, for a new queue's member to host it before
+/// its creation is answered.
+const HOSTING_WAIT: Duration = Duration::from_secs(3);
 
 /// How long a request waits for an actor's answer.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,8 +119,29 @@ fn queues_for(queues: &[QueueEntry], skills: &SkillSet) -> Vec<Arc<str>> {
     queues.iter().filter(|q| skills.covers_names(&q.parsed.required)).map(|q| q.parsed.id.clone()).collect()
 }
 
+/// Where a request about an actor is served.
+#[derive(Clone, Debug)]
+pub enum Place {
+    /// On this node.
+    Here,
+    /// On another member, to which the request is forwarded.
+    There(PeerAddr),
+}
+
+/// A member, as another member reaches it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAddr {
+    pub node_id: Arc<str>,
+    /// `host:port` of the member's gRPC server.
+    pub address: String,
+}
+
 pub struct Node {
     pub config: NodeConfig,
+    /// This node's name and advertised address.
+    me: PeerAddr,
+    /// Sends requests about actors other members own on to them.
+    pub forwarder: Forwarder,
     pub directory: Arc<Directory>,
     pub catalog: Arc<Catalog>,
     pub pseudonymizer: Pseudonymizer,
@@ -132,10 +162,15 @@ pub struct Node {
     /// New calls between their draining check and the queue's answer: a
     /// drain counts them, so it never reports zero while one is landing.
     offers_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// In a cluster: which member hosts which actor.
+    placer: std::sync::OnceLock<Arc<Placer>>,
 }
 
 impl Node {
-    pub async fn start(config: NodeConfig) -> Result<Arc<Self>> {
+    /// Starts a node whose server is bound to `bound`.
+    pub async fn start(config: NodeConfig, bound: SocketAddr) -> Result<Arc<Self>> {
+        let me = PeerAddr { node_id: config.node_name(bound.port()).into(), address: config.advertised_address(bound) };
+        let forwarder = Forwarder::new(&me.node_id)?;
         let directory = Arc::new(Directory::new(config.ended_calls_kept, config.ended_call_ttl_ms));
         let catalog = Arc::new(Catalog::default());
         let starter = QueueStarter {
@@ -165,6 +200,8 @@ impl Node {
             pseudonymizer: config.pseudonymizer()?,
             streams: Arc::new(Semaphore::new(config.max_streams)),
             config,
+            me,
+            forwarder,
             directory,
             catalog,
             supervisor,
@@ -174,7 +211,43 @@ impl Node {
             retiring: std::sync::Mutex::new(HashSet::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
             offers_in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            placer: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// This node's name in the cluster.
+    pub fn node_id(&self) -> &str {
+        &self.me.node_id
+    }
+
+    /// This node's name and the address members and clients reach it at.
+    pub fn me(&self) -> &PeerAddr {
+        &self.me
+    }
+
+    /// Where requests about a call are served: at its queue's owner while
+    /// it lives, where it ended afterwards. A call this node does not know
+    /// is looked for on every other member (a call's id names no actor).
+    pub async fn place_of_call(&self, tenant: &Arc<str>, call_id: &Arc<str>) -> Result<Place> {
+        if let Some(place) = self.known_place_of_call(tenant, call_id)? {
+            return Ok(place);
+        }
+        let asks = self.peers().into_iter().map(|peer| {
+            let (tenant, call_id) = (tenant.clone(), call_id.clone());
+            async move { (self.forwarder.find_call(&peer, &tenant, &call_id).await, peer) }
+        });
+        for (found, peer) in futures::future::join_all(asks).await {
+            match found {
+                Ok(Some(found)) if found.ended => return Ok(Place::There(peer)),
+                Ok(Some(found)) => return self.place_of_queue(tenant, &found.queue_id.as_str().into()),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(peer = %peer.node_id, error = %e, "a member could not say whether it holds a call")
+                }
+            }
+        }
+        // Nobody holds it: this node answers (NOT_FOUND).
+        Ok(Place::Here)
     }
 
     /// Starts draining: from now on the node takes no new call and no new
@@ -200,9 +273,12 @@ impl Node {
         Ok(permit)
     }
 
-    /// `UNAVAILABLE` while draining: new work goes to another member.
+    /// `UNAVAILABLE` while draining a single node: new work goes to another
+    /// node. In a cluster a draining member still takes new work for the
+    /// actors it hosts: no other member hosts them until it hands them over
+    /// (not built yet) or stops, and refusing would turn callers away.
     pub fn check_not_draining(&self) -> Result<()> {
-        if self.is_draining() { Err(draining_error()) } else { Ok(()) }
+        if self.is_draining() && !self.config.clustered() { Err(draining_error()) } else { Ok(()) }
     }
 
     /// Calls waiting, offered or connected here, and informants logged in
@@ -225,6 +301,100 @@ impl Node {
             calls += count?;
         }
         Ok((calls, informants))
+    }
+
+    /// Makes this node host the actors placement gives it, and reach the
+    /// others through their owners.
+    pub fn place_with(self: &Arc<Self>, placer: Arc<Placer>, peers: Arc<crate::peer::Peers>) {
+        self.directory.set_peers(peers);
+        if self.placer.set(placer.clone()).is_ok() {
+            tokio::spawn(placer.run(Arc::downgrade(self)));
+        }
+    }
+
+    /// Where a queue's requests are served.
+    pub fn place_of_queue(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<Place> {
+        let Some(placer) = self.placer.get() else { return Ok(Place::Here) };
+        match placer.owner_of(ActorKind::Queue, tenant, queue_id)? {
+            Some(place) => Ok(place),
+            // Claimed a moment ago, and this node has not heard yet: the
+            // member placement chooses is the one claiming it.
+            None if self.catalog.queue(tenant, queue_id).is_some() => placer.placed(ActorKind::Queue, tenant, queue_id),
+            None => Err(NodeError::not_found("queue", queue_id.as_ref())),
+        }
+    }
+
+    /// Where an informant's requests (its login included) are served: where
+    /// it is logged in, or where placement puts it. A claim this node has
+    /// not heard of yet (it was made a moment ago through another member)
+    /// is where placement put it, so the request still reaches the owner,
+    /// which answers NOT_FOUND when the informant is not logged in.
+    pub fn place_of_informant(&self, tenant: &Arc<str>, informant_id: &Arc<str>) -> Result<Place> {
+        let Some(placer) = self.placer.get() else { return Ok(Place::Here) };
+        match placer.owner_of(ActorKind::Informant, tenant, informant_id)? {
+            Some(place) => Ok(place),
+            None => placer.placed(ActorKind::Informant, tenant, informant_id),
+        }
+    }
+
+    /// The member a call was last seen on by this node, when this node
+    /// knows the call: `None` when it does not.
+    pub fn known_place_of_call(&self, tenant: &Arc<str>, call_id: &Arc<str>) -> Result<Option<Place>> {
+        match self.directory.call(tenant, call_id) {
+            Some(CallLocation::Live(queue_id)) => self.place_of_queue(tenant, &queue_id).map(Some),
+            Some(CallLocation::Ended(_)) => Ok(Some(Place::Here)),
+            None if self.placer.get().is_none() => Ok(Some(Place::Here)),
+            None => Ok(None),
+        }
+    }
+
+    /// The live members other than this node.
+    pub fn peers(&self) -> Vec<PeerAddr> {
+        self.placer.get().map(|p| p.others()).unwrap_or_default()
+    }
+
+    /// Starts hosting a queue this node holds the claim for at `epoch`.
+    pub(crate) async fn host_queue(&self, tenant: &Arc<str>, config: relais_routing::QueueConfig, epoch: Epoch) {
+        let _guard = self.admin.lock().await;
+        let id = config.id.clone();
+        if self.catalog.queue(tenant, &id).is_none() {
+            return;
+        }
+        if let Some(old) = self.directory.unregister_queue(tenant, &id) {
+            old.stop(Some("hosted again under a new claim".into()));
+        }
+        self.directory.set_epoch(ActorKind::Queue, tenant, &id, epoch);
+        match self.starter.start(tenant.clone(), config, self.supervisor.get_cell()).await {
+            Ok(_) => self.starter.refresh_informants(tenant, Some(&id)),
+            Err(e) => {
+                self.directory.clear_epoch(ActorKind::Queue, tenant, &id);
+                tracing::error!(tenant = %tenant, queue_id = %id, error = %e, "could not host a claimed queue");
+            }
+        }
+    }
+
+    /// Stops hosting a queue whose claim this node lost.
+    pub(crate) fn unhost_queue(&self, tenant: &Arc<str>, queue_id: &Arc<str>, why: &str) {
+        self.directory.clear_epoch(ActorKind::Queue, tenant, queue_id);
+        if let Some(actor) = self.directory.unregister_queue(tenant, queue_id) {
+            tracing::warn!(tenant = %tenant, queue_id = %queue_id, why, "queue no longer hosted here");
+            actor.stop(Some(why.to_string()));
+        }
+    }
+
+    /// Stops hosting an informant whose claim this node lost.
+    pub(crate) fn unhost_informant(&self, tenant: &Arc<str>, informant_id: &Arc<str>) {
+        self.directory.clear_epoch(ActorKind::Informant, tenant, informant_id);
+        if let Some(actor) = self.directory.informant(tenant, informant_id) {
+            tracing::warn!(tenant = %tenant, informant_id = %informant_id, "informant's claim lost: its actor stops");
+            actor.stop(Some("claim lost".into()));
+        }
+    }
+
+    /// A queue started afresh on its owner: this node's informants join it
+    /// again.
+    pub(crate) fn rejoin_queue(&self, tenant: &Arc<str>, queue_id: &Arc<str>) {
+        self.starter.refresh_informants(tenant, Some(queue_id));
     }
 
     /// Makes this node mirror the configuration kept in etcd: loads it now,
@@ -253,7 +423,13 @@ impl Node {
         if let Some(store) = self.store.get() {
             let version = store.version(tenant);
             drop(guard);
-            return store.commit(tenant, version, changes).await;
+            let queues: Vec<Arc<str>> = changes
+                .iter()
+                .filter_map(|c| if let Change::PutQueue(q) = c { Some(q.id.as_str().into()) } else { None })
+                .collect();
+            store.commit(tenant, version, changes).await?;
+            self.until_hosted(tenant, &queues).await;
+            return Ok(());
         }
         let mut errors = self.apply_locked(tenant, changes, false).await;
         self.starter.refresh_informants(tenant, None);
@@ -330,6 +506,9 @@ impl Node {
         let errors = self.apply_locked(&tenant, changes, true).await;
         for e in &errors {
             tracing::error!(tenant = %tenant, error = %e, "could not apply a configuration change from etcd");
+        }
+        if let Some(placer) = self.placer.get() {
+            placer.poke.notify_one();
         }
         self.starter.refresh_informants(&tenant, None);
         errors.len()
@@ -410,7 +589,15 @@ impl Node {
     }
 
     pub fn queue_actor(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<ActorRef<QueueMsg>> {
-        self.directory.queue(tenant, queue_id).ok_or_else(|| NodeError::not_found("queue", queue_id.as_ref()))
+        self.directory.queue(tenant, queue_id).ok_or_else(|| {
+            if self.config.clustered() && self.catalog.queue(tenant, queue_id).is_some() {
+                NodeError::Unavailable(format!(
+                    "queue {queue_id:?} is not hosted here at the moment (being placed, or its member failed); retry"
+                ))
+            } else {
+                NodeError::not_found("queue", queue_id.as_ref())
+            }
+        })
     }
 
     pub fn informant_actor(&self, tenant: &Arc<str>, informant_id: &Arc<str>) -> Result<ActorRef<InformantMsg>> {
@@ -427,6 +614,13 @@ impl Node {
             )));
         }
         self.catalog.put_queue(tenant, entry.clone());
+        if self.config.clustered() {
+            // The member placement chooses claims and hosts it.
+            if let Some(placer) = self.placer.get() {
+                placer.poke.notify_one();
+            }
+            return Ok(());
+        }
         if let Err(e) = self.starter.start(tenant.clone(), entry.parsed.clone(), self.supervisor.get_cell()).await {
             self.catalog.remove_queue(tenant, &entry.parsed.id);
             return Err(e);
@@ -435,25 +629,56 @@ impl Node {
     }
 
     async fn update_queue_locked(&self, tenant: &Arc<str>, entry: QueueEntry) -> Result<()> {
-        let actor = self.queue_actor(tenant, &entry.parsed.id)?;
-        actor
-            .cast(QueueMsg::Reconfigure(entry.parsed.clone()))
-            .map_err(|_| NodeError::Unavailable("queue actor stopped; retry".into()))?;
+        // In a cluster, only the member hosting the queue has an actor.
+        match self.queue_actor(tenant, &entry.parsed.id) {
+            Ok(actor) => actor
+                .cast(QueueMsg::Reconfigure(entry.parsed.clone()))
+                .map_err(|_| NodeError::Unavailable("queue actor stopped; retry".into()))?,
+            Err(e) if !self.config.clustered() => return Err(e),
+            Err(_) => {}
+        }
         self.catalog.put_queue(tenant, entry);
         Ok(())
     }
 
-    async fn live_calls(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<usize> {
-        let actor = self.queue_actor(tenant, queue_id)?;
-        ask(&actor, |reply| QueueMsg::LiveCalls { reply }).await
+    /// The live calls this node's actor of a queue holds; none when there
+    /// is no actor here (a failed queue not started again, or a queue
+    /// another member hosts).
+    async fn live_calls_held(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<usize> {
+        match self.directory.queue(tenant, queue_id) {
+            Some(actor) => ask(&actor, |reply| QueueMsg::LiveCalls { reply }).await,
+            None => Ok(0),
+        }
     }
 
-    /// The live calls a queue actor holds; none when there is no actor (a
-    /// failed queue not started again).
-    async fn live_calls_held(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<usize> {
-        match self.live_calls(tenant, queue_id).await {
-            Err(NodeError::NotFound { .. }) => Ok(0),
-            other => other,
+    /// The live calls a queue holds wherever it is hosted. While no member
+    /// hosts it (it is being placed) the answer is `UNAVAILABLE`: unknown
+    /// is not zero.
+    async fn live_calls_anywhere(&self, tenant: &Arc<str>, queue_id: &Arc<str>) -> Result<usize> {
+        if self.directory.queue(tenant, queue_id).is_some() || self.placer.get().is_none() {
+            return self.live_calls_held(tenant, queue_id).await;
+        }
+        match self.place_of_queue(tenant, queue_id)? {
+            Place::There(peer) => match self.forwarder.queue_load(&peer, tenant, queue_id).await? {
+                Some(live) => Ok(live),
+                None => Err(NodeError::Unavailable(format!("queue {queue_id:?} is being placed; retry"))),
+            },
+            Place::Here => Err(NodeError::Unavailable(format!("queue {queue_id:?} is being placed; retry"))),
+        }
+    }
+
+    /// In a cluster, waits (a few seconds at most) until each of these
+    /// queues has a member hosting it, so that a queue just created takes
+    /// calls as soon as its creation is answered.
+    async fn until_hosted(&self, tenant: &Arc<str>, queue_ids: &[Arc<str>]) {
+        let Some(placer) = self.placer.get() else { return };
+        let deadline = tokio::time::Instant::now() + HOSTING_WAIT;
+        for id in queue_ids {
+            while matches!(placer.owner_of(ActorKind::Queue, tenant, id), Ok(None))
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 
@@ -465,6 +690,7 @@ impl Node {
         if let Some(actor) = self.directory.unregister_queue(tenant, queue_id) {
             actor.stop(Some("queue deleted".into()));
         }
+        self.directory.clear_epoch(ActorKind::Queue, tenant, queue_id);
         self.catalog.remove_queue(tenant, queue_id);
         Ok(())
     }
@@ -510,7 +736,7 @@ impl Node {
         {
             return Err(NodeError::precondition(format!("queue {:?} overflows to it", other.parsed.id)));
         }
-        let live = self.live_calls(tenant, queue_id).await?;
+        let live = self.live_calls_anywhere(tenant, queue_id).await?;
         if live > 0 {
             return Err(NodeError::precondition(format!("queue {queue_id:?} holds {live} live calls")));
         }
@@ -614,7 +840,7 @@ impl Node {
             Vec::new()
         };
         for id in &to_delete {
-            let live = self.live_calls(tenant, id).await?;
+            let live = self.live_calls_anywhere(tenant, id).await?;
             if live > 0 {
                 return Err(NodeError::precondition(format!(
                     "queue {id:?} holds {live} live calls; it cannot be pruned"
@@ -688,6 +914,22 @@ impl Node {
         }
         if !self.directory.reserve_informant(tenant, &informant_id) {
             return Err(NodeError::exists("logged-in informant", informant_id.as_ref()));
+        }
+        if let Some(placer) = self.placer.get() {
+            match placer.claim(ActorKind::Informant, tenant, &informant_id).await {
+                Ok(Claim::Mine(epoch)) => self.directory.set_epoch(ActorKind::Informant, tenant, &informant_id, epoch),
+                Ok(Claim::Theirs { owner, .. }) => {
+                    self.directory.unregister_informant(tenant, &informant_id);
+                    return Err(NodeError::exists(
+                        "logged-in informant",
+                        format!("{informant_id} (on member {owner})"),
+                    ));
+                }
+                Err(e) => {
+                    self.directory.unregister_informant(tenant, &informant_id);
+                    return Err(e);
+                }
+            }
         }
         let queues = queues_for(&self.catalog.queues(tenant), &skills);
         let args = InformantArgs {

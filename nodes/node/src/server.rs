@@ -1,4 +1,4 @@
-//! Builds the gRPC server: the three public services behind the identity
+//! Builds the gRPC server: the public services behind the identity
 //! interceptor, health, reflection, limits, and a clean shutdown.
 
 use std::future::Future;
@@ -17,11 +17,13 @@ use tonic::{Request, Status};
 
 use crate::cluster::{Cluster, LeaseWindow};
 use crate::config::NodeConfig;
-use crate::identity::{IdentityInterceptor, IdentityPolicy, Role};
+use crate::identity::{IdentityInterceptor, IdentityPolicy, NodeInterceptor, Role};
 use crate::node::Node;
+use crate::peer::service::PeerService;
 use crate::services::admin::AdminService;
 use crate::services::gateway::GatewayService;
 use crate::services::informant::InformantService;
+use crate::services::locator::LocatorService;
 
 /// Requests in flight per client connection; further ones wait, which
 /// bounds the work (and actor mailboxes) a client can queue up.
@@ -52,7 +54,7 @@ pub async fn serve(
     // two lease TTLs) ends the start at once.
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let bound = listener.local_addr()?;
-    let node = Node::start(config.clone()).await?;
+    let node = Node::start(config.clone(), bound).await?;
     let cluster = tokio::select! {
         started = Cluster::start(&config, bound, &node) => match started {
             Ok(cluster) => cluster,
@@ -73,6 +75,15 @@ pub async fn serve(
     let informant = pb::informant_server::InformantServer::new(InformantService::new(node.clone()))
         .max_decoding_message_size(max_message);
     let admin = pb::admin_server::AdminServer::new(AdminService::new(node.clone(), cluster.clone()))
+        .max_decoding_message_size(max_message);
+    let peer = relais_proto::peer::v1::peer_server::PeerServer::new(PeerService::new(node.directory.clone()))
+        .max_decoding_message_size(max_message);
+    let window = cluster.window().clone();
+    let members_only = move |request: Request<()>| -> Result<Request<()>, Status> {
+        window.check()?;
+        NodeInterceptor.call(request)
+    };
+    let locator = pb::locator_server::LocatorServer::new(LocatorService::new(node.clone()))
         .max_decoding_message_size(max_message);
 
     let (mut health_reporter, health) = tonic_health::server::health_reporter();
@@ -105,9 +116,23 @@ pub async fn serve(
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(InterceptedService::new(gateway, Edge::new(&cluster, &policy, Role::Gateway)))
-        .add_service(InterceptedService::new(informant, Edge::new(&cluster, &policy, Role::Informant)))
-        .add_service(InterceptedService::new(admin, Edge::new(&cluster, &policy, Role::Admin)))
+        .add_service(InterceptedService::new(
+            gateway,
+            Edge::new(&cluster, IdentityInterceptor::new(policy.clone(), Role::Gateway)),
+        ))
+        .add_service(InterceptedService::new(
+            informant,
+            Edge::new(&cluster, IdentityInterceptor::new(policy.clone(), Role::Informant)),
+        ))
+        .add_service(InterceptedService::new(
+            admin,
+            Edge::new(&cluster, IdentityInterceptor::new(policy.clone(), Role::Admin)),
+        ))
+        .add_service(InterceptedService::new(
+            locator,
+            Edge::new(&cluster, IdentityInterceptor::any_role(policy.clone())),
+        ))
+        .add_service(InterceptedService::new(peer, members_only))
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -132,8 +157,8 @@ struct Edge {
 }
 
 impl Edge {
-    fn new(cluster: &Cluster, policy: &Arc<IdentityPolicy>, role: Role) -> Self {
-        Self { window: cluster.window().clone(), identity: IdentityInterceptor::new(policy.clone(), role) }
+    fn new(cluster: &Cluster, identity: IdentityInterceptor) -> Self {
+        Self { window: cluster.window().clone(), identity }
     }
 }
 
@@ -146,8 +171,13 @@ impl Interceptor for Edge {
 
 /// The names the health service answers for: the server as a whole, then
 /// each relais service.
-const SERVICE_NAMES: [&str; 4] =
-    ["", pb::gateway_server::SERVICE_NAME, pb::informant_server::SERVICE_NAME, pb::admin_server::SERVICE_NAME];
+const SERVICE_NAMES: [&str; 5] = [
+    "",
+    pb::gateway_server::SERVICE_NAME,
+    pb::informant_server::SERVICE_NAME,
+    pb::admin_server::SERVICE_NAME,
+    pb::locator_server::SERVICE_NAME,
+];
 
 /// How often the health service's answer follows the serving window.
 const HEALTH_PERIOD: Duration = Duration::from_millis(100);
@@ -166,9 +196,7 @@ async fn report_health(window: Arc<LeaseWindow>, node: Arc<Node>, reporter: toni
         }
         serving = open;
         let status = if open { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
-        for name in
-            ["", pb::gateway_server::SERVICE_NAME, pb::informant_server::SERVICE_NAME, pb::admin_server::SERVICE_NAME]
-        {
+        for name in SERVICE_NAMES {
             reporter.set_service_status(name, status).await;
         }
     }

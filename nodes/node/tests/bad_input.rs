@@ -7,6 +7,8 @@ mod support;
 
 use relais_proto::v1 as pb;
 use relais_proto::v1::gateway_client::GatewayClient;
+use relais_proto::v1::locate_request::Target;
+use relais_proto::v1::locator_client::LocatorClient;
 use support::*;
 use tonic::Code;
 
@@ -287,4 +289,44 @@ async fn open_streams_are_bounded() {
     }
     assert!(reopened.is_some(), "a closed stream's place was never freed");
     let _ = std::fs::remove_file(config);
+}
+
+#[tokio::test]
+async fn locate_names_this_node_for_what_it_serves_and_refuses_the_rest() {
+    let node = NodeProcess::start(&["--node-id", "solo", "--require-role", "true"], &[]);
+    let mut c = Clients::new(&node, "cai").await;
+    apply(&mut c, vec![queue("logement", "logement", 1)]).await;
+    let channel = node.channel().await;
+    let locator = |role: &str| {
+        LocatorClient::with_interceptor(channel.clone(), As { tenant: Some("cai".into()), role: Some(role.into()) })
+    };
+    let target = |t: Target| pb::LocateRequest { target: Some(t) };
+
+    // Every role of the tenant may ask.
+    for role in ["gateway", "informant", "admin"] {
+        let here = locator(role).locate(target(Target::QueueId("logement".into()))).await.unwrap().into_inner();
+        assert_eq!(
+            here,
+            pb::LocateResponse { node_id: "solo".into(), address: node.addr.clone(), here: true },
+            "{role}"
+        );
+    }
+    let mut l = locator("gateway");
+    expect(l.locate(target(Target::QueueId("nowhere".into()))).await, Code::NotFound, "nowhere");
+    expect(l.locate(target(Target::InformantId("ana".into()))).await, Code::NotFound, "ana");
+    expect(l.locate(target(Target::CallId("c1".into()))).await, Code::NotFound, "c1");
+    expect(l.locate(pb::LocateRequest { target: None }).await, Code::InvalidArgument, "target");
+    expect(l.locate(target(Target::QueueId(String::new()))).await, Code::InvalidArgument, "queue_id");
+    expect(l.locate(target(Target::InformantId("a b".into()))).await, Code::InvalidArgument, "informant_id");
+    expect(l.locate(target(Target::CallId("x".repeat(129)))).await, Code::InvalidArgument, "call_id");
+    let mut anonymous = LocatorClient::with_interceptor(channel, As { tenant: Some("cai".into()), role: None });
+    expect(anonymous.locate(target(Target::QueueId("logement".into()))).await, Code::Unauthenticated, "x-relais-role");
+
+    // Once they exist, a logged-in informant and a call are here too.
+    c.desk.login(pb::LoginRequest { informant_id: "ana".into(), skills: vec![skill("travail", 1)] }).await.unwrap();
+    c.gateway.offer_call(offer("c1", "logement")).await.unwrap();
+    for t in [Target::InformantId("ana".into()), Target::CallId("c1".into())] {
+        let here = l.locate(target(t)).await.unwrap().into_inner();
+        assert_eq!((here.node_id.as_str(), here.here), ("solo", true));
+    }
 }

@@ -18,7 +18,10 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 fn member(etcd: &EtcdProcess, id: &str, ttl_s: u64) -> NodeProcess {
-    NodeProcess::start(&["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", &ttl_s.to_string()], &[])
+    NodeProcess::start(
+        &["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", &ttl_s.to_string()],
+        &[("RUST_LOG", "info,ractor=warn,relais_node=debug")],
+    )
 }
 
 async fn members(c: &mut Clients) -> Result<pb::ListMembersResponse, tonic::Status> {
@@ -290,7 +293,7 @@ async fn configuration_changed_through_one_member_reaches_every_member() {
     // The other member routes with it: its stored profile logs ana in with
     // the justice skill, and a call offered there reaches her.
     let mut session = support::Session::open(&mut cb, "ana", vec![]).await;
-    cb.gateway.offer_call(support::offer("c1", "justice")).await.unwrap();
+    support::offer_retrying(&mut cb, support::offer("c1", "justice")).await;
     let (_, call_id) = session.next_offer().await;
     assert_eq!(call_id, "c1");
 
@@ -327,27 +330,38 @@ async fn configuration_changed_through_one_member_reaches_every_member() {
     let mut cc = Clients::new(&c, "cai").await;
     assert_eq!(queue_ids(&mut cc).await, ["justice", "logement", "travail"]);
 
-    // Deleting through C a queue whose call lives on B: B finishes the
-    // call first, then drops the queue.
+    // A queue is hosted by one member: deleting it through another member
+    // while a call waits in it is refused, wherever the call lives; once
+    // the call ended, the deletion goes through and reaches every member.
     cb.admin.create_queue(support::queue("ecoute", "ecoute", 1)).await.unwrap();
-    cb.gateway.offer_call(support::offer("w1", "ecoute")).await.unwrap();
+    support::offer_retrying(&mut cb, support::offer("w1", "ecoute")).await;
     eventually(Duration::from_secs(5), "C has the queue", || {
         let mut cc = admin_clone(&cc);
         async move { queue_ids(&mut cc).await.contains(&"ecoute".to_string()) }
     })
     .await;
-    cc.admin.delete_queue(pb::DeleteRequest { id: "ecoute".into() }).await.unwrap();
-    assert!(!queue_ids(&mut cc).await.contains(&"ecoute".to_string()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(queue_ids(&mut cb).await.contains(&"ecoute".to_string()), "B keeps the queue while its call waits");
-    let mut listener = support::Session::open(&mut cb, "lea", vec![support::skill("ecoute", 3)]).await;
+    // (UNAVAILABLE while C has not yet heard which member hosts it: retried.)
+    let refused = loop {
+        let refused = cc.admin.delete_queue(pb::DeleteRequest { id: "ecoute".into() }).await.unwrap_err();
+        if refused.code() != Code::Unavailable {
+            break refused;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("1 live calls"), "{refused:?}");
+    let mut listener = support::Session::open(&mut cc, "lea", vec![support::skill("ecoute", 3)]).await;
     let (offer_id, call_id) = listener.next_offer().await;
-    assert_eq!(call_id, "w1", "the waiting caller is still served");
-    cb.desk.accept_offer(pb::OfferReply { informant_id: "lea".into(), offer_id }).await.unwrap();
-    cb.desk.finish_call(pb::FinishCallRequest { informant_id: "lea".into(), call_id }).await.unwrap();
-    eventually(Duration::from_secs(5), "B drops the queue once its call ended", || {
-        let mut cb = admin_clone(&cb);
-        async move { !queue_ids(&mut cb).await.contains(&"ecoute".to_string()) }
+    assert_eq!(call_id, "w1", "the waiting caller is served");
+    cc.desk.accept_offer(pb::OfferReply { informant_id: "lea".into(), offer_id }).await.unwrap();
+    cc.desk.finish_call(pb::FinishCallRequest { informant_id: "lea".into(), call_id }).await.unwrap();
+    cc.admin.delete_queue(pb::DeleteRequest { id: "ecoute".into() }).await.unwrap();
+    eventually(Duration::from_secs(5), "every member drops the queue", || {
+        let (mut ca, mut cb) = (admin_clone(&ca), admin_clone(&cb));
+        async move {
+            !queue_ids(&mut ca).await.contains(&"ecoute".to_string())
+                && !queue_ids(&mut cb).await.contains(&"ecoute".to_string())
+        }
     })
     .await;
 }

@@ -408,3 +408,65 @@ async fn relaxation_lowers_the_requirement_and_overflow_moves_the_call() {
     let status = c.gateway.get_call(pb::GetCallRequest { call_id: "spill".into() }).await.unwrap().into_inner();
     assert_eq!(status.queue_id, "travail");
 }
+
+/// The headers a member adds to a request it forwards to the actor's owner.
+#[derive(Clone)]
+struct ForwardedBy {
+    role: &'static str,
+}
+
+impl tonic::service::Interceptor for ForwardedBy {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("x-relais-tenant", "cai".parse().unwrap());
+        request.metadata_mut().insert("x-relais-role", self.role.parse().unwrap());
+        request.metadata_mut().insert("x-relais-forwarded-by", "node-elsewhere".parse().unwrap());
+        Ok(request)
+    }
+}
+
+#[tokio::test]
+async fn requests_forwarded_by_another_member_are_served_when_their_actors_are_here() {
+    let node = NodeProcess::start(&[], &[]);
+    let mut c = Clients::new(&node, "cai").await;
+    apply(&mut c, vec![queue("logement", "logement", 1)]).await;
+    let channel = node.channel().await;
+    let forwarded = |role| ForwardedBy { role };
+    let mut gateway = pb::gateway_client::GatewayClient::with_interceptor(channel.clone(), forwarded("gateway"));
+    let mut desk = pb::informant_client::InformantClient::with_interceptor(channel.clone(), forwarded("informant"));
+    let mut locator = pb::locator_client::LocatorClient::with_interceptor(channel, forwarded("informant"));
+
+    let ana = || pb::InformantRequest { informant_id: "ana".into() };
+    desk.login(pb::LoginRequest { informant_id: "ana".into(), skills: vec![skill("logement", 2)] }).await.unwrap();
+    let mut session = desk.session(pb::SessionRequest { informant_id: "ana".into() }).await.unwrap().into_inner();
+    let opening = session.message().await.unwrap().unwrap();
+    assert!(matches!(opening.kind, Some(Kind::State(_))), "the session opens with a snapshot: {opening:?}");
+
+    assert!(gateway.offer_call(offer("c1", "logement")).await.unwrap().into_inner().created);
+    let mut watch = gateway
+        .watch_call(pb::WatchCallRequest { call_id: "c1".into(), after_sequence: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(kind_name(&first), "queued");
+    let offer_id = loop {
+        match tokio::time::timeout(WAIT, session.message()).await.unwrap().unwrap().unwrap().kind {
+            Some(Kind::Offer(o)) => break o.offer_id,
+            _ => continue,
+        }
+    };
+    desk.accept_offer(pb::OfferReply { informant_id: "ana".into(), offer_id }).await.unwrap();
+    let call = gateway.get_call(pb::GetCallRequest { call_id: "c1".into() }).await.unwrap().into_inner();
+    assert_eq!(state_of(&call), pb::CallState::Connected);
+    let ended = gateway.hang_up(pb::HangUpRequest { call_id: "c1".into() }).await.unwrap().into_inner();
+    assert_eq!(state_of(&ended.call.unwrap()), pb::CallState::Completed);
+    let status = desk.get_informant(ana()).await.unwrap().into_inner();
+    assert_eq!(status.informant_id, "ana");
+    let here = locator
+        .locate(pb::LocateRequest { target: Some(pb::locate_request::Target::InformantId("ana".into())) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(here.here);
+    desk.logout(ana()).await.unwrap();
+}

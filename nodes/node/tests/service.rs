@@ -19,7 +19,7 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 async fn health_and_reflection_serve_stock_tools() {
     let node = NodeProcess::start(&[], &[]);
     let mut health = HealthClient::new(node.channel().await);
-    for service in ["", "relais.v1.Gateway", "relais.v1.Informant", "relais.v1.Admin"] {
+    for service in ["", "relais.v1.Gateway", "relais.v1.Informant", "relais.v1.Admin", "relais.v1.Locator"] {
         let answer = health.check(tonic_health::pb::HealthCheckRequest { service: service.into() }).await.unwrap();
         assert_eq!(answer.into_inner().status, ServingStatus::Serving as i32, "{service}");
     }
@@ -34,7 +34,9 @@ async fn health_and_reflection_serve_stock_tools() {
         panic!("unexpected answer")
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["relais.v1.Gateway", "relais.v1.Informant", "relais.v1.Admin", "grpc.health.v1.Health"] {
+    for expected in
+        ["relais.v1.Gateway", "relais.v1.Informant", "relais.v1.Admin", "relais.v1.Locator", "grpc.health.v1.Health"]
+    {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
 }

@@ -54,7 +54,7 @@ enum Phase {
     Offline,
     Available { collecting: Option<Box<Collecting>> },
     Reserved { offer: Box<Proposal> },
-    OnCall { call_id: Arc<str>, wrap_up_ms: Millis },
+    OnCall { call_id: Arc<str>, queue_id: Arc<str>, wrap_up_ms: Millis },
     WrapUp { token: u64 },
     Paused { reason: Arc<str> },
 }
@@ -123,10 +123,12 @@ pub enum InformantEffect {
         offer_id: Arc<str>,
         declined: bool,
     },
-    /// The informant finished its call (the call's queue is found by id:
-    /// a transferred call lives elsewhere).
+    /// The informant finished its call. `queue_id` connected it; a call
+    /// transferred since lives elsewhere, so the call's queue is looked up
+    /// by id first where that is known.
     Complete {
         call_id: Arc<str>,
+        queue_id: Arc<str>,
     },
     Session(SessionEvent),
     OfferTimer {
@@ -481,7 +483,12 @@ impl InformantCore {
         if ok {
             self.missed_in_row = 0;
             self.call_started_ms = now;
-            self.enter(Phase::OnCall { call_id: ticket.call_id.clone(), wrap_up_ms }, now, Cause::Request, &mut fx);
+            self.enter(
+                Phase::OnCall { call_id: ticket.call_id.clone(), queue_id: ticket.queue_id.clone(), wrap_up_ms },
+                now,
+                Cause::Request,
+                &mut fx,
+            );
         } else {
             fx.push(InformantEffect::Session(SessionEvent::OfferWithdrawn {
                 offer_id: ticket.offer_id.clone(),
@@ -550,8 +557,8 @@ impl InformantCore {
     /// The desktop finished its call.
     pub fn finish(&mut self, call_id: &str, now: Millis) -> Result<Vec<InformantEffect>, InformantError> {
         match &self.phase {
-            Phase::OnCall { call_id: held, .. } if held.as_ref() == call_id => {
-                let mut fx = vec![InformantEffect::Complete { call_id: held.clone() }];
+            Phase::OnCall { call_id: held, queue_id, .. } if held.as_ref() == call_id => {
+                let mut fx = vec![InformantEffect::Complete { call_id: held.clone(), queue_id: queue_id.clone() }];
                 self.end_call(now, Cause::Request, &mut fx);
                 Ok(fx)
             }

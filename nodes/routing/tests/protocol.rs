@@ -210,7 +210,7 @@ impl Switchboard {
                     &queue_id,
                     ToQueue::OfferEnded { informant: informant.clone(), call: call_id, offer: offer_id, declined },
                 ),
-                InformantEffect::Complete { call_id } => {
+                InformantEffect::Complete { call_id, .. } => {
                     if let Some(queue_id) = self.directory.get(&call_id).cloned() {
                         self.send_queue(
                             informant,

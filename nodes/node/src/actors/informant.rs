@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::queue::QueueMsg;
 use crate::clock::now_ms;
-use crate::directory::{CallLocation, Directory};
+use crate::directory::{Addr, CallLocation, Directory};
 use crate::error::NodeError;
 
 /// One numbered event for the desktop.
@@ -268,12 +268,12 @@ impl Actor for InformantActor {
 }
 
 impl InformantState {
-    fn queue(&self, id: &Arc<str>) -> Option<ActorRef<QueueMsg>> {
-        self.directory.queue(&self.tenant, id)
+    fn queue(&self, id: &Arc<str>) -> Option<Addr<QueueMsg>> {
+        self.directory.queue_addr(&self.tenant, id)
     }
 
     fn cast_queue(&self, queue_id: &Arc<str>, msg: QueueMsg) -> bool {
-        self.queue(queue_id).is_some_and(|q| q.cast(msg).is_ok())
+        self.queue(queue_id).is_some_and(|q| q.cast(msg))
     }
 
     fn status(&self, now: u64) -> StatusReply {
@@ -324,14 +324,7 @@ impl InformantState {
     async fn accept(&mut self, myself: &ActorRef<InformantMsg>, offer_id: &str) -> Result<StatusReply, NodeError> {
         let ticket = self.core.accept(offer_id).map_err(informant_error)?;
         let connected = match self.queue(&ticket.queue_id) {
-            Some(queue) => {
-                let (informant_id, call_id, offer_id) =
-                    (self.core.id().clone(), ticket.call_id.clone(), ticket.offer_id.clone());
-                matches!(
-                    queue.call(|reply| QueueMsg::Connect { informant_id, call_id, offer_id, reply }, None).await,
-                    Ok(ractor::rpc::CallResult::Success(Ok(())))
-                )
-            }
+            Some(queue) => queue.connect(self.core.id().clone(), ticket.call_id.clone(), ticket.offer_id.clone()).await,
             None => false,
         };
         let fx = self.core.connected(&ticket, connected, now_ms());
@@ -377,10 +370,12 @@ impl InformantState {
                         QueueMsg::OfferEnded { informant_id: id.clone(), call_id, offer_id, declined },
                     );
                 }
-                InformantEffect::Complete { call_id } => {
-                    if let Some(CallLocation::Live(queue_id)) = self.directory.call(&self.tenant, &call_id) {
-                        self.cast_queue(&queue_id, QueueMsg::Complete { informant_id: id.clone(), call_id });
-                    }
+                InformantEffect::Complete { call_id, queue_id } => {
+                    let queue_id = match self.directory.call(&self.tenant, &call_id) {
+                        Some(CallLocation::Live(now_in)) => now_in,
+                        _ => queue_id,
+                    };
+                    self.cast_queue(&queue_id, QueueMsg::Complete { informant_id: id.clone(), call_id });
                 }
                 InformantEffect::Session(event) => self.emit(event),
                 InformantEffect::OfferTimer { offer_id, after_ms } => {

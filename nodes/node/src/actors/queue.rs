@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::informant::InformantMsg;
 use crate::clock::now_ms;
-use crate::directory::Directory;
+use crate::directory::{Addr, Directory};
 use crate::error::NodeError;
 
 /// A gateway's stream of one call's events.
@@ -233,7 +233,7 @@ impl Actor for QueueActor {
                     .config()
                     .overflow
                     .as_ref()
-                    .is_some_and(|o| state.directory.queue(&state.tenant, &o.queue_id).is_some());
+                    .is_some_and(|o| state.directory.queue_addr(&state.tenant, &o.queue_id).is_some());
                 let fx = state.core.tick(now, overflow_ready);
                 state.apply(fx);
             }
@@ -243,8 +243,8 @@ impl Actor for QueueActor {
 }
 
 impl QueueState {
-    fn informant(&self, id: &Arc<str>) -> Option<ActorRef<InformantMsg>> {
-        self.directory.informant(&self.tenant, id)
+    fn informant(&self, id: &Arc<str>) -> Option<Addr<InformantMsg>> {
+        self.directory.informant_addr(&self.tenant, id)
     }
 
     /// Carries out the core's effects, and those their failures produce.
@@ -257,7 +257,7 @@ impl QueueState {
                     let (call_id, offer_id) = (proposal.call.call_id.clone(), proposal.offer_id.clone());
                     let sent = self
                         .informant(&informant_id)
-                        .is_some_and(|a| a.cast(InformantMsg::Propose(Box::new(proposal))).is_ok());
+                        .is_some_and(|a| a.cast(InformantMsg::Propose(Box::new(proposal))));
                     if !sent {
                         // Gone since it announced itself: as good as a refusal.
                         self.core.leave(&informant_id);
@@ -266,17 +266,17 @@ impl QueueState {
                 }
                 QueueEffect::NothingFor { informant_id, generation } => {
                     if let Some(a) = self.informant(&informant_id) {
-                        let _ = a.cast(InformantMsg::Nothing { queue_id: self.core.id().clone(), generation });
+                        a.cast(InformantMsg::Nothing { queue_id: self.core.id().clone(), generation });
                     }
                 }
                 QueueEffect::WithdrawOffer { informant_id, offer_id, reason, .. } => {
                     if let Some(a) = self.informant(&informant_id) {
-                        let _ = a.cast(InformantMsg::Withdraw { offer_id, reason: reason.into() });
+                        a.cast(InformantMsg::Withdraw { offer_id, reason: reason.into() });
                     }
                 }
                 QueueEffect::EndCall { informant_id, call_id, reason } => {
                     if let Some(a) = self.informant(&informant_id) {
-                        let _ = a.cast(InformantMsg::EndCall { call_id, reason: reason.into() });
+                        a.cast(InformantMsg::EndCall { call_id, reason: reason.into() });
                     }
                 }
                 QueueEffect::Event { call_id, event } => {
@@ -309,18 +309,12 @@ impl QueueState {
         now: u64,
     ) -> Vec<QueueEffect> {
         let call_id = call.info.call_id.clone();
-        if let Some(target) = self.directory.queue(&self.tenant, &to_queue_id) {
+        if let Some(target) = self.directory.queue_addr(&self.tenant, &to_queue_id) {
             self.directory.move_call(&self.tenant, &call_id, &to_queue_id);
-            match target.cast(QueueMsg::Adopt { call, watchers }) {
-                Ok(()) => return Vec::new(),
-                Err(ractor::MessagingErr::SendErr(QueueMsg::Adopt { call, watchers })) => {
-                    return self.keep(*call, watchers, now);
-                }
-                Err(_) => {
-                    tracing::error!(call_id = %call_id, "call could not be handed over");
-                    return Vec::new();
-                }
-            }
+            return match target.adopt(call, watchers) {
+                Ok(()) => Vec::new(),
+                Err((call, watchers)) => self.keep(*call, watchers, now),
+            };
         }
         self.keep(*call, watchers, now)
     }
@@ -336,7 +330,7 @@ impl QueueState {
     }
 
     fn transfer(&mut self, call_id: &Arc<str>, to_queue_id: Arc<str>, now: u64) -> Result<CallSnapshot, NodeError> {
-        if self.directory.queue(&self.tenant, &to_queue_id).is_none() {
+        if self.directory.queue_addr(&self.tenant, &to_queue_id).is_none() {
             return Err(NodeError::not_found("queue", to_queue_id.as_ref()));
         }
         if &to_queue_id == self.core.id() {

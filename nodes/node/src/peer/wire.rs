@@ -131,6 +131,24 @@ pub fn informant_msg_out(msg: InformantMsg) -> Result<Body, InformantMsg> {
     })
 }
 
+/// The actor that sent `body`, when the body names it.
+pub fn sender(body: &Body) -> Option<(crate::cluster::placement::ActorKind, &str)> {
+    use crate::cluster::placement::ActorKind::{Informant, Queue};
+    match body {
+        Body::Join(m) => Some((Informant, &m.informant_id)),
+        Body::Leave(m) => Some((Informant, &m.informant_id)),
+        Body::Announce(m) => m.entry.as_ref().map(|e| (Informant, e.informant_id.as_str())),
+        Body::Unavailable(m) => Some((Informant, &m.informant_id)),
+        Body::Answer(m) => Some((Informant, &m.informant_id)),
+        Body::OfferEnded(m) => Some((Informant, &m.informant_id)),
+        Body::Complete(m) => Some((Informant, &m.informant_id)),
+        Body::Connect(m) => Some((Informant, &m.informant_id)),
+        Body::Propose(m) => m.proposal.as_ref().map(|p| (Queue, p.queue_id.as_str())),
+        Body::Nothing(m) => Some((Queue, &m.queue_id)),
+        Body::Adopt(_) | Body::Withdraw(_) | Body::EndCall(_) => None,
+    }
+}
+
 /// A received body, as the local actor's message.
 pub enum Incoming {
     /// For a queue; cast it.
@@ -526,7 +544,14 @@ mod tests {
 
     /// Encodes, goes through the bytes as a link would, and decodes.
     fn through_the_wire(body: Body) -> Incoming {
-        let envelope = pb::Envelope { seq: 1, tenant: "t".into(), to_id: "x".into(), to_epoch: 5, body: Some(body) };
+        let envelope = pb::Envelope {
+            seq: 1,
+            tenant: "t".into(),
+            to_id: "x".into(),
+            to_epoch: 5,
+            body: Some(body),
+            ..Default::default()
+        };
         let bytes = prost::Message::encode_to_vec(&envelope);
         let envelope: pb::Envelope = prost::Message::decode(bytes.as_slice()).expect("decodes");
         incoming(envelope.body.expect("has a body")).expect("valid")

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use relais_proto::v1 as pb;
+use relais_proto::v1::admin_client::AdminClient;
 use tonic::{Request, Response, Status};
 
 use crate::actors::informant::InformantMsg;
 use crate::actors::queue::QueueMsg;
 use crate::cluster::Cluster;
 use crate::error::{NodeError, Result};
+use crate::forward;
 use crate::identity::identity_of;
 use crate::node::{Node, ask};
 use crate::services::{convert, grpc};
@@ -105,6 +107,14 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::QueueStats>, Status> {
         let tenant = identity_of(&request)?.tenant;
         let id = validate::queue_id("queue_id", &request.get_ref().queue_id)?;
+        // A queue lives on one member: its figures are there.
+        if let Some(owner) = forward::route(self.node.place_of_queue(&tenant, &id)?, request.metadata())? {
+            return self
+                .node
+                .forwarder
+                .unary(&owner, request, |c, r| async move { AdminClient::new(c).get_queue_stats(r).await })
+                .await;
+        }
         grpc(self.queue_stats(&tenant, &id).await)
     }
 
@@ -112,6 +122,10 @@ impl pb::admin_server::Admin for AdminService {
         let tenant = identity_of(&request)?.tenant;
         let mut out = pb::StatsResponse::default();
         for entry in self.node.catalog.queues(&tenant) {
+            // In a cluster, each member tells of the queues it hosts.
+            if self.node.config.clustered() && self.node.directory.queue(&tenant, &entry.parsed.id).is_none() {
+                continue;
+            }
             out.queues.push(self.queue_stats(&tenant, &entry.parsed.id).await?);
         }
         for (_, actor) in self.node.directory.informants_of(&tenant) {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::Stream;
 use ractor::ActorRef;
 use relais_proto::v1 as pb;
+use relais_proto::v1::gateway_client::GatewayClient;
 use relais_routing::call::CallInfo;
 use relais_routing::queue::{CallSnapshot, QueueError};
 use tokio_stream::StreamExt;
@@ -19,8 +20,9 @@ use crate::actors::queue::{QueueMsg, WATCHER_BUFFER};
 use crate::clock::now_ms;
 use crate::directory::{CallLocation, EndedCall};
 use crate::error::{NodeError, Result};
+use crate::forward;
 use crate::identity::identity_of;
-use crate::node::{Node, ask};
+use crate::node::{Node, PeerAddr, ask};
 use crate::services::{convert, grpc};
 use crate::validate;
 
@@ -99,11 +101,25 @@ impl GatewayService {
         })
     }
 
-    async fn offer(&self, request: Request<pb::OfferCallRequest>) -> Result<pb::OfferCallResponse> {
-        let tenant = identity_of(&request).map_err(|s| NodeError::PermissionDenied(s.message().to_string()))?.tenant;
-        let r = request.into_inner();
-        let call_id = validate::call_id("call_id", &r.call_id)?;
-        let queue_id = validate::queue_id("queue_id", &r.queue_id)?;
+    /// The member that serves the call, when it is not this node.
+    async fn call_owner<T>(
+        &self,
+        request: &Request<T>,
+        tenant: &Arc<str>,
+        call_id: &Arc<str>,
+    ) -> Result<Option<PeerAddr>> {
+        forward::route(self.node.place_of_call(tenant, call_id).await?, request.metadata())
+    }
+
+    /// Offers a new call to a queue this node serves (`call_id` and
+    /// `queue_id` are `r`'s, validated).
+    async fn offer(
+        &self,
+        tenant: Arc<str>,
+        call_id: Arc<str>,
+        queue_id: Arc<str>,
+        r: pb::OfferCallRequest,
+    ) -> Result<pb::OfferCallResponse> {
         let priority = validate::priority("priority", r.priority)?;
         let language = validate::language("language", &r.language)?;
         if r.topic.chars().count() > validate::MAX_ID || r.topic.chars().any(char::is_control) {
@@ -188,16 +204,33 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::OfferCallRequest>,
     ) -> Result<Response<pb::OfferCallResponse>, Status> {
-        grpc(self.offer(request).await)
+        let tenant = identity_of(&request)?.tenant;
+        let call_id = validate::call_id("call_id", &request.get_ref().call_id)?;
+        let queue_id = validate::queue_id("queue_id", &request.get_ref().queue_id)?;
+        if let Some(owner) = forward::route(self.node.place_of_queue(&tenant, &queue_id)?, request.metadata())? {
+            return self
+                .node
+                .forwarder
+                .unary(&owner, request, |c, r| async move { GatewayClient::new(c).offer_call(r).await })
+                .await;
+        }
+        grpc(self.offer(tenant, call_id, queue_id, request.into_inner()).await)
     }
 
     type WatchCallStream = EventStream;
 
     async fn watch_call(&self, request: Request<pb::WatchCallRequest>) -> Result<Response<EventStream>, Status> {
         let tenant = identity_of(&request)?.tenant;
-        let r = request.into_inner();
-        let call_id = validate::call_id("call_id", &r.call_id)?;
+        let call_id = validate::call_id("call_id", &request.get_ref().call_id)?;
         let permit = self.node.stream_permit()?;
+        if let Some(owner) = self.call_owner(&request, &tenant, &call_id).await? {
+            return self
+                .node
+                .forwarder
+                .stream(&owner, request, permit, |c, r| async move { GatewayClient::new(c).watch_call(r).await })
+                .await;
+        }
+        let r = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(WATCHER_BUFFER);
         let reached = self
             .on_call(&tenant, &call_id, |actor| {
@@ -230,6 +263,13 @@ impl pb::gateway_server::Gateway for GatewayService {
     async fn hang_up(&self, request: Request<pb::HangUpRequest>) -> Result<Response<pb::HangUpResponse>, Status> {
         let tenant = identity_of(&request)?.tenant;
         let call_id = validate::call_id("call_id", &request.get_ref().call_id)?;
+        if let Some(owner) = self.call_owner(&request, &tenant, &call_id).await? {
+            return self
+                .node
+                .forwarder
+                .unary(&owner, request, |c, r| async move { GatewayClient::new(c).hang_up(r).await })
+                .await;
+        }
         let reached = self.call_op(&tenant, &call_id, |call_id, reply| QueueMsg::HangUp { call_id, reply }).await?;
         let snapshot = match reached {
             Reached::Live(s) => {
@@ -248,6 +288,13 @@ impl pb::gateway_server::Gateway for GatewayService {
     ) -> Result<Response<pb::MarkVulnerableResponse>, Status> {
         let tenant = identity_of(&request)?.tenant;
         let call_id = validate::call_id("call_id", &request.get_ref().call_id)?;
+        if let Some(owner) = self.call_owner(&request, &tenant, &call_id).await? {
+            return self
+                .node
+                .forwarder
+                .unary(&owner, request, |c, r| async move { GatewayClient::new(c).mark_vulnerable(r).await })
+                .await;
+        }
         let reached =
             self.call_op(&tenant, &call_id, |call_id, reply| QueueMsg::MarkVulnerable { call_id, reply }).await?;
         let s = reached.live(&call_id)?;
@@ -259,9 +306,15 @@ impl pb::gateway_server::Gateway for GatewayService {
         request: Request<pb::TransferCallRequest>,
     ) -> Result<Response<pb::TransferCallResponse>, Status> {
         let tenant = identity_of(&request)?.tenant;
-        let r = request.into_inner();
-        let call_id = validate::call_id("call_id", &r.call_id)?;
-        let to_queue_id = validate::queue_id("queue_id", &r.queue_id)?;
+        let call_id = validate::call_id("call_id", &request.get_ref().call_id)?;
+        let to_queue_id = validate::queue_id("queue_id", &request.get_ref().queue_id)?;
+        if let Some(owner) = self.call_owner(&request, &tenant, &call_id).await? {
+            return self
+                .node
+                .forwarder
+                .unary(&owner, request, |c, r| async move { GatewayClient::new(c).transfer_call(r).await })
+                .await;
+        }
         self.node.queue_actor(&tenant, &to_queue_id)?;
         let reached = self
             .on_call(&tenant, &call_id, |actor| {
@@ -284,6 +337,13 @@ impl pb::gateway_server::Gateway for GatewayService {
     async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::CallStatus>, Status> {
         let tenant = identity_of(&request)?.tenant;
         let call_id = validate::call_id("call_id", &request.get_ref().call_id)?;
+        if let Some(owner) = self.call_owner(&request, &tenant, &call_id).await? {
+            return self
+                .node
+                .forwarder
+                .unary(&owner, request, |c, r| async move { GatewayClient::new(c).get_call(r).await })
+                .await;
+        }
         grpc(self.status(&tenant, &call_id).await.map(|s| convert::call_status(&s)))
     }
 }

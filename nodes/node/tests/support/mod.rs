@@ -86,6 +86,10 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // A failed test shows what each of its nodes said.
+            eprintln!("----- {} ({})\n{}", self.addr, self.stderr_path.display(), self.logs());
+        }
     }
 }
 
@@ -160,6 +164,22 @@ pub fn offer(call_id: &str, queue_id: &str) -> pb::OfferCallRequest {
     pb::OfferCallRequest { call_id: call_id.into(), queue_id: queue_id.into(), priority: 1, ..Default::default() }
 }
 
+/// Offers a call as a gateway does in a cluster: `UNAVAILABLE` (a member
+/// failing over, a queue being placed) is retried with the same call id,
+/// for up to five seconds.
+pub async fn offer_retrying(c: &mut Clients, request: pb::OfferCallRequest) -> pb::OfferCallResponse {
+    let start = std::time::Instant::now();
+    loop {
+        match c.gateway.offer_call(request.clone()).await {
+            Ok(r) => return r.into_inner(),
+            Err(e) if e.code() == tonic::Code::Unavailable && start.elapsed() < WAIT => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("offer {}: {e:?}", request.call_id),
+        }
+    }
+}
+
 pub async fn apply(c: &mut Clients, queues: Vec<pb::QueueConfig>) {
     c.admin.apply_plan(pb::RoutingPlan { queues, informants: vec![], prune: false }).await.expect("plan applies");
 }
@@ -178,6 +198,11 @@ pub const WAIT: Duration = Duration::from_secs(5);
 impl Session {
     pub async fn open(c: &mut Clients, id: &str, skills: Vec<pb::Skill>) -> Self {
         c.desk.login(pb::LoginRequest { informant_id: id.into(), skills }).await.expect("login");
+        Self::attach(c, id).await
+    }
+
+    /// Opens the session of an informant logged in already.
+    pub async fn attach(c: &mut Clients, id: &str) -> Self {
         let stream =
             c.desk.session(pb::SessionRequest { informant_id: id.into() }).await.expect("session").into_inner();
         Self { id: id.into(), stream, last_sequence: None }

@@ -1,0 +1,225 @@
+//! Puts this node's share of the actors on it: claims the queues that
+//! placement gives it and nobody owns, hosts the actors it holds claims
+//! for, stops those whose claim it lost, and gives up claims it no longer
+//! uses.
+//!
+//! Claims are sticky: an actor stays with the member that claimed it while
+//! that member's lease lives, even when a member joins and placement would
+//! now choose the newcomer (moving a live actor needs its state handed
+//! over). Placement decides who claims an actor nobody owns: a new queue,
+//! or the queues of a member that died.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::cluster::Members;
+use crate::cluster::owners::{OwnerRecord, Owners};
+use crate::cluster::ownership::{Claim, Epoch, Ownership};
+use crate::cluster::placement::{ActorKind, actor_key, owner};
+use crate::error::{NodeError, Result};
+use crate::node::{Node, PeerAddr, Place};
+
+/// Longest pause between two passes when nothing changes.
+const PERIOD: Duration = Duration::from_millis(500);
+
+/// This node's hand in placement.
+pub struct Placer {
+    pub me: Arc<str>,
+    pub owners: Arc<Owners>,
+    pub members: watch::Receiver<Arc<Members>>,
+    pub ownership: Ownership,
+    pub lease_id: watch::Receiver<i64>,
+    pub window: Arc<crate::cluster::LeaseWindow>,
+    /// Poked when the configuration changed.
+    pub poke: Notify,
+    /// The epoch each queue was last seen at: a new one means the queue
+    /// started afresh on its owner, and this node's informants join it
+    /// again.
+    pub seen: std::sync::Mutex<std::collections::HashMap<String, Epoch>>,
+}
+
+impl Placer {
+    /// The member at `node_id`, if it is live.
+    pub fn peer(&self, node_id: &str) -> Option<PeerAddr> {
+        let members = self.members.borrow();
+        members.nodes.get(node_id).map(|m| PeerAddr { node_id: node_id.into(), address: m.address.clone() })
+    }
+
+    /// Every live member but this node.
+    pub fn others(&self) -> Vec<PeerAddr> {
+        let members = self.members.borrow();
+        members
+            .nodes
+            .values()
+            .filter(|m| m.node_id != self.me.as_ref())
+            .map(|m| PeerAddr { node_id: m.node_id.as_str().into(), address: m.address.clone() })
+            .collect()
+    }
+
+    /// Where the actor's claim puts it; `None` when nobody owns it.
+    pub fn owner_of(&self, kind: ActorKind, tenant: &str, id: &str) -> Result<Option<Place>> {
+        let Some(record) = self.owners.get(&actor_key(kind, tenant, id)) else { return Ok(None) };
+        self.place_of(&record).map(Some)
+    }
+
+    fn place_of(&self, record: &OwnerRecord) -> Result<Place> {
+        if record.node_id == self.me {
+            return Ok(Place::Here);
+        }
+        self.peer(&record.node_id)
+            .map(Place::There)
+            .ok_or_else(|| NodeError::Unavailable(format!("member {} is leaving; retry in a moment", record.node_id)))
+    }
+
+    /// Where placement would put an actor nobody owns yet.
+    pub fn placed(&self, kind: ActorKind, tenant: &str, id: &str) -> Result<Place> {
+        let chosen = {
+            let members = self.members.borrow();
+            owner(members.nodes.keys().map(String::as_str), &actor_key(kind, tenant, id)).map(str::to_string)
+        };
+        match chosen {
+            Some(node) if node == self.me.as_ref() => Ok(Place::Here),
+            Some(node) => {
+                self.peer(&node).map(Place::There).ok_or_else(|| NodeError::Unavailable("member left; retry".into()))
+            }
+            None => Err(NodeError::Unavailable("no live member; retry".into())),
+        }
+    }
+
+    /// Claims an actor for this node; the epoch, or who holds it.
+    pub async fn claim(&self, kind: ActorKind, tenant: &str, id: &str) -> Result<Claim> {
+        let key = actor_key(kind, tenant, id);
+        let claim = self.ownership.claim(&key).await?;
+        if let Claim::Mine(epoch) = claim {
+            // Seen at once, before the watch confirms it.
+            self.owners.note(&key, OwnerRecord { node_id: self.me.clone(), epoch, lease: *self.lease_id.borrow() });
+        }
+        Ok(claim)
+    }
+
+    /// Gives a claim up.
+    pub async fn release(&self, kind: ActorKind, tenant: &str, id: &str, epoch: Epoch) -> Result<()> {
+        self.ownership.release(&actor_key(kind, tenant, id), epoch, Vec::new()).await
+    }
+
+    fn is_mine(&self, record: &OwnerRecord) -> bool {
+        record.node_id == self.me && record.lease == *self.lease_id.borrow()
+    }
+
+    /// Runs passes until the node goes.
+    pub async fn run(self: Arc<Self>, node: std::sync::Weak<Node>) {
+        let mut owners = self.owners.subscribe();
+        let mut members = self.members.clone();
+        loop {
+            {
+                let Some(node) = node.upgrade() else { return };
+                if self.window.is_open() {
+                    self.pass(&node).await;
+                }
+            }
+            tokio::select! {
+                _ = owners.changed() => {}
+                _ = members.changed() => {}
+                () = self.poke.notified() => {}
+                () = tokio::time::sleep(PERIOD) => {}
+            }
+        }
+    }
+
+    /// One look at every actor this node could host.
+    async fn pass(&self, node: &Arc<Node>) {
+        for tenant in &node.config.tenants {
+            let tenant: Arc<str> = tenant.as_str().into();
+            let configured = node.catalog.queues(&tenant);
+            for entry in &configured {
+                let id = &entry.parsed.id;
+                let hosted = node.directory.epoch(ActorKind::Queue, &tenant, id);
+                let key = actor_key(ActorKind::Queue, &tenant, id);
+                let current = self.owners.get(&key);
+                if let Some(record) = &current {
+                    let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if seen.insert(key.clone(), record.epoch) != Some(record.epoch) {
+                        node.rejoin_queue(&tenant, id);
+                    }
+                }
+                match current {
+                    Some(record) if self.is_mine(&record) => {
+                        if hosted != Some(record.epoch) {
+                            node.host_queue(&tenant, entry.parsed.clone(), record.epoch).await;
+                        }
+                    }
+                    Some(_) => {
+                        if hosted.is_some() {
+                            node.unhost_queue(&tenant, id, "another member owns it now");
+                        }
+                    }
+                    None => {
+                        if hosted.is_some() {
+                            node.unhost_queue(&tenant, id, "its claim is gone");
+                        }
+                        if matches!(self.placed(ActorKind::Queue, &tenant, id), Ok(Place::Here)) {
+                            match self.claim(ActorKind::Queue, &tenant, id).await {
+                                Ok(Claim::Mine(epoch)) => {
+                                    tracing::info!(tenant = %tenant, queue_id = %id, epoch, "queue claimed");
+                                    node.host_queue(&tenant, entry.parsed.clone(), epoch).await;
+                                }
+                                Ok(Claim::Theirs { .. }) => {}
+                                Err(e) => tracing::debug!(tenant = %tenant, queue_id = %id, error = %e, "claim failed"),
+                            }
+                        }
+                    }
+                }
+            }
+            // Informants whose claim this node lost (its lease ended while
+            // it could not renew it): their desktops log in again.
+            for (id, epoch) in node.directory.claimed_informants(&tenant) {
+                let current = self.owners.get(&actor_key(ActorKind::Informant, &tenant, &id));
+                if !current.is_some_and(|r| self.is_mine(&r) && r.epoch == epoch) {
+                    node.unhost_informant(&tenant, &id);
+                }
+            }
+            // Claims this node holds but no longer uses: deleted queues,
+            // informants logged out.
+            for (key, record) in self.owners.owned_by(&self.me) {
+                if !self.is_mine(&record) {
+                    continue;
+                }
+                let Some((kind, id)) = parse_key(&key, &tenant) else { continue };
+                let used = match kind {
+                    ActorKind::Queue => configured.iter().any(|q| q.parsed.id.as_ref() == id),
+                    ActorKind::Informant => node.directory.holds_informant(&tenant, &id.into()),
+                };
+                if !used && let Err(e) = self.release(kind, &tenant, id, record.epoch).await {
+                    tracing::debug!(actor = %key, error = %e, "release failed");
+                }
+            }
+        }
+    }
+}
+
+/// (kind, id) of an actor key of `tenant`.
+fn parse_key<'a>(key: &'a str, tenant: &str) -> Option<(ActorKind, &'a str)> {
+    let (kind, rest) = key.split_once(':')?;
+    let id = rest.strip_prefix(tenant)?.strip_prefix('/')?;
+    match kind {
+        "queue" => Some((ActorKind::Queue, id)),
+        "informant" => Some((ActorKind::Informant, id)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actor_keys_parse_back_for_their_tenant_only() {
+        let key = actor_key(ActorKind::Queue, "cai", "justice");
+        assert_eq!(parse_key(&key, "cai"), Some((ActorKind::Queue, "justice")));
+        assert_eq!(parse_key(&key, "ca"), None);
+        let key = actor_key(ActorKind::Informant, "sos", "ana");
+        assert_eq!(parse_key(&key, "sos"), Some((ActorKind::Informant, "ana")));
+    }
+}

@@ -1,0 +1,395 @@
+//! Forwarding of public requests to the member that serves their actor.
+//!
+//! Every request of the Gateway and Informant services is about one actor
+//! (a queue, a call, a logged-in informant), which exactly one member owns.
+//! A client may reach any member: the member it reached asks
+//! [`Node`](crate::node::Node) where the actor is, and when another member
+//! owns it, sends the same request on to that member with the caller's
+//! identity, then gives back the reply or the error as the owner gave it.
+//! Streams (call watchers, informant sessions) are proxied for as long as
+//! they last.
+//!
+//! This module carries requests between members and knows nothing of
+//! actors or routing.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::OwnedSemaphorePermit;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Extensions, Request, Response, Status, Streaming};
+
+use crate::error::{NodeError, Result};
+use crate::identity::{ROLE_HEADER, TENANT_HEADER, identity_of};
+use crate::node::{ASK_TIMEOUT, PeerAddr, Place};
+
+/// Names the member that forwarded a request. A request that carries it is
+/// never forwarded again.
+pub const FORWARDED_BY_HEADER: &str = "x-relais-forwarded-by";
+
+/// Most members this node keeps a channel to at once.
+pub const MAX_PEERS: usize = 64;
+
+/// How long opening a connection to a member may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a forwarded unary request (or the opening of a forwarded
+/// stream) may take: a little longer than the owner waits for its actor,
+/// so that the owner's own, more precise answer comes first.
+pub const FORWARD_TIMEOUT: Duration = ASK_TIMEOUT.saturating_add(Duration::from_secs(1));
+
+/// Headers that describe one hop, not the request: the forwarded request
+/// gets its own.
+const HOP_HEADERS: [&str; 3] = ["grpc-timeout", "grpc-encoding", "grpc-accept-encoding"];
+
+/// A stream of a service's replies, as the generated servers want it.
+pub type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Where a request is served: here (`None`), or at the member it must be
+/// forwarded to.
+///
+/// A request another member already forwarded is served here or not at
+/// all: membership views of two members can differ for a moment, and two
+/// members that each think the other owns an actor would otherwise pass
+/// the request back and forth. The client retries once the views agree.
+pub fn route(place: Place, metadata: &MetadataMap) -> Result<Option<PeerAddr>> {
+    match place {
+        Place::Here => Ok(None),
+        Place::There(_) if metadata.contains_key(FORWARDED_BY_HEADER) => {
+            Err(NodeError::Unavailable("actor moved while forwarding; retry".into()))
+        }
+        Place::There(peer) => Ok(Some(peer)),
+    }
+}
+
+/// Sends requests on to other members, over one lazily connected channel
+/// per member (at most [`MAX_PEERS`]).
+pub struct Forwarder {
+    /// This node's id, sent in [`FORWARDED_BY_HEADER`].
+    node_id: AsciiMetadataValue,
+    peers: Mutex<Peers>,
+}
+
+#[derive(Default)]
+struct Peers {
+    /// Channel and last use (a tick of `clock`) by address.
+    by_address: HashMap<String, (Channel, u64)>,
+    clock: u64,
+}
+
+impl Forwarder {
+    pub fn new(node_id: &str) -> Result<Self> {
+        let node_id =
+            node_id.parse().map_err(|_| NodeError::invalid("node_id", "must be ASCII to be sent between members"))?;
+        Ok(Self { node_id, peers: Mutex::new(Peers::default()) })
+    }
+
+    /// Sends a unary request on to `peer` through `call` (a method of a
+    /// generated client), within [`FORWARD_TIMEOUT`]. The owner's reply or
+    /// status comes back unchanged; a member that cannot be reached, or
+    /// does not answer in time, is `UNAVAILABLE` naming it.
+    pub async fn unary<Req, Res, F, Fut>(
+        &self,
+        peer: &PeerAddr,
+        request: Request<Req>,
+        call: F,
+    ) -> Result<Response<Res>, Status>
+    where
+        F: FnOnce(Channel, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Res>, Status>>,
+    {
+        let channel = self.channel(peer)?;
+        let mut request = self.relay(request)?;
+        request.set_timeout(FORWARD_TIMEOUT);
+        let response = tokio::time::timeout(FORWARD_TIMEOUT, call(channel, request))
+            .await
+            .map_err(|_| Status::from(late(peer)))?
+            .map_err(|status| unreached(peer, status))?;
+        Ok(fresh(response))
+    }
+
+    /// Opens a stream at `peer` through `call` and proxies it: the owner's
+    /// items and final status pass through as they come. `permit` (one of
+    /// this node's open streams) is held until the proxied stream ends.
+    pub async fn stream<Req, Res, F, Fut>(
+        &self,
+        peer: &PeerAddr,
+        request: Request<Req>,
+        permit: OwnedSemaphorePermit,
+        call: F,
+    ) -> Result<Response<ReplyStream<Res>>, Status>
+    where
+        F: FnOnce(Channel, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Streaming<Res>>, Status>>,
+        Res: Send + 'static,
+    {
+        let channel = self.channel(peer)?;
+        let request = self.relay(request)?;
+        // The deadline covers the opening only: the stream itself lasts
+        // as long as the caller keeps it.
+        let response = tokio::time::timeout(FORWARD_TIMEOUT, call(channel, request))
+            .await
+            .map_err(|_| Status::from(late(peer)))?
+            .map_err(|status| unreached(peer, status))?;
+        let (metadata, items, _) = response.into_parts();
+        let peer = peer.clone();
+        let items = items.map(move |item| {
+            let _held = &permit;
+            item.map_err(|status| unreached(&peer, status))
+        });
+        Ok(Response::from_parts(metadata, Box::pin(items) as ReplyStream<Res>, Extensions::default()))
+    }
+
+    /// The request as the owner gets it: the caller's metadata, minus what
+    /// belongs to the hop, plus the identity this node's interceptor
+    /// decided and this node's name.
+    ///
+    /// The identity travels in the same headers a client sends, so the
+    /// owner's interceptor reads it as usual. When mTLS arrives, the owner
+    /// authenticates the forwarding member as a node by its certificate,
+    /// and only a node may relay a caller's identity this way (and send
+    /// [`FORWARDED_BY_HEADER`]); a client's certificate gets only its own.
+    fn relay<T>(&self, request: Request<T>) -> Result<Request<T>, Status> {
+        let identity = identity_of(&request)?;
+        let (mut metadata, _, message) = request.into_parts();
+        for name in HOP_HEADERS {
+            metadata.remove(name);
+        }
+        let tenant = identity
+            .tenant
+            .parse()
+            .map_err(|_| NodeError::Internal(format!("tenant {:?} is not ASCII", identity.tenant)))?;
+        metadata.insert(TENANT_HEADER, tenant);
+        metadata.insert(ROLE_HEADER, AsciiMetadataValue::from_static(identity.role.as_str()));
+        metadata.insert(FORWARDED_BY_HEADER, self.node_id.clone());
+        Ok(Request::from_parts(metadata, Extensions::default(), message))
+    }
+
+    /// Asks `peer` whether it holds the call: `None` when it does not.
+    pub async fn find_call(
+        &self,
+        peer: &PeerAddr,
+        tenant: &str,
+        call_id: &str,
+    ) -> Result<Option<relais_proto::peer::v1::FindCallResponse>> {
+        let mut client = relais_proto::peer::v1::peer_client::PeerClient::new(self.channel(peer)?);
+        let request = crate::identity::as_node(Request::new(relais_proto::peer::v1::FindCallRequest {
+            tenant: tenant.to_string(),
+            call_id: call_id.to_string(),
+        }));
+        let found = tokio::time::timeout(FORWARD_TIMEOUT, client.find_call(request))
+            .await
+            .map_err(|_| NodeError::Unavailable(format!("member {} did not answer in time", peer.node_id)))?
+            .map_err(|e| NodeError::Unavailable(format!("member {}: {}", peer.node_id, e.message())))?
+            .into_inner();
+        Ok(found.found.then_some(found))
+    }
+
+    /// The live calls `peer` holds in a queue; `None` when it does not
+    /// host the queue.
+    pub async fn queue_load(&self, peer: &PeerAddr, tenant: &str, queue_id: &str) -> Result<Option<usize>> {
+        let mut client = relais_proto::peer::v1::peer_client::PeerClient::new(self.channel(peer)?);
+        let request = crate::identity::as_node(Request::new(relais_proto::peer::v1::QueueLoadRequest {
+            tenant: tenant.to_string(),
+            queue_id: queue_id.to_string(),
+        }));
+        let load = tokio::time::timeout(FORWARD_TIMEOUT, client.queue_load(request))
+            .await
+            .map_err(|_| NodeError::Unavailable(format!("member {} did not answer in time", peer.node_id)))?
+            .map_err(|e| NodeError::Unavailable(format!("member {}: {}", peer.node_id, e.message())))?
+            .into_inner();
+        Ok(load.hosted.then_some(load.live_calls as usize))
+    }
+
+    /// The channel to `peer`, created (not connected) on first use. When
+    /// [`MAX_PEERS`] are kept, the one unused the longest is dropped;
+    /// requests still on it finish.
+    fn channel(&self, peer: &PeerAddr) -> Result<Channel> {
+        let mut peers = self.peers.lock().map_err(|_| NodeError::Internal("forwarder lock poisoned".into()))?;
+        peers.clock += 1;
+        let now = peers.clock;
+        if let Some((channel, used)) = peers.by_address.get_mut(&peer.address) {
+            *used = now;
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{}", peer.address))
+            .map_err(|_| NodeError::Internal(format!("member {} has a bad address {:?}", peer.node_id, peer.address)))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            // Without TCP_NODELAY, Nagle's algorithm and delayed
+            // acknowledgements add tens of milliseconds to each hop.
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .connect_lazy();
+        if peers.by_address.len() >= MAX_PEERS
+            && let Some(oldest) = peers.by_address.iter().min_by_key(|(_, (_, used))| *used).map(|(a, _)| a.clone())
+        {
+            peers.by_address.remove(&oldest);
+        }
+        peers.by_address.insert(peer.address.clone(), (channel.clone(), now));
+        Ok(channel)
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.peers.lock().map(|p| p.by_address.len()).unwrap_or(0)
+    }
+}
+
+/// The owner's response, without what the client library attached to it
+/// on the way in.
+fn fresh<T>(response: Response<T>) -> Response<T> {
+    let (metadata, message, _) = response.into_parts();
+    Response::from_parts(metadata, message, Extensions::default())
+}
+
+/// A status the owner sent passes through unchanged. A status the client
+/// library made up (it carries the transport error as its source) means
+/// the member could not be reached, or the connection broke.
+fn unreached(peer: &PeerAddr, status: Status) -> Status {
+    if std::error::Error::source(&status).is_none() {
+        return status;
+    }
+    tracing::warn!(node_id = %peer.node_id, address = %peer.address, error = %status.message(), "member unreachable");
+    NodeError::Unavailable(format!("member {} at {} cannot be reached; retry", peer.node_id, peer.address)).into()
+}
+
+fn late(peer: &PeerAddr) -> NodeError {
+    NodeError::Unavailable(format!("member {} did not answer in time; retry", peer.node_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::identity::{Identity, Role};
+
+    fn peer(id: &str, address: &str) -> PeerAddr {
+        PeerAddr { node_id: id.into(), address: address.into() }
+    }
+
+    #[test]
+    fn a_forwarded_request_is_never_forwarded_again() {
+        let fresh = MetadataMap::new();
+        let mut forwarded = MetadataMap::new();
+        forwarded.insert(FORWARDED_BY_HEADER, AsciiMetadataValue::from_static("node-a"));
+        let b = peer("node-b", "127.0.0.1:1");
+
+        assert_eq!(route(Place::Here, &fresh).expect("here"), None);
+        assert_eq!(route(Place::Here, &forwarded).expect("here"), None, "served here when the actor is here");
+        assert_eq!(route(Place::There(b.clone()), &fresh).expect("forwarded"), Some(b.clone()));
+        let refused = route(Place::There(b), &forwarded).expect_err("not forwarded twice");
+        let status = Status::from(refused);
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.message().contains("moved while forwarding"), "{status:?}");
+    }
+
+    #[test]
+    fn the_relayed_request_carries_the_callers_identity_and_this_node() {
+        let forwarder = Forwarder::new("node-a").expect("forwarder");
+        let mut request = Request::new(());
+        request.metadata_mut().insert("traceparent", AsciiMetadataValue::from_static("00-abc-def-01"));
+        request.metadata_mut().insert("grpc-timeout", AsciiMetadataValue::from_static("60S"));
+        // No role header: the interceptor filled in the service's role.
+        request.extensions_mut().insert(Identity { tenant: "sos".into(), role: Role::Informant });
+
+        let relayed = forwarder.relay(request).expect("relayed");
+        let header = |name: &str| relayed.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        assert_eq!(header(TENANT_HEADER).as_deref(), Some("sos"));
+        assert_eq!(header(ROLE_HEADER).as_deref(), Some("informant"));
+        assert_eq!(header(FORWARDED_BY_HEADER).as_deref(), Some("node-a"));
+        assert_eq!(header("traceparent").as_deref(), Some("00-abc-def-01"));
+        assert_eq!(header("grpc-timeout"), None, "each hop has its own deadline");
+    }
+
+    #[tokio::test]
+    async fn channels_are_kept_per_member_and_bounded() {
+        let forwarder = Forwarder::new("node-a").expect("forwarder");
+        for i in 0..MAX_PEERS + 10 {
+            forwarder.channel(&peer(&format!("node-{i}"), &format!("127.0.0.1:{}", 20_000 + i))).expect("channel");
+        }
+        assert_eq!(forwarder.kept(), MAX_PEERS);
+        forwarder.channel(&peer("again", "127.0.0.1:20070")).expect("kept channel");
+        assert_eq!(forwarder.kept(), MAX_PEERS);
+    }
+
+    fn as_gateway<T>(message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.extensions_mut().insert(Identity { tenant: "cai".into(), role: Role::Gateway });
+        request
+    }
+
+    #[tokio::test]
+    async fn the_owners_replies_statuses_and_streams_pass_through() {
+        use relais_proto::v1 as pb;
+        use relais_proto::v1::gateway_client::GatewayClient;
+
+        // The owner: a node of its own, in this process.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = crate::NodeConfig { listen: addr, node_id: "owner".into(), ..Default::default() };
+        tokio::spawn(crate::server::serve(config, listener, std::future::pending()));
+        let channel = Endpoint::from_shared(format!("http://{addr}")).expect("url").connect().await.expect("connect");
+        let queue = pb::QueueConfig {
+            id: "logement".into(),
+            required_skills: vec![pb::Skill { name: "logement".into(), proficiency: 1 }],
+            ..Default::default()
+        };
+        pb::admin_client::AdminClient::new(channel).create_queue(queue).await.expect("queue");
+        let forwarder = Forwarder::new("node-a").expect("forwarder");
+        let owner = peer("owner", &addr.to_string());
+
+        let unknown = forwarder
+            .unary(&owner, as_gateway(pb::GetCallRequest { call_id: "c0".into() }), |c, r| async move {
+                GatewayClient::new(c).get_call(r).await
+            })
+            .await
+            .expect_err("unknown call");
+        assert_eq!((unknown.code(), unknown.message()), (tonic::Code::NotFound, "call \"c0\" not found"));
+
+        let offer = pb::OfferCallRequest { call_id: "c1".into(), queue_id: "logement".into(), ..Default::default() };
+        let offered = forwarder
+            .unary(&owner, as_gateway(offer), |c, r| async move { GatewayClient::new(c).offer_call(r).await })
+            .await
+            .expect("offered")
+            .into_inner();
+        assert!(offered.created);
+
+        let streams = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = streams.clone().try_acquire_owned().expect("permit");
+        let watch = pb::WatchCallRequest { call_id: "c1".into(), after_sequence: 0 };
+        let mut events = forwarder
+            .stream(&owner, as_gateway(watch), permit, |c, r| async move { GatewayClient::new(c).watch_call(r).await })
+            .await
+            .expect("watching")
+            .into_inner();
+        let first = events.next().await.expect("an event").expect("not an error");
+        assert!(matches!(first.kind, Some(pb::call_event::Kind::Queued(_))), "{first:?}");
+        assert_eq!(streams.available_permits(), 0, "the proxied stream holds its permit");
+        drop(events);
+        assert_eq!(streams.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_member_is_unavailable_and_named() {
+        let forwarder = Forwarder::new("node-a").expect("forwarder");
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let gone = peer("node-gone", &format!("127.0.0.1:{port}"));
+        let request = as_gateway(relais_proto::v1::GetCallRequest { call_id: "c1".into() });
+        let status = forwarder
+            .unary(&gone, request, |channel, r| async move {
+                relais_proto::v1::gateway_client::GatewayClient::new(channel).get_call(r).await
+            })
+            .await
+            .expect_err("nobody answers");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("node-gone"), "{status:?}");
+    }
+}

@@ -1,0 +1,114 @@
+//! Actors on other members: how this node reaches them (links) and how it
+//! takes messages for its own (the `Peer` service).
+
+pub mod link;
+pub mod service;
+pub mod wire;
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use relais_proto::peer::v1 as wire_pb;
+use tokio::sync::watch;
+
+use crate::cluster::Members;
+use crate::cluster::owners::Owners;
+use crate::cluster::ownership::Epoch;
+use crate::cluster::placement::{ActorKind, actor_key};
+use link::Link;
+
+/// The links to every peer this node has talked to, and the view of who
+/// owns what.
+pub struct Peers {
+    me: Arc<str>,
+    owners: Arc<Owners>,
+    members: watch::Receiver<Arc<Members>>,
+    links: DashMap<Arc<str>, Arc<Link>>,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers").field("me", &self.me).field("links", &self.links.len()).finish()
+    }
+}
+
+impl Peers {
+    pub fn new(me: &str, owners: Arc<Owners>, members: watch::Receiver<Arc<Members>>) -> Arc<Self> {
+        Arc::new(Self { me: me.into(), owners, members, links: DashMap::new() })
+    }
+
+    /// The actor, if another member owns it.
+    pub fn remote(self: &Arc<Self>, kind: ActorKind, tenant: &Arc<str>, id: &Arc<str>) -> Option<Remote> {
+        let owner = self.owners.get(&actor_key(kind, tenant, id))?;
+        if owner.node_id == self.me {
+            return None;
+        }
+        Some(Remote {
+            link: self.link(&owner.node_id),
+            peers: self.clone(),
+            tenant: tenant.clone(),
+            id: id.clone(),
+            epoch: owner.epoch,
+        })
+    }
+
+    /// An envelope for the actor `to` at `to_epoch`, signed with the
+    /// sending actor's claim where the body names it.
+    fn envelope(&self, tenant: &str, to_id: &str, to_epoch: Epoch, body: wire_pb::envelope::Body) -> wire_pb::Envelope {
+        let from_epoch = wire::sender(&body)
+            .and_then(|(kind, id)| self.owners.get(&actor_key(kind, tenant, id)))
+            .filter(|record| record.node_id == self.me)
+            .map_or(0, |record| record.epoch);
+        wire_pb::Envelope {
+            seq: 0,
+            tenant: tenant.to_string(),
+            to_id: to_id.to_string(),
+            to_epoch,
+            from_node: self.me.to_string(),
+            from_epoch,
+            body: Some(body),
+        }
+    }
+
+    /// Learns the sender's claim from a received envelope (see
+    /// [`Owners::learn`]).
+    pub fn learn_sender(&self, envelope: &wire_pb::Envelope) {
+        if envelope.from_epoch <= 0 || envelope.from_node.is_empty() {
+            return;
+        }
+        if let Some((kind, id)) = envelope.body.as_ref().and_then(wire::sender) {
+            self.owners.learn(&actor_key(kind, &envelope.tenant, id), &envelope.from_node, envelope.from_epoch);
+        }
+    }
+
+    fn link(&self, node_id: &Arc<str>) -> Arc<Link> {
+        let mut entry = self
+            .links
+            .entry(node_id.clone())
+            .or_insert_with(|| Arc::new(Link::open(node_id.clone(), self.members.clone())));
+        if entry.is_closed() {
+            *entry = Arc::new(Link::open(node_id.clone(), self.members.clone()));
+        }
+        entry.clone()
+    }
+}
+
+/// An actor on another member, at the epoch this node last saw.
+#[derive(Clone)]
+pub struct Remote {
+    link: Arc<Link>,
+    peers: Arc<Peers>,
+    tenant: Arc<str>,
+    id: Arc<str>,
+    epoch: Epoch,
+}
+
+impl Remote {
+    pub fn send(&self, body: wire_pb::envelope::Body) -> bool {
+        self.link.send(self.peers.envelope(&self.tenant, &self.id, self.epoch, body))
+    }
+
+    pub async fn connect(&self, body: wire_pb::envelope::Body) -> bool {
+        self.link.connect(self.peers.envelope(&self.tenant, &self.id, self.epoch, body)).await.is_ok()
+    }
+}
