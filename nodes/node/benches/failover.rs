@@ -8,7 +8,11 @@
 //!   member's `ListMembers` (a peer sees the broken health stream, finds the
 //!   port closed, revokes the lease);
 //! - `SIGSTOP` of a member (a silent failure, left to its lease): from the
-//!   pause to the member gone, against its lease TTL.
+//!   pause to the member gone, against its lease TTL;
+//! - `kill -9` of the member hosting a queue: from the kill to the first
+//!   call that queue routes again (another member claims it, the informants
+//!   join it again, a gateway retrying through a survivor gets its call
+//!   offered).
 //!
 //! Bounded: a fixed number of rounds, each with a deadline.
 
@@ -19,9 +23,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use relais_node::cluster::placement::{ActorKind, actor_key, owner};
 use relais_proto::v1 as pb;
 use support::etcd::EtcdProcess;
-use support::{Clients, NodeProcess};
+use support::{Clients, NodeProcess, Session};
 
 const KILLS: usize = 20;
 const PAUSES: usize = 3;
@@ -91,6 +96,43 @@ async fn baseline(etcd: &EtcdProcess) -> Vec<Duration> {
     samples
 }
 
+/// An id, among `prefix-0`, `prefix-1`…, that placement over `members`
+/// gives to `wanted`.
+fn placed_on(kind: ActorKind, prefix: &str, members: [&str; 2], wanted: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| owner(members, &actor_key(kind, "cai", id)) == Some(wanted))
+        .expect("some id lands on each member")
+}
+
+/// One round: a queue on `victim`, an informant on the observer; kill the
+/// victim and time until a call offered through the observer reaches the
+/// informant.
+async fn reroute_once(etcd: &EtcdProcess, observer: &mut Clients, round: usize) -> Duration {
+    let id = format!("host-{round}");
+    let victim = member(etcd, &id);
+    until_listed(observer, &id, true, Duration::from_secs(10)).await;
+    let members = ["observer", id.as_str()];
+    let skill = format!("s{round}");
+    let queue = placed_on(ActorKind::Queue, &format!("q{round}"), members, &id);
+    observer.admin.create_queue(support::queue(&queue, &skill, 1)).await.unwrap();
+    let informant = placed_on(ActorKind::Informant, &format!("i{round}"), members, "observer");
+    let mut session = Session::open(observer, &informant, vec![support::skill(&skill, 3)]).await;
+    // Let the members open their health streams and links to each other.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let start = Instant::now();
+    drop(victim);
+    let call = format!("c{round}");
+    support::offer_retrying(observer, support::offer(&call, &queue)).await;
+    let (_, offered) = session.next_offer().await;
+    let took = start.elapsed();
+    assert_eq!(offered, call);
+    observer.gateway.hang_up(pb::HangUpRequest { call_id: call }).await.unwrap();
+    observer.desk.logout(pb::InformantRequest { informant_id: informant }).await.unwrap();
+    took
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
     let etcd = EtcdProcess::start();
@@ -125,6 +167,11 @@ async fn main() {
         std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
     }
 
+    let mut reroutes = Vec::new();
+    for round in 0..KILLS {
+        reroutes.push(reroute_once(&etcd, &mut observer, round).await);
+    }
+
     println!("## Membership failure detection (etcd 3.4, lease TTL {TTL_S} s)\n");
     println!("| measure | samples | p50 | p99 | max | note |");
     println!("|---|---:|---:|---:|---:|---|");
@@ -134,5 +181,10 @@ async fn main() {
         "SIGSTOP → gone from another member's ListMembers",
         pauses,
         &format!("left to the lease; target < TTL + 1 s = {} s", TTL_S + 1),
+    );
+    row(
+        "kill -9 of a queue's member → first call that queue routes again",
+        reroutes,
+        "claimed again, informants join, offer retried; target < 1 s",
     );
 }

@@ -70,6 +70,17 @@ impl Peers {
         }
     }
 
+    /// Whether the envelope's sending actor has been claimed again since
+    /// the epoch it signs with.
+    pub fn stale_sender(&self, envelope: &wire_pb::Envelope) -> bool {
+        if envelope.from_epoch <= 0 {
+            return false;
+        }
+        envelope.body.as_ref().and_then(wire::sender).is_some_and(|(kind, id)| {
+            self.owners.get(&actor_key(kind, &envelope.tenant, id)).is_some_and(|r| r.epoch > envelope.from_epoch)
+        })
+    }
+
     /// Learns the sender's claim from a received envelope (see
     /// [`Owners::learn`]).
     pub fn learn_sender(&self, envelope: &wire_pb::Envelope) {

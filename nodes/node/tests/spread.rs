@@ -15,7 +15,10 @@ use support::etcd::EtcdProcess;
 use support::{Clients, NodeProcess, Session, Watch};
 
 fn member(etcd: &EtcdProcess, id: &str) -> NodeProcess {
-    NodeProcess::start(&["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", "5"], &[])
+    NodeProcess::start(
+        &["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", "5"],
+        &[("RUST_LOG", "info,ractor=warn,relais_node=debug")],
+    )
 }
 
 /// Every claim in etcd: actor key → owner's node id.
@@ -50,12 +53,7 @@ async fn a_call_offered_through_one_member_reaches_a_queue_on_another_and_an_inf
     let nodes = ids.map(|id| member(&etcd, id));
     let by_id = |id: &str| ids.iter().position(|n| *n == id).unwrap();
     for node in &nodes {
-        let mut c = Clients::new(node, "cai").await;
-        let start = Instant::now();
-        while c.admin.list_members(pb::ListRequest {}).await.map_or(0, |r| r.into_inner().members.len()) < 3 {
-            assert!(start.elapsed() < Duration::from_secs(10), "every member sees the three members");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_members(node, 3).await;
     }
     let mut first = Clients::new(&nodes[0], "cai").await;
     support::apply(&mut first, vec![support::queue("justice", "justice", 1)]).await;
@@ -115,4 +113,155 @@ async fn a_call_offered_through_one_member_reaches_a_queue_on_another_and_an_inf
     let status = through_a.gateway.get_call(pb::GetCallRequest { call_id: "c1".into() }).await.unwrap().into_inner();
     assert_eq!(support::state_of(&status), pb::CallState::Completed);
     assert_eq!(status.informant_id, informant);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_queues_member_is_killed_another_member_takes_the_queue_and_routes_again() {
+    let etcd = EtcdProcess::start();
+    let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let ids = ["node-a", "node-b", "node-c"];
+    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
+    for node in nodes.iter().flatten() {
+        until_members(node, 3).await;
+    }
+    let by_id = |id: &str| ids.iter().position(|n| *n == id).unwrap();
+    let mut any = Clients::new(nodes[0].as_ref().unwrap(), "cai").await;
+    support::apply(&mut any, vec![support::queue("justice", "justice", 1)]).await;
+    let doomed = by_id(&owner_of(&mut kv, "queue:cai/justice").await);
+    let epoch_before = epoch_of(&mut kv, "queue:cai/justice").await;
+
+    // An informant whose member survives, followed through that member.
+    let survivor = (0..3).find(|i| *i != doomed).unwrap();
+    let mut through = Clients::new(nodes[survivor].as_ref().unwrap(), "cai").await;
+    let mut kept = None;
+    for i in 0..12 {
+        let id = format!("bea-{i}");
+        let skills = vec![support::skill("justice", 3)];
+        through.desk.login(pb::LoginRequest { informant_id: id.clone(), skills }).await.unwrap();
+        let owner = by_id(&owner_of(&mut kv, &format!("informant:cai/{id}")).await);
+        if owner != doomed && kept.is_none() {
+            kept = Some((id, owner));
+        } else {
+            through.desk.pause(pb::PauseRequest { informant_id: id, reason: "test".into() }).await.unwrap();
+        }
+    }
+    let (informant, home) = kept.expect("some informant lives off the queue's member");
+    let mut desk = Clients::new(nodes[home].as_ref().unwrap(), "cai").await;
+    let mut session = Session::attach(&mut desk, &informant).await;
+
+    // kill -9 the queue's member.
+    let killed_at = Instant::now();
+    drop(nodes[doomed].take());
+    let new_owner = loop {
+        let owner = owners(&mut kv).await.get("queue:cai/justice").cloned();
+        if let Some(owner) = owner.filter(|o| o != ids[doomed]) {
+            break owner;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(10), "nobody took the queue");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(epoch_of(&mut kv, "queue:cai/justice").await > epoch_before, "a new claim has a greater epoch");
+
+    // Routing goes on: a call offered through a survivor reaches the informant.
+    let offered = support::offer_retrying(&mut desk, support::offer("after", "justice")).await;
+    assert!(offered.created);
+    let (offer_id, call_id) = session.next_offer().await;
+    let routed_after = killed_at.elapsed();
+    assert_eq!(call_id, "after");
+    desk.desk.accept_offer(pb::OfferReply { informant_id: informant.clone(), offer_id }).await.unwrap();
+    println!("queue taken by {new_owner}; first call routed {routed_after:?} after the kill");
+}
+
+/// Waits until `node` lists `n` members.
+async fn until_members(node: &NodeProcess, n: usize) {
+    let mut c = Clients::new(node, "cai").await;
+    let start = Instant::now();
+    while c.admin.list_members(pb::ListRequest {}).await.map_or(0, |r| r.into_inner().members.len()) < n {
+        assert!(start.elapsed() < Duration::from_secs(10), "every member sees the {n} members");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The epoch of `actor`'s claim (its owner key's create revision).
+async fn epoch_of(etcd: &mut etcd_client::Client, actor: &str) -> i64 {
+    let read = etcd.get(format!("/relais/owners/{actor}"), None).await.unwrap();
+    read.kvs().first().map_or(0, etcd_client::KeyValue::create_revision)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_paused_past_its_lease_loses_its_queue_and_changes_nothing_when_it_wakes() {
+    let etcd = EtcdProcess::start();
+    let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let ids = ["node-a", "node-b", "node-c"];
+    let nodes: Vec<NodeProcess> = ids
+        .iter()
+        .map(|id| {
+            let args = ["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", "2"];
+            NodeProcess::start(&args, &[("RUST_LOG", "info,ractor=warn,relais_node=debug")])
+        })
+        .collect();
+    for node in &nodes {
+        until_members(node, 3).await;
+    }
+    let by_id = |id: &str| ids.iter().position(|n| *n == id).unwrap();
+    let mut any = Clients::new(&nodes[0], "cai").await;
+    support::apply(&mut any, vec![support::queue("justice", "justice", 1)]).await;
+    let sleeper = by_id(&owner_of(&mut kv, "queue:cai/justice").await);
+
+    // One informant, on a member that stays awake; paused for now.
+    let home = (0..3).find(|i| *i != sleeper).unwrap();
+    let mut c = Clients::new(&nodes[home], "cai").await;
+    let mut informant = None;
+    for i in 0..12 {
+        let id = format!("cyd-{i}");
+        c.desk
+            .login(pb::LoginRequest { informant_id: id.clone(), skills: vec![support::skill("justice", 3)] })
+            .await
+            .unwrap();
+        c.desk.pause(pb::PauseRequest { informant_id: id.clone(), reason: "test".into() }).await.unwrap();
+        if by_id(&owner_of(&mut kv, &format!("informant:cai/{id}")).await) != sleeper {
+            informant = Some(id);
+            break;
+        }
+    }
+    let informant = informant.expect("an informant off the sleeping member");
+    let mut session = Session::attach(&mut c, &informant).await;
+    // A call waits in the queue on the member about to sleep.
+    support::offer_retrying(&mut c, support::offer("old", "justice")).await;
+
+    let pid = nodes[sleeper].pid().to_string();
+    std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    let paused_at = Instant::now();
+    let taker = loop {
+        if let Some(owner) = owners(&mut kv).await.get("queue:cai/justice").filter(|o| *o != ids[sleeper]) {
+            break owner.clone();
+        }
+        assert!(paused_at.elapsed() < Duration::from_secs(10), "nobody took the queue from the paused member");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("queue taken by {taker} {:?} after the pause", paused_at.elapsed());
+
+    // The new member routes: a new call reaches the informant.
+    c.desk.resume(pb::InformantRequest { informant_id: informant.clone() }).await.unwrap();
+    support::offer_retrying(&mut c, support::offer("new", "justice")).await;
+    let (offer_id, call_id) = session.next_offer().await;
+    assert_eq!(call_id, "new");
+    c.desk.accept_offer(pb::OfferReply { informant_id: informant.clone(), offer_id }).await.unwrap();
+    c.desk.finish_call(pb::FinishCallRequest { informant_id: informant.clone(), call_id }).await.unwrap();
+    c.desk.end_wrap_up(pb::InformantRequest { informant_id: informant.clone() }).await.ok();
+
+    // The sleeper wakes believing it hosts the queue and its call: it finds
+    // its claim gone and stops the actor; nothing it held reaches anyone.
+    std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    let woke = Instant::now();
+    while !nodes[sleeper].logs().contains("queue no longer hosted here") {
+        assert!(woke.elapsed() < Duration::from_secs(10), "the woken member still hosts the queue");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let later = session.drain(Duration::from_millis(1500)).await;
+    assert!(
+        !later.iter().any(|e| matches!(e, pb::informant_event::Kind::Offer(o) if o.call_id == "old")),
+        "the stale queue's call was offered: {later:?}"
+    );
+    assert_eq!(owners(&mut kv).await.get("queue:cai/justice"), Some(&taker), "the claim stays with the taker");
 }

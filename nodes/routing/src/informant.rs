@@ -301,18 +301,23 @@ impl InformantCore {
             Box::new(Collecting { generation: self.generation, awaiting: self.queues.clone(), proposals: Vec::new() })
         });
         self.enter(Phase::Available { collecting }, now, cause, fx);
-        let entry = PoolEntry {
-            informant_id: self.id.clone(),
-            skills: self.skills.clone(),
-            idle_since_ms: now,
-            occupancy_permille: self.occupancy_permille(now),
-            generation: self.generation,
-        };
+        let entry = self.pool_entry(now);
         for queue_id in &self.queues {
             fx.push(InformantEffect::Announce { queue_id: queue_id.clone(), entry: entry.clone() });
         }
         if !self.queues.is_empty() {
             fx.push(InformantEffect::CollectTimer { generation: self.generation, after_ms: COLLECT_TIMEOUT_MS });
+        }
+    }
+
+    /// This informant as a queue's pool holds it, for the current generation.
+    fn pool_entry(&self, now: Millis) -> PoolEntry {
+        PoolEntry {
+            informant_id: self.id.clone(),
+            skills: self.skills.clone(),
+            idle_since_ms: self.since_ms.min(now),
+            occupancy_permille: self.occupancy_permille(now),
+            generation: self.generation,
         }
     }
 
@@ -376,8 +381,25 @@ impl InformantCore {
             fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone() });
         }
         self.queues = queues;
-        if !added.is_empty() && matches!(self.phase, Phase::Available { collecting: None }) {
-            self.announce(now, Cause::Elsewhere, &mut fx);
+        match &mut self.phase {
+            Phase::Available { collecting: None } if !added.is_empty() => self.announce(now, Cause::Elsewhere, &mut fx),
+            Phase::Available { collecting: Some(collecting) } => {
+                // Mid-announcement: a queue left is no longer waited for, and
+                // a queue joined hears the same announcement (it would
+                // otherwise not know the informant is available).
+                collecting.awaiting.retain(|q| self.queues.contains(q));
+                collecting.awaiting.extend(added.iter().cloned());
+                let entry = self.pool_entry(now);
+                for queue_id in added {
+                    fx.push(InformantEffect::Announce { queue_id, entry: entry.clone() });
+                }
+                if let Phase::Available { collecting: Some(c) } = &self.phase
+                    && c.awaiting.is_empty()
+                {
+                    self.choose(now, &mut fx);
+                }
+            }
+            _ => {}
         }
         fx
     }
@@ -712,6 +734,40 @@ mod tests {
         assert_eq!(events.len(), 1, "an offer and nothing else: it means reserved");
         assert!(matches!(events[0], SessionEvent::Offer { .. }));
         core
+    }
+
+    /// The queues `fx` announces to.
+    fn announced(fx: &[InformantEffect]) -> Vec<&str> {
+        fx.iter()
+            .filter_map(|e| match e {
+                InformantEffect::Announce { queue_id, .. } => Some(queue_id.as_ref()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_queue_joined_or_restarted_mid_announcement_hears_the_announcement() {
+        let mut core = InformantCore::new("ana".into(), SkillSet::new([("s", 1)]), 0);
+        let fx = core.login(vec!["q".into()], 0);
+        assert_eq!(announced(&fx), ["q"]);
+        // A second queue joins before "q" answered: it hears the same
+        // announcement, and both are waited for.
+        let generation = core.generation;
+        let fx = core.set_queues(vec!["q".into(), "r".into()], 1);
+        assert_eq!(announced(&fx), ["r"], "the joined queue hears the announcement");
+        assert_eq!(core.generation, generation, "the same announcement, still collected");
+        // "q" started again elsewhere before it answered: the informant
+        // leaves it (no longer waited for), then joins the new one.
+        assert!(announced(&core.set_queues(vec!["r".into()], 2)).is_empty());
+        let fx = core.set_queues(vec!["r".into(), "q".into()], 3);
+        assert_eq!(announced(&fx), ["q"], "the restarted queue hears the announcement");
+        assert_eq!(core.generation, generation);
+        // A proposal of that announcement is taken once both answered.
+        assert!(core.nothing_from("r", generation, 4).is_empty());
+        let fx = core.proposed(proposal("c1", generation, 0), 5);
+        assert!(told(&fx).iter().any(|e| matches!(e, SessionEvent::Offer { .. })));
+        assert_eq!(core.state(), InformantState::Reserved);
     }
 
     #[test]

@@ -94,6 +94,12 @@ fn deliver(
     replies: &mpsc::Sender<wire_pb::LinkReply>,
 ) -> bool {
     if let Some(peers) = directory.peers() {
+        if peers.stale_sender(&envelope) {
+            // Its actor was claimed again since: it may still believe it
+            // owns it (paused, cut off), but it speaks for nobody.
+            tracing::debug!(from = %envelope.from_node, epoch = envelope.from_epoch, "message from a stale actor dropped");
+            return true;
+        }
         peers.learn_sender(&envelope);
     }
     let Some(body) = envelope.body else { return true };
