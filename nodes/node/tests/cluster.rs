@@ -425,3 +425,60 @@ async fn a_stop_while_joining_ends_the_start_at_once() {
     assert_eq!(second.terminate(Duration::from_secs(5)), Some(true), "{}", second.logs());
     assert!(second.logs().contains("stopped while starting"), "{}", second.logs());
 }
+
+/// (this member's id, the leader's id) as the etcd member at `url` says.
+async fn etcd_status(url: &str) -> (u64, u64) {
+    let mut client = etcd_client::Client::connect([url], None).await.unwrap();
+    let status = client.status().await.unwrap();
+    (status.header().unwrap().member_id(), status.leader())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_of_a_three_member_etcd_moves_no_member_and_stops_no_routing() {
+    let mut etcd = EtcdProcess::start_three();
+    let endpoints = etcd.iter().map(|e| e.client_url.clone()).collect::<Vec<_>>().join(",");
+    let start = |id: &str| {
+        NodeProcess::start(
+            &["--etcd", &endpoints, "--node-id", id, "--lease-ttl-s", "3"],
+            &[("RUST_LOG", "info,ractor=warn,relais_node=debug")],
+        )
+    };
+    let (a, b) = (start("node-a"), start("node-b"));
+    let mut ca = Clients::new(&a, "cai").await;
+    until_members(&ca, &["node-a", "node-b"], "both members").await;
+    support::apply(&mut ca, vec![support::queue("justice", "justice", 1)]).await;
+    let mut cb = Clients::new(&b, "cai").await;
+    let leases = |r: &pb::ListMembersResponse| r.members.iter().map(|m| m.lease.clone()).collect::<Vec<_>>();
+    let before = leases(&members(&mut ca).await.unwrap());
+
+    let mut session = support::Session::open(&mut cb, "ana", vec![support::skill("justice", 3)]).await;
+    support::offer_retrying(&mut ca, support::offer("before", "justice")).await;
+    let (offer_id, _) = session.next_offer().await;
+    cb.desk.accept_offer(pb::OfferReply { informant_id: "ana".into(), offer_id }).await.unwrap();
+    cb.desk.finish_call(pb::FinishCallRequest { informant_id: "ana".into(), call_id: "before".into() }).await.unwrap();
+    cb.desk.end_wrap_up(pb::InformantRequest { informant_id: "ana".into() }).await.ok();
+
+    // Kill the leader (pre-vote on: one election round).
+    let (_, leader) = etcd_status(&etcd[0].client_url).await;
+    let mut leader_index = None;
+    for (i, member) in etcd.iter().enumerate() {
+        if etcd_status(&member.client_url).await.0 == leader {
+            leader_index = Some(i);
+        }
+    }
+    let killed_at = Instant::now();
+    etcd[leader_index.expect("a leader")].kill();
+
+    // Routing goes on through both members; gateways retry UNAVAILABLE.
+    support::offer_retrying(&mut cb, support::offer("after", "justice")).await;
+    let (offer_id, call_id) = session.next_offer().await;
+    assert_eq!(call_id, "after");
+    println!("first call after the leader's death routed after {:?}", killed_at.elapsed());
+    cb.desk.accept_offer(pb::OfferReply { informant_id: "ana".into(), offer_id }).await.unwrap();
+
+    // Nobody lost its lease: the same members under the same leases.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = members(&mut ca).await.unwrap();
+    assert_eq!(ids(&after), ["node-a", "node-b"]);
+    assert_eq!(leases(&after), before, "no member registered again");
+}

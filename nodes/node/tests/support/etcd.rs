@@ -1,5 +1,5 @@
-//! Test support: a real single-member etcd (Debian's `etcd-server`) on free
-//! loopback ports with its own data directory.
+//! Test support: a real etcd (Debian's `etcd-server`) on free loopback
+//! ports with its own data directory: one member, or a cluster of three.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,6 +10,9 @@ pub struct EtcdProcess {
     pub client_url: String,
     peer_url: String,
     data_dir: PathBuf,
+    name: String,
+    /// `name=peer_url,…` of every member.
+    initial_cluster: String,
 }
 
 fn free_port() -> u16 {
@@ -20,30 +23,60 @@ impl EtcdProcess {
     /// Starts etcd and waits until it answers.
     pub fn start() -> Self {
         let data_dir = std::env::temp_dir().join(format!("relais-etcd-{}-{}", std::process::id(), free_port()));
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
         let mut etcd = Self {
             child: None,
             client_url: format!("http://127.0.0.1:{}", free_port()),
-            peer_url: format!("http://127.0.0.1:{}", free_port()),
+            initial_cluster: format!("test={peer_url}"),
+            peer_url,
             data_dir,
+            name: "test".into(),
         };
         etcd.launch();
         etcd
     }
 
+    /// Starts a cluster of three members and waits until each answers.
+    pub fn start_three() -> Vec<Self> {
+        let mut members: Vec<Self> = (0..3)
+            .map(|i| Self {
+                child: None,
+                client_url: format!("http://127.0.0.1:{}", free_port()),
+                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                data_dir: std::env::temp_dir().join(format!("relais-etcd-{}-{}", std::process::id(), free_port())),
+                name: format!("e{i}"),
+                initial_cluster: String::new(),
+            })
+            .collect();
+        let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect();
+        for m in &mut members {
+            m.initial_cluster = initial.join(",");
+            m.spawn();
+        }
+        for m in &members {
+            m.wait_ready();
+        }
+        members
+    }
+
     fn launch(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::File::create(self.data_dir.with_extension("log")).expect("etcd log");
         let child = Command::new("etcd")
-            .args(["--name", "test", "--pre-vote=true", "--data-dir"])
+            .args(["--name", &self.name, "--pre-vote=true", "--data-dir"])
             .arg(&self.data_dir)
             .args(["--listen-client-urls", &self.client_url, "--advertise-client-urls", &self.client_url])
             .args(["--listen-peer-urls", &self.peer_url, "--initial-advertise-peer-urls", &self.peer_url])
-            .args(["--initial-cluster", &format!("test={}", self.peer_url)])
+            .args(["--initial-cluster", &self.initial_cluster])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start etcd ({e}): `make deps` installs Debian's etcd-server"));
         self.child = Some(child);
-        self.wait_ready();
     }
 
     /// Polls etcd's `/health` endpoint over plain HTTP.
