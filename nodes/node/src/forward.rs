@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use relais_proto::peer::v1 as peer_pb;
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
@@ -176,34 +177,34 @@ impl Forwarder {
         peer: &PeerAddr,
         tenant: &str,
         call_id: &str,
-    ) -> Result<Option<relais_proto::peer::v1::FindCallResponse>> {
-        let mut client = relais_proto::peer::v1::peer_client::PeerClient::new(self.channel(peer)?);
-        let request = crate::identity::as_node(Request::new(relais_proto::peer::v1::FindCallRequest {
-            tenant: tenant.to_string(),
-            call_id: call_id.to_string(),
-        }));
-        let found = tokio::time::timeout(FORWARD_TIMEOUT, client.find_call(request))
-            .await
-            .map_err(|_| NodeError::Unavailable(format!("member {} did not answer in time", peer.node_id)))?
-            .map_err(|e| NodeError::Unavailable(format!("member {}: {}", peer.node_id, e.message())))?
-            .into_inner();
+    ) -> Result<Option<peer_pb::FindCallResponse>> {
+        let request = peer_pb::FindCallRequest { tenant: tenant.to_string(), call_id: call_id.to_string() };
+        let found = self.ask_member(peer, request, |mut c, r| async move { c.find_call(r).await }).await?;
         Ok(found.found.then_some(found))
     }
 
     /// The live calls `peer` holds in a queue; `None` when it does not
     /// host the queue.
     pub async fn queue_load(&self, peer: &PeerAddr, tenant: &str, queue_id: &str) -> Result<Option<usize>> {
-        let mut client = relais_proto::peer::v1::peer_client::PeerClient::new(self.channel(peer)?);
-        let request = crate::identity::as_node(Request::new(relais_proto::peer::v1::QueueLoadRequest {
-            tenant: tenant.to_string(),
-            queue_id: queue_id.to_string(),
-        }));
-        let load = tokio::time::timeout(FORWARD_TIMEOUT, client.queue_load(request))
-            .await
-            .map_err(|_| NodeError::Unavailable(format!("member {} did not answer in time", peer.node_id)))?
-            .map_err(|e| NodeError::Unavailable(format!("member {}: {}", peer.node_id, e.message())))?
-            .into_inner();
+        let request = peer_pb::QueueLoadRequest { tenant: tenant.to_string(), queue_id: queue_id.to_string() };
+        let load = self.ask_member(peer, request, |mut c, r| async move { c.queue_load(r).await }).await?;
         Ok(load.hosted.then_some(load.live_calls as usize))
+    }
+
+    /// One request of this member's own to `peer`'s `Peer` service, within
+    /// [`FORWARD_TIMEOUT`]; any failure is `UNAVAILABLE` naming the member.
+    async fn ask_member<Req, Res, F, Fut>(&self, peer: &PeerAddr, request: Req, call: F) -> Result<Res>
+    where
+        F: FnOnce(peer_pb::peer_client::PeerClient<Channel>, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Res>, Status>>,
+    {
+        let client = peer_pb::peer_client::PeerClient::new(self.channel(peer)?);
+        let answer =
+            tokio::time::timeout(FORWARD_TIMEOUT, call(client, crate::identity::as_node(Request::new(request))))
+                .await
+                .map_err(|_| NodeError::Unavailable(format!("member {} did not answer in time", peer.node_id)))?
+                .map_err(|e| NodeError::Unavailable(format!("member {}: {}", peer.node_id, e.message())))?;
+        Ok(answer.into_inner())
     }
 
     /// The channel to `peer`, created (not connected) on first use. When
