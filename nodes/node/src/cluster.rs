@@ -95,7 +95,7 @@ impl Cluster {
             poke: tokio::sync::Notify::new(),
             seen: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
-        let peers = Peers::new(&me.node_id, owners, membership.subscribe());
+        let peers = Peers::new(&me.node_id, membership.window(), owners, membership.subscribe());
         node.place_with(placer, peers);
         Ok(Arc::new(Self {
             me,

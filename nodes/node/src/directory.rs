@@ -20,6 +20,7 @@ use crate::actors::queue::{QueueMsg, Watcher};
 use crate::clock::now_ms;
 use crate::cluster::ownership::Epoch;
 use crate::cluster::placement::ActorKind;
+use crate::peer::link::RequestFailed;
 use crate::peer::{Peers, Remote, wire};
 
 /// (tenant, id): queues, informants and calls are named within a tenant.
@@ -74,10 +75,13 @@ impl Addr<QueueMsg> {
     /// Hands a moving call to this queue; gives the call back when it
     /// cannot. Watchers are local streams: they follow a local queue only
     /// (the gateway of a call moved to another member watches it again).
+    /// A queue on another member confirms the adoption; without it, the
+    /// call goes back to `from`, which keeps it.
     pub fn adopt(
         &self,
         call: Box<relais_routing::queue::MovedCall>,
         watchers: Vec<Watcher>,
+        from: &ActorRef<QueueMsg>,
     ) -> Result<(), (Box<relais_routing::queue::MovedCall>, Vec<Watcher>)> {
         match self {
             Self::Local(actor) => match actor.cast(QueueMsg::Adopt { call, watchers }) {
@@ -90,16 +94,29 @@ impl Addr<QueueMsg> {
             },
             Self::Remote(remote) => {
                 let kept = call.clone();
-                match wire::queue_msg_out(QueueMsg::Adopt { call, watchers: Vec::new() }) {
-                    Ok(wire::Outgoing::Cast(body)) => {
-                        if remote.send(body) {
-                            Ok(())
-                        } else {
-                            Err((kept, watchers))
+                let Ok(wire::Outgoing::Cast(body)) =
+                    wire::queue_msg_out(QueueMsg::Adopt { call, watchers: Vec::new() })
+                else {
+                    return Err((kept, watchers));
+                };
+                let (remote, from) = (remote.clone(), from.clone());
+                tokio::spawn(async move {
+                    match remote.request(body).await {
+                        Ok(()) => {}
+                        Err(RequestFailed::NotSent | RequestFailed::Refused) => {
+                            tracing::warn!(call_id = %kept.info.call_id, "another member did not adopt a call: kept here");
+                            let _ = from.cast(QueueMsg::Adopt { call: kept, watchers: Vec::new() });
                         }
+                        // Taking it back could put it in two queues.
+                        Err(RequestFailed::Unknown) => tracing::error!(
+                            call_id = %kept.info.call_id,
+                            "a call handed to another member is unconfirmed (link broken): it may be lost"
+                        ),
                     }
-                    _ => Err((kept, watchers)),
-                }
+                });
+                // The call's watchers here end; its gateway watches it again.
+                drop(watchers);
+                Ok(())
             }
         }
     }
@@ -114,7 +131,7 @@ impl Addr<QueueMsg> {
             Self::Remote(remote) => {
                 let (reply, _) = ractor::concurrency::oneshot();
                 match wire::queue_msg_out(QueueMsg::Connect { informant_id, call_id, offer_id, reply: reply.into() }) {
-                    Ok(wire::Outgoing::Connect { body, .. }) => remote.connect(body).await,
+                    Ok(wire::Outgoing::Connect { body, .. }) => remote.request(body).await.is_ok(),
                     _ => false,
                 }
             }
@@ -279,11 +296,16 @@ impl Directory {
 
     /// The informants this node hosts under a claim, with its epoch.
     pub fn claimed_informants(&self, tenant: &str) -> Vec<(Arc<str>, Epoch)> {
-        self.informant_epochs
-            .iter()
-            .filter(|e| e.key().0.as_ref() == tenant)
-            .map(|e| (e.key().1.clone(), *e.value()))
-            .collect()
+        Self::claimed(&self.informant_epochs, tenant)
+    }
+
+    /// The queues this node hosts under a claim, with its epoch.
+    pub fn claimed_queues(&self, tenant: &str) -> Vec<(Arc<str>, Epoch)> {
+        Self::claimed(&self.queue_epochs, tenant)
+    }
+
+    fn claimed(epochs: &DashMap<Key, Epoch>, tenant: &str) -> Vec<(Arc<str>, Epoch)> {
+        epochs.iter().filter(|e| e.key().0.as_ref() == tenant).map(|e| (e.key().1.clone(), *e.value())).collect()
     }
 
     /// Whether the informant is logged in here or logging in.
@@ -358,6 +380,15 @@ impl Directory {
         self.calls.insert(key(tenant, call_id), CallLocation::Live(queue_id.clone()));
     }
 
+    /// The call moved to a queue on another member: remember where, for a
+    /// while (like an ended call), so that requests about it here find it.
+    pub fn moved_away(&self, tenant: &Arc<str>, call_id: &Arc<str>, queue_id: &Arc<str>) {
+        let k = key(tenant, call_id);
+        self.calls.insert(k.clone(), CallLocation::Live(queue_id.clone()));
+        let mut ended = self.ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ended.push_back((k, now_ms()));
+    }
+
     /// The call ended: keep its last state and events for a while.
     pub fn end_call(&self, tenant: &Arc<str>, snapshot: CallSnapshot, events: EventLog) {
         let k = key(tenant, &snapshot.info.call_id);
@@ -373,7 +404,12 @@ impl Directory {
             if ended.len() <= self.ended_calls_kept && now.saturating_sub(*at) < self.ended_call_ttl_ms {
                 break;
             }
-            self.calls.remove_if(k, |_, loc| matches!(loc, CallLocation::Ended(_)));
+            // An ended call, or one that moved to another member (and
+            // not back since).
+            self.calls.remove_if(k, |_, loc| match loc {
+                CallLocation::Ended(_) => true,
+                CallLocation::Live(queue_id) => !self.queues.contains_key(&key(&k.0, queue_id)),
+            });
             ended.pop_front();
         }
     }

@@ -232,22 +232,32 @@ impl Node {
         if let Some(place) = self.known_place_of_call(tenant, call_id)? {
             return Ok(place);
         }
-        let asks = self.peers().into_iter().map(|peer| {
-            let (tenant, call_id) = (tenant.clone(), call_id.clone());
-            async move { (self.forwarder.find_call(&peer, &tenant, &call_id).await, peer) }
-        });
-        for (found, peer) in futures::future::join_all(asks).await {
+        let mut asks: futures::stream::FuturesUnordered<_> = self
+            .peers()
+            .into_iter()
+            .map(|peer| {
+                let (tenant, call_id) = (tenant.clone(), call_id.clone());
+                async move { (self.forwarder.find_call(&peer, &tenant, &call_id).await, peer) }
+            })
+            .collect();
+        let mut silent = None;
+        while let Some((found, peer)) = futures::StreamExt::next(&mut asks).await {
             match found {
                 Ok(Some(found)) if found.ended => return Ok(Place::There(peer)),
                 Ok(Some(found)) => return self.place_of_queue(tenant, &found.queue_id.as_str().into()),
                 Ok(None) => {}
-                Err(e) => {
-                    tracing::debug!(peer = %peer.node_id, error = %e, "a member could not say whether it holds a call")
-                }
+                Err(e) => silent = Some((peer, e)),
             }
         }
-        // Nobody holds it: this node answers (NOT_FOUND).
-        Ok(Place::Here)
+        // Nobody holds it: this node answers (NOT_FOUND); unless a member
+        // could not say, and then nobody knows.
+        match silent {
+            Some((peer, e)) => Err(NodeError::Unavailable(format!(
+                "member {} could not say whether it holds call {call_id:?} ({e}); retry",
+                peer.node_id
+            ))),
+            None => Ok(Place::Here),
+        }
     }
 
     /// Starts draining: from now on the node takes no new call and no new
@@ -354,16 +364,17 @@ impl Node {
     }
 
     /// Starts hosting a queue this node holds the claim for at `epoch`.
-    pub(crate) async fn host_queue(&self, tenant: &Arc<str>, config: relais_routing::QueueConfig, epoch: Epoch) {
-        let _guard = self.admin.lock().await;
-        let id = config.id.clone();
-        if self.catalog.queue(tenant, &id).is_none() {
-            return;
-        }
-        if let Some(old) = self.directory.unregister_queue(tenant, &id) {
+    /// It does not wait for configuration changes (they may wait on other
+    /// members): a queue deleted meanwhile is left to the placer's next
+    /// pass, which stops an actor whose queue is gone.
+    pub(crate) async fn host_queue(&self, tenant: &Arc<str>, id: &Arc<str>, epoch: Epoch) {
+        // Its configuration as of now, not as of the claim.
+        let Some(entry) = self.catalog.queue(tenant, id) else { return };
+        if let Some(old) = self.directory.unregister_queue(tenant, id) {
             old.stop(Some("hosted again under a new claim".into()));
         }
-        self.directory.set_epoch(ActorKind::Queue, tenant, &id, epoch);
+        self.directory.set_epoch(ActorKind::Queue, tenant, id, epoch);
+        let (id, config) = (id.clone(), entry.parsed);
         match self.starter.start(tenant.clone(), config, self.supervisor.get_cell()).await {
             Ok(_) => self.starter.refresh_informants(tenant, Some(&id)),
             Err(e) => {

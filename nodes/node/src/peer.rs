@@ -11,16 +11,19 @@ use dashmap::DashMap;
 use relais_proto::peer::v1 as wire_pb;
 use tokio::sync::watch;
 
-use crate::cluster::Members;
 use crate::cluster::owners::Owners;
 use crate::cluster::ownership::Epoch;
 use crate::cluster::placement::{ActorKind, actor_key};
+use crate::cluster::{LeaseWindow, Members};
 use link::Link;
 
 /// The links to every peer this node has talked to, and the view of who
 /// owns what.
 pub struct Peers {
     me: Arc<str>,
+    /// While it is closed this member cannot prove its claims: its actors
+    /// send nothing to other members.
+    window: Arc<LeaseWindow>,
     owners: Arc<Owners>,
     members: watch::Receiver<Arc<Members>>,
     links: DashMap<Arc<str>, Arc<Link>>,
@@ -33,8 +36,23 @@ impl std::fmt::Debug for Peers {
 }
 
 impl Peers {
-    pub fn new(me: &str, owners: Arc<Owners>, members: watch::Receiver<Arc<Members>>) -> Arc<Self> {
-        Arc::new(Self { me: me.into(), owners, members, links: DashMap::new() })
+    pub fn new(
+        me: &str,
+        window: Arc<LeaseWindow>,
+        owners: Arc<Owners>,
+        members: watch::Receiver<Arc<Members>>,
+    ) -> Arc<Self> {
+        Arc::new(Self { me: me.into(), window, owners, members, links: DashMap::new() })
+    }
+
+    /// Whether an actor of this member may send `body` to another member:
+    /// only while this member can prove its claims, and only if the actor
+    /// the body names as its sender is still claimed by this member.
+    fn may_send(&self, tenant: &str, body: &wire_pb::envelope::Body) -> bool {
+        self.window.is_open()
+            && wire::sender(body).is_none_or(|(kind, id)| {
+                self.owners.get(&actor_key(kind, tenant, id)).is_some_and(|r| r.node_id == self.me)
+            })
     }
 
     /// The actor, if another member owns it.
@@ -84,7 +102,7 @@ impl Peers {
     /// Learns the sender's claim from a received envelope (see
     /// [`Owners::learn`]).
     pub fn learn_sender(&self, envelope: &wire_pb::Envelope) {
-        if envelope.from_epoch <= 0 || envelope.from_node.is_empty() {
+        if envelope.from_epoch <= 0 || !self.members.borrow().nodes.contains_key(&envelope.from_node) {
             return;
         }
         if let Some((kind, id)) = envelope.body.as_ref().and_then(wire::sender) {
@@ -116,10 +134,16 @@ pub struct Remote {
 
 impl Remote {
     pub fn send(&self, body: wire_pb::envelope::Body) -> bool {
-        self.link.send(self.peers.envelope(&self.tenant, &self.id, self.epoch, body))
+        self.peers.may_send(&self.tenant, &body)
+            && self.link.send(self.peers.envelope(&self.tenant, &self.id, self.epoch, body))
     }
 
-    pub async fn connect(&self, body: wire_pb::envelope::Body) -> bool {
-        self.link.connect(self.peers.envelope(&self.tenant, &self.id, self.epoch, body)).await.is_ok()
+    /// Sends a message that the receiving member answers (a connect, an
+    /// adoption).
+    pub async fn request(&self, body: wire_pb::envelope::Body) -> Result<(), link::RequestFailed> {
+        if !self.peers.may_send(&self.tenant, &body) {
+            return Err(link::RequestFailed::NotSent);
+        }
+        self.link.request(self.peers.envelope(&self.tenant, &self.id, self.epoch, body)).await
     }
 }

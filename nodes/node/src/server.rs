@@ -132,7 +132,8 @@ pub async fn serve(
             locator,
             Edge::new(&cluster, IdentityInterceptor::any_role(policy.clone())),
         ))
-        .add_service(InterceptedService::new(peer, members_only))
+        // Only members of a cluster talk to each other.
+        .add_optional_service(cluster.clustered().then(|| InterceptedService::new(peer, members_only)))
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)

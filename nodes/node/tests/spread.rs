@@ -265,3 +265,57 @@ async fn a_member_paused_past_its_lease_loses_its_queue_and_changes_nothing_when
     );
     assert_eq!(owners(&mut kv).await.get("queue:cai/justice"), Some(&taker), "the claim stays with the taker");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_transfer_to_a_queue_on_another_member_hands_the_caller_over_and_the_gateway_resumes_its_stream() {
+    use relais_node::cluster::placement::{ActorKind, actor_key, owner};
+    let etcd = EtcdProcess::start();
+    let ids = ["node-a", "node-b", "node-c"];
+    let nodes = ids.map(|id| member(&etcd, id));
+    for node in &nodes {
+        until_members(node, 3).await;
+    }
+    // Two queues that placement puts on different members.
+    let placed = |q: &str| owner(ids, &actor_key(ActorKind::Queue, "cai", q)).unwrap();
+    let from = "logement";
+    let to = (0..).map(|i| format!("ecoute-{i}")).find(|q| placed(q) != placed(from)).unwrap();
+    let mut c = Clients::new(&nodes[0], "cai").await;
+    support::apply(&mut c, vec![support::queue(from, "logement", 1), support::queue(&to, "ecoute", 1)]).await;
+
+    let mut ana = Session::open(&mut c, "ana", vec![support::skill("logement", 3)]).await;
+    support::offer_retrying(&mut c, support::offer("c1", from)).await;
+    let (offer_id, _) = ana.next_offer().await;
+    c.desk.accept_offer(pb::OfferReply { informant_id: "ana".into(), offer_id }).await.unwrap();
+    let mut watch = Watch::open(&mut c, "c1", 0).await;
+
+    let moved = c
+        .gateway
+        .transfer_call(pb::TransferCallRequest { call_id: "c1".into(), queue_id: to.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.call.unwrap().queue_id, to);
+    // The stream of the call's first queue ends when the call leaves its
+    // member; the gateway watches again from the last event it saw.
+    let mut events = watch.rest().await;
+    let last = events.last().map_or(0, |e| e.sequence);
+    let mut bob = Session::open(&mut c, "bob", vec![support::skill("ecoute", 4)]).await;
+    let (offer_id, call_id) = bob.next_offer().await;
+    assert_eq!(call_id, "c1");
+    let mut resumed = Watch::open(&mut c, "c1", last).await;
+    c.desk.accept_offer(pb::OfferReply { informant_id: "bob".into(), offer_id }).await.unwrap();
+    loop {
+        if let pb::informant_event::Kind::CallEnded(e) = ana.next().await {
+            assert_eq!((e.call_id.as_str(), e.reason.as_str()), ("c1", "transferred"));
+            break;
+        }
+    }
+    c.desk.finish_call(pb::FinishCallRequest { informant_id: "bob".into(), call_id: "c1".into() }).await.unwrap();
+    events.extend(resumed.rest().await);
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>(), "no event lost or repeated");
+    assert_eq!(
+        support::history(&events),
+        ["queued", "offered", "connected", "transferred", "queued", "offered", "connected", "completed"]
+    );
+}

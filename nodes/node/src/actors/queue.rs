@@ -118,6 +118,8 @@ pub struct QueueState {
     directory: Arc<Directory>,
     watchers: HashMap<Arc<str>, Vec<Watcher>>,
     ticker: JoinHandle<()>,
+    /// To take back a call another member's queue did not adopt.
+    myself: ActorRef<QueueMsg>,
 }
 
 pub struct QueueActor;
@@ -130,6 +132,7 @@ impl Actor for QueueActor {
     async fn pre_start(&self, myself: ActorRef<QueueMsg>, args: QueueArgs) -> Result<QueueState, ActorProcessingErr> {
         let ticker = myself.send_interval(Duration::from_millis(args.tick_ms), || QueueMsg::Tick);
         Ok(QueueState {
+            myself: myself.clone(),
             core: QueueCore::new(args.config, args.listening_skill, now_ms()),
             tenant: args.tenant,
             directory: args.directory,
@@ -255,12 +258,16 @@ impl QueueState {
             match effect {
                 QueueEffect::Propose { informant_id, proposal } => {
                     let (call_id, offer_id) = (proposal.call.call_id.clone(), proposal.offer_id.clone());
-                    let sent = self
-                        .informant(&informant_id)
-                        .is_some_and(|a| a.cast(InformantMsg::Propose(Box::new(proposal))));
+                    let to = self.informant(&informant_id);
+                    let sent = to.as_ref().is_some_and(|a| a.cast(InformantMsg::Propose(Box::new(proposal))));
                     if !sent {
-                        // Gone since it announced itself: as good as a refusal.
-                        self.core.leave(&informant_id);
+                        // As good as a refusal. An informant gone since it
+                        // announced itself leaves; one on another member
+                        // whose link is full or broken for a moment stays
+                        // (it announces itself again).
+                        if !matches!(to, Some(Addr::Remote(_))) {
+                            self.core.leave(&informant_id);
+                        }
                         work.extend(self.core.proposal_answered(&call_id, &offer_id, &informant_id, false, now));
                     }
                 }
@@ -310,8 +317,11 @@ impl QueueState {
     ) -> Vec<QueueEffect> {
         let call_id = call.info.call_id.clone();
         if let Some(target) = self.directory.queue_addr(&self.tenant, &to_queue_id) {
-            self.directory.move_call(&self.tenant, &call_id, &to_queue_id);
-            return match target.adopt(call, watchers) {
+            match target {
+                Addr::Local(_) => self.directory.move_call(&self.tenant, &call_id, &to_queue_id),
+                Addr::Remote(_) => self.directory.moved_away(&self.tenant, &call_id, &to_queue_id),
+            }
+            return match target.adopt(call, watchers, &self.myself) {
                 Ok(()) => Vec::new(),
                 Err((call, watchers)) => self.keep(*call, watchers, now),
             };

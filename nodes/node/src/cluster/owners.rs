@@ -145,7 +145,9 @@ impl Owners {
                         self.records.insert(actor, record(kv));
                     }
                     EventType::Delete => {
-                        self.records.remove(&actor);
+                        // Only a claim older than the deletion: a newer one,
+                        // noted or learnt, is not the one deleted.
+                        self.records.remove_if(&actor, |_, r| r.epoch < kv.mod_revision());
                     }
                 }
             }

@@ -120,8 +120,9 @@ impl Placer {
                 }
             }
             tokio::select! {
-                _ = owners.changed() => {}
-                _ = members.changed() => {}
+                changed = owners.changed() => if changed.is_err() { return },
+                // The member list ends when the node leaves the cluster.
+                changed = members.changed() => if changed.is_err() { return },
                 () = self.poke.notified() => {}
                 () = tokio::time::sleep(PERIOD) => {}
             }
@@ -147,14 +148,17 @@ impl Placer {
                 match current {
                     Some(record) if self.is_mine(&record) => {
                         if hosted != Some(record.epoch) {
-                            node.host_queue(&tenant, entry.parsed.clone(), record.epoch).await;
+                            node.host_queue(&tenant, id, record.epoch).await;
                         }
                     }
-                    Some(_) => {
+                    // Only a claim etcd reported (a claim learnt from a
+                    // message has no lease here) takes a queue away.
+                    Some(record) if record.lease != 0 => {
                         if hosted.is_some() {
                             node.unhost_queue(&tenant, id, "another member owns it now");
                         }
                     }
+                    Some(_) => {}
                     None => {
                         if hosted.is_some() {
                             node.unhost_queue(&tenant, id, "its claim is gone");
@@ -163,7 +167,7 @@ impl Placer {
                             match self.claim(ActorKind::Queue, &tenant, id).await {
                                 Ok(Claim::Mine(epoch)) => {
                                     tracing::info!(tenant = %tenant, queue_id = %id, epoch, "queue claimed");
-                                    node.host_queue(&tenant, entry.parsed.clone(), epoch).await;
+                                    node.host_queue(&tenant, id, epoch).await;
                                 }
                                 Ok(Claim::Theirs { .. }) => {}
                                 Err(e) => tracing::debug!(tenant = %tenant, queue_id = %id, error = %e, "claim failed"),
@@ -172,11 +176,21 @@ impl Placer {
                     }
                 }
             }
+            // Queues hosted here but deleted from the configuration.
+            for (id, _) in node.directory.claimed_queues(&tenant) {
+                if !configured.iter().any(|q| q.parsed.id == id) {
+                    node.unhost_queue(&tenant, &id, "it was deleted");
+                }
+            }
             // Informants whose claim this node lost (its lease ended while
             // it could not renew it): their desktops log in again.
             for (id, epoch) in node.directory.claimed_informants(&tenant) {
                 let current = self.owners.get(&actor_key(ActorKind::Informant, &tenant, &id));
-                if !current.is_some_and(|r| self.is_mine(&r) && r.epoch == epoch) {
+                let lost = match current {
+                    None => true,
+                    Some(r) => r.lease != 0 && !(self.is_mine(&r) && r.epoch == epoch),
+                };
+                if lost {
                     node.unhost_informant(&tenant, &id);
                 }
             }
@@ -187,11 +201,21 @@ impl Placer {
                     continue;
                 }
                 let Some((kind, id)) = parse_key(&key, &tenant) else { continue };
-                let used = match kind {
-                    ActorKind::Queue => configured.iter().any(|q| q.parsed.id.as_ref() == id),
-                    ActorKind::Informant => node.directory.holds_informant(&tenant, &id.into()),
+                let id: Arc<str> = id.into();
+                let released = match kind {
+                    ActorKind::Queue if configured.iter().any(|q| q.parsed.id == id) => continue,
+                    ActorKind::Queue => self.release(kind, &tenant, &id, record.epoch).await,
+                    // The informant's slot is held while its claim is
+                    // released: a login meanwhile is refused for that
+                    // moment rather than handed a claim about to go.
+                    ActorKind::Informant if node.directory.reserve_informant(&tenant, &id) => {
+                        let released = self.release(kind, &tenant, &id, record.epoch).await;
+                        node.directory.unregister_informant(&tenant, &id);
+                        released
+                    }
+                    ActorKind::Informant => continue,
                 };
-                if !used && let Err(e) = self.release(kind, &tenant, id, record.epoch).await {
+                if let Err(e) = released {
                     tracing::debug!(actor = %key, error = %e, "release failed");
                 }
             }

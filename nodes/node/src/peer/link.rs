@@ -68,21 +68,27 @@ impl Link {
         self.tx.try_send(self.numbered(envelope)).is_ok()
     }
 
-    /// Sends a connect and waits for the queue's answer; an error when the
-    /// link breaks first.
-    pub async fn connect(&self, envelope: wire_pb::Envelope) -> Result<(), ConnectFailed> {
+    /// Sends a message that expects an answer (a connect, an adoption) and
+    /// waits for it; an error when the link breaks first.
+    pub async fn request(&self, envelope: wire_pb::Envelope) -> Result<(), RequestFailed> {
         if self.pending.len() >= MAX_PENDING {
-            return Err(ConnectFailed);
+            return Err(RequestFailed::NotSent);
         }
         let envelope = self.numbered(envelope);
         let (answer, answered) = oneshot::channel();
         self.pending.insert(envelope.seq, answer);
+        // However this ends, the connect is no longer pending: a connect
+        // still queued when it is given up is not sent at all.
+        let _forget = Forget(&self.pending, envelope.seq);
         if self.tx.try_send(envelope).is_err() {
-            return Err(ConnectFailed);
+            return Err(RequestFailed::NotSent);
         }
         match tokio::time::timeout(crate::node::ASK_TIMEOUT, answered).await {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(_))) | Ok(Err(_)) | Err(_) => Err(ConnectFailed),
+            Ok(Ok(Err(_))) => Err(RequestFailed::Refused),
+            // The link broke or the answer is late: the message may or may
+            // not have been acted on.
+            Ok(Err(_)) | Err(_) => Err(RequestFailed::Unknown),
         }
     }
 
@@ -91,9 +97,25 @@ impl Link {
     }
 }
 
-/// A connect that got no positive answer.
-#[derive(Debug)]
-pub struct ConnectFailed;
+/// Removes a connect from the pending ones when dropped.
+struct Forget<'a>(&'a Pending, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.remove(&self.1);
+    }
+}
+
+/// A request that got no positive answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RequestFailed {
+    /// It never left this member.
+    NotSent,
+    /// The receiving member refused it: nothing was done.
+    Refused,
+    /// No answer: it may or may not have been acted on.
+    Unknown,
+}
 
 async fn run(
     node_id: Arc<str>,
@@ -156,7 +178,13 @@ async fn stream_to(address: &str, rx: &mut mpsc::Receiver<wire_pb::Envelope>, pe
         tokio::select! {
             envelope = rx.recv() => {
                 let Some(envelope) = envelope else { return Ok(()) };
-                out.send(envelope).await.map_err(|_| "peer closed the link".to_string())?;
+                let given_up = matches!(
+                    envelope.body,
+                    Some(wire_pb::envelope::Body::Connect(_) | wire_pb::envelope::Body::Adopt(_))
+                ) && !pending.contains_key(&envelope.seq);
+                if !given_up {
+                    out.send(envelope).await.map_err(|_| "peer closed the link".to_string())?;
+                }
             }
             reply = replies.message() => {
                 let reply = reply.map_err(|e| e.to_string())?.ok_or("peer ended the link")?;

@@ -14,6 +14,9 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use relais_proto::peer::v1::envelope::Body;
+use relais_routing::queue::QueueError;
+
 use crate::directory::{CallLocation, Directory};
 use crate::peer::wire::{self, Incoming};
 
@@ -85,71 +88,92 @@ impl wire_pb::peer_server::Peer for PeerService {
     }
 }
 
+/// The answer to the connect numbered `seq`.
+fn connect_answer(seq: u64, result: Result<(), QueueError>) -> wire_pb::LinkReply {
+    wire_pb::LinkReply { seq, result: Some(wire_pb::link_reply::Result::Connected(wire::connect_result_out(&result))) }
+}
+
 /// Hands one envelope to its local actor, if this node hosts it at the
 /// envelope's epoch; anything else is dropped (the sender's view was
-/// stale: its timers recover). False when the reply stream is gone.
+/// stale: its timers recover), except a connect, which is always answered,
+/// with a refusal when it cannot be delivered. False when the reply stream
+/// is gone.
 fn deliver(
     directory: &Arc<Directory>,
     envelope: wire_pb::Envelope,
     replies: &mpsc::Sender<wire_pb::LinkReply>,
 ) -> bool {
+    let seq = envelope.seq;
+    // Connects and adoptions are answered; the rest are not.
+    let refusal = match &envelope.body {
+        Some(Body::Connect(c)) => Some(connect_answer(seq, Err(QueueError::UnknownCall(c.call_id.as_str().into())))),
+        Some(Body::Adopt(a)) => {
+            let call_id = a.call.as_ref().and_then(|c| c.info.as_ref()).map_or("", |i| i.call_id.as_str());
+            Some(connect_answer(seq, Err(QueueError::UnknownCall(call_id.into()))))
+        }
+        _ => None,
+    };
+    let drop_it = |why: &str| {
+        tracing::debug!(from = %envelope.from_node, tenant = %envelope.tenant, to = %envelope.to_id, why, "peer message dropped");
+        refusal.clone().is_none_or(|r| replies.try_send(r).is_ok())
+    };
     if let Some(peers) = directory.peers() {
         if peers.stale_sender(&envelope) {
             // Its actor was claimed again since: it may still believe it
             // owns it (paused, cut off), but it speaks for nobody.
-            tracing::debug!(from = %envelope.from_node, epoch = envelope.from_epoch, "message from a stale actor dropped");
-            return true;
+            return drop_it("from an actor claimed again since");
         }
         peers.learn_sender(&envelope);
     }
-    let Some(body) = envelope.body else { return true };
-    let (tenant, to_id): (Arc<str>, Arc<str>) = (envelope.tenant.into(), envelope.to_id.into());
+    let Some(body) = envelope.body.clone() else { return true };
+    let (tenant, to_id): (Arc<str>, Arc<str>) = (envelope.tenant.as_str().into(), envelope.to_id.as_str().into());
     let epoch = envelope.to_epoch;
     let incoming = match wire::incoming(body) {
         Ok(incoming) => incoming,
         Err(e) => {
-            tracing::warn!(error = %e, "malformed peer message dropped");
-            return true;
+            tracing::warn!(error = %e, "malformed peer message");
+            return drop_it("malformed");
         }
     };
     match incoming {
         Incoming::Queue(msg) => {
-            if let Some(queue) = directory.queue_at(&tenant, &to_id, epoch) {
-                let _ = queue.cast(msg);
-            } else {
-                tracing::debug!(tenant = %tenant, queue_id = %to_id, epoch, "message for a queue not hosted at that epoch dropped");
+            let Some(queue) = directory.queue_at(&tenant, &to_id, epoch) else {
+                return drop_it("for a queue not hosted at that epoch");
+            };
+            if queue.cast(msg).is_err() {
+                return drop_it("for a queue that stopped");
+            }
+            if refusal.is_some() {
+                // An adoption, now in the queue's mailbox.
+                return replies.try_send(connect_answer(seq, Ok(()))).is_ok();
             }
         }
         Incoming::Informant(msg) => {
-            if let Some(informant) = directory.informant_at(&tenant, &to_id, epoch) {
-                let _ = informant.cast(msg);
-            } else {
-                tracing::debug!(tenant = %tenant, informant_id = %to_id, epoch, "message for an informant not hosted at that epoch dropped");
-            }
+            let Some(informant) = directory.informant_at(&tenant, &to_id, epoch) else {
+                return drop_it("for an informant not hosted at that epoch");
+            };
+            let _ = informant.cast(msg);
         }
         Incoming::Connect(connect) => {
-            let seq = envelope.seq;
-            let answer = move |result| wire_pb::LinkReply {
-                seq,
-                result: Some(wire_pb::link_reply::Result::Connected(wire::connect_result_out(&result))),
-            };
             let Some(queue) = directory.queue_at(&tenant, &to_id, epoch) else {
-                let gone = Err(relais_routing::queue::QueueError::UnknownCall(connect.call_id.clone()));
-                return replies.try_send(answer(gone)).is_ok();
+                return drop_it("for a queue not hosted at that epoch");
             };
             // Cast now, so that the connect keeps its place among the
-            // link's messages; only the answer is awaited apart.
+            // link's messages; only the answer is awaited apart. (An
+            // answer later than the sender's wait is a known gap: the
+            // queue may connect a call its informant gave up.)
             let (port, answered) = ractor::concurrency::oneshot();
+            let call_id = connect.call_id.clone();
             if queue.cast(connect.into_queue_msg(port.into())).is_err() {
-                return true;
+                return drop_it("for a queue that stopped");
             }
             let replies = replies.clone();
             tokio::spawn(async move {
                 let result = match tokio::time::timeout(crate::node::ASK_TIMEOUT, answered).await {
                     Ok(Ok(result)) => result,
-                    _ => return,
+                    _ => Err(QueueError::UnknownCall(call_id)),
                 };
-                let _ = replies.send(answer(result)).await;
+                let _ = replies.send(connect_answer(seq, result)).await;
             });
         }
     }

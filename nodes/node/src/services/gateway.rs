@@ -315,7 +315,11 @@ impl pb::gateway_server::Gateway for GatewayService {
                 .unary(&owner, request, |c, r| async move { GatewayClient::new(c).transfer_call(r).await })
                 .await;
         }
-        self.node.queue_actor(&tenant, &to_queue_id)?;
+        // The target may live on another member: the call's queue checks it
+        // can reach it.
+        if self.node.catalog.queue(&tenant, &to_queue_id).is_none() {
+            return Err(NodeError::not_found("queue", to_queue_id.as_ref()).into());
+        }
         let reached = self
             .on_call(&tenant, &call_id, |actor| {
                 let (call_id, to_queue_id) = (call_id.clone(), to_queue_id.clone());
