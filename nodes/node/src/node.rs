@@ -931,6 +931,12 @@ impl Node {
                 Ok(Claim::Mine(epoch)) => self.directory.set_epoch(ActorKind::Informant, tenant, &informant_id, epoch),
                 Ok(Claim::Theirs { owner, .. }) => {
                     self.directory.unregister_informant(tenant, &informant_id);
+                    if placer.peer(&owner).is_none() {
+                        // Its member is gone; the claim goes with its lease.
+                        return Err(NodeError::Unavailable(format!(
+                            "{informant_id} was logged in on member {owner}, which left; retry in a moment"
+                        )));
+                    }
                     return Err(NodeError::exists(
                         "logged-in informant",
                         format!("{informant_id} (on member {owner})"),

@@ -10,6 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use etcd_client::GetOptions;
+use relais_node::cluster::placement::{ActorKind, actor_key, owner};
 use relais_proto::v1 as pb;
 use support::etcd::EtcdProcess;
 use support::{Clients, NodeProcess, Session, Watch};
@@ -148,6 +149,15 @@ async fn when_a_queues_member_is_killed_another_member_takes_the_queue_and_route
     let (informant, home) = kept.expect("some informant lives off the queue's member");
     let mut desk = Clients::new(nodes[home].as_ref().unwrap(), "cai").await;
     let mut session = Session::attach(&mut desk, &informant).await;
+    // And one that placement puts on the doomed member.
+    let lost = (0..)
+        .map(|i| format!("dan-{i}"))
+        .find(|id| owner(ids, &actor_key(ActorKind::Informant, "cai", id)) == Some(ids[doomed]))
+        .unwrap();
+    let skills = vec![support::skill("justice", 3)];
+    through.desk.login(pb::LoginRequest { informant_id: lost.clone(), skills }).await.unwrap();
+    assert_eq!(owner_of(&mut kv, &format!("informant:cai/{lost}")).await, ids[doomed]);
+    through.desk.pause(pb::PauseRequest { informant_id: lost.clone(), reason: "test".into() }).await.unwrap();
 
     // kill -9 the queue's member.
     let killed_at = Instant::now();
@@ -170,6 +180,22 @@ async fn when_a_queues_member_is_killed_another_member_takes_the_queue_and_route
     assert_eq!(call_id, "after");
     desk.desk.accept_offer(pb::OfferReply { informant_id: informant.clone(), offer_id }).await.unwrap();
     println!("queue taken by {new_owner}; first call routed {routed_after:?} after the kill");
+
+    // An informant who was logged in on the dead member logs in again
+    // through a survivor: asked to retry while the dead member's claim
+    // lasts, never told it is logged in already.
+    let start = Instant::now();
+    loop {
+        let skills = vec![support::skill("justice", 3)];
+        match desk.desk.login(pb::LoginRequest { informant_id: lost.clone(), skills }).await {
+            Ok(_) => break,
+            Err(e) if e.code() == tonic::Code::Unavailable && start.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{lost} logging in again: {e:?}"),
+        }
+    }
+    assert_ne!(owner_of(&mut kv, &format!("informant:cai/{lost}")).await, ids[doomed]);
 }
 
 /// Waits until `node` lists `n` members.
@@ -268,7 +294,6 @@ async fn a_member_paused_past_its_lease_loses_its_queue_and_changes_nothing_when
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_transfer_to_a_queue_on_another_member_hands_the_caller_over_and_the_gateway_resumes_its_stream() {
-    use relais_node::cluster::placement::{ActorKind, actor_key, owner};
     let etcd = EtcdProcess::start();
     let ids = ["node-a", "node-b", "node-c"];
     let nodes = ids.map(|id| member(&etcd, id));
