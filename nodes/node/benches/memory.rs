@@ -284,6 +284,8 @@ async fn run() -> Vec<Row> {
         listening_skill: "ecoute".into(),
         directory: directory.clone(),
         tick_ms: TICK_MS,
+        durability: None,
+        restored: Vec::new(),
     };
     let (queue, _) = Actor::spawn(None, QueueActor, args).await.expect("spawn the queue actor");
     directory.register_queue(&tenant, &QUEUE_ID.into(), queue.clone());

@@ -5,6 +5,7 @@
 //! stops serving; with them, it serves only while its [`LeaseWindow`]
 //! proves its membership.
 
+pub mod calls;
 pub mod catalog_store;
 pub mod detector;
 pub mod lease;
@@ -23,6 +24,7 @@ pub use lease::LeaseWindow;
 pub use membership::{JoinOptions, MemberInfo, Members, Membership};
 use tokio::sync::watch;
 
+use crate::cluster::calls::CallStore;
 use crate::cluster::catalog_store::CatalogStore;
 use crate::cluster::owners::Owners;
 use crate::cluster::ownership::Ownership;
@@ -62,6 +64,7 @@ impl Cluster {
             address: config.advertised_address(bound),
             started_unix_ms: crate::clock::now_ms(),
             lease_id: 0,
+            draining: false,
         };
         if !config.clustered() {
             return Ok(Arc::new(Self {
@@ -85,18 +88,20 @@ impl Cluster {
         let membership = Membership::join_with(client.clone(), options).await?;
         let owners = Owners::new(&config.cluster_prefix);
         let owners_task = tokio::spawn(owners.clone().follow(client.clone()));
+        let ownership = Ownership::new(client.clone(), &config.cluster_prefix, &me.node_id, membership.lease_id());
+        let calls = Arc::new(CallStore::new(client, &config.cluster_prefix, ownership.clone()));
         let placer = Arc::new(Placer {
             me: me.node_id.as_str().into(),
             owners: owners.clone(),
             members: membership.subscribe(),
-            ownership: Ownership::new(client, &config.cluster_prefix, &me.node_id, membership.lease_id()),
+            ownership,
             lease_id: membership.lease_id(),
             window: membership.window(),
             poke: tokio::sync::Notify::new(),
             seen: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let peers = Peers::new(&me.node_id, membership.window(), owners, membership.subscribe());
-        node.place_with(placer, peers);
+        node.place_with(placer, peers, calls);
         Ok(Arc::new(Self {
             me,
             window: membership.window(),
@@ -124,6 +129,15 @@ impl Cluster {
         match &self.members {
             Some(members) => members.borrow().as_ref().clone(),
             None => Members { revision: 0, nodes: BTreeMap::from([(self.me.node_id.clone(), self.me.clone())]) },
+        }
+    }
+
+    /// Tells the other members this one drains (in a cluster): placement
+    /// gives it nothing from now on.
+    pub async fn drain(&self) -> Result<()> {
+        match self.membership.lock().await.as_ref() {
+            Some(membership) => membership.drain().await,
+            None => Ok(()),
         }
     }
 

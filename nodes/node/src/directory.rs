@@ -122,21 +122,48 @@ impl Addr<QueueMsg> {
     }
 
     /// Asks the queue to connect its offered call to the informant.
-    pub async fn connect(&self, informant_id: Arc<str>, call_id: Arc<str>, offer_id: Arc<str>) -> bool {
+    pub async fn connect(&self, informant_id: Arc<str>, call_id: Arc<str>, offer_id: Arc<str>) -> ConnectOutcome {
         match self {
-            Self::Local(actor) => matches!(
-                actor.call(|reply| QueueMsg::Connect { informant_id, call_id, offer_id, reply }, None).await,
-                Ok(ractor::rpc::CallResult::Success(Ok(())))
-            ),
+            Self::Local(actor) => {
+                let asked = actor
+                    .call(
+                        |reply| QueueMsg::Connect { informant_id, call_id, offer_id, reply },
+                        Some(crate::node::ASK_TIMEOUT),
+                    )
+                    .await;
+                match asked {
+                    Ok(ractor::rpc::CallResult::Success(Ok(()))) => ConnectOutcome::Connected,
+                    Ok(ractor::rpc::CallResult::Success(Err(_))) => ConnectOutcome::Refused,
+                    // The actor stopped (it starts again from etcd) or is
+                    // slow: it may or may not have connected the call.
+                    _ => ConnectOutcome::Unknown,
+                }
+            }
             Self::Remote(remote) => {
                 let (reply, _) = ractor::concurrency::oneshot();
                 match wire::queue_msg_out(QueueMsg::Connect { informant_id, call_id, offer_id, reply: reply.into() }) {
-                    Ok(wire::Outgoing::Connect { body, .. }) => remote.request(body).await.is_ok(),
-                    _ => false,
+                    Ok(wire::Outgoing::Connect { body, .. }) => match remote.request(body).await {
+                        Ok(()) => ConnectOutcome::Connected,
+                        Err(RequestFailed::Refused) => ConnectOutcome::Refused,
+                        Err(RequestFailed::NotSent | RequestFailed::Unknown) => ConnectOutcome::Unknown,
+                    },
+                    _ => ConnectOutcome::Refused,
                 }
             }
         }
     }
+}
+
+/// How a connect ended. A queue connects the same call to the same
+/// informant again without change, so an unknown outcome is asked again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    Connected,
+    /// The queue said no: the offer is gone.
+    Refused,
+    /// No answer (the queue's member died, its actor restarted, a link
+    /// broke): it may have connected the call.
+    Unknown,
 }
 
 impl Addr<InformantMsg> {
@@ -156,6 +183,9 @@ pub struct Directory {
     /// cluster; absent on a single node).
     queue_epochs: DashMap<Key, Epoch>,
     informant_epochs: DashMap<Key, Epoch>,
+    /// Queues this node claimed and is starting (reading their calls), with
+    /// the claim's epoch: messages for them wait rather than get dropped.
+    queues_starting: DashMap<Key, Epoch>,
     /// The other members' actors (in a cluster).
     peers: std::sync::OnceLock<Arc<Peers>>,
     informants: DashMap<Key, InformantSlot>,
@@ -174,6 +204,7 @@ impl Directory {
             queues: DashMap::new(),
             queue_epochs: DashMap::new(),
             informant_epochs: DashMap::new(),
+            queues_starting: DashMap::new(),
             peers: std::sync::OnceLock::new(),
             informants: DashMap::new(),
             informants_per_tenant: DashMap::new(),
@@ -237,6 +268,41 @@ impl Directory {
     /// meant for an earlier or later owner is refused.
     pub fn queue_at(&self, tenant: &Arc<str>, id: &Arc<str>, epoch: Epoch) -> Option<ActorRef<QueueMsg>> {
         (self.epoch(ActorKind::Queue, tenant, id) == Some(epoch)).then(|| self.queue(tenant, id)).flatten()
+    }
+
+    /// Notes that the queue's actor is starting under `epoch` (or, with
+    /// `None`, that it started or failed to).
+    pub fn queue_starting(&self, tenant: &Arc<str>, id: &Arc<str>, epoch: Option<Epoch>) {
+        match epoch {
+            Some(epoch) => {
+                self.queues_starting.insert(key(tenant, id), epoch);
+            }
+            None => {
+                self.queues_starting.remove(&key(tenant, id));
+            }
+        }
+    }
+
+    /// Like [`Self::queue_at`], but when the queue is starting under `epoch`
+    /// waits for it, up to `patience`.
+    pub async fn queue_at_soon(
+        &self,
+        tenant: &Arc<str>,
+        id: &Arc<str>,
+        epoch: Epoch,
+        patience: std::time::Duration,
+    ) -> Option<ActorRef<QueueMsg>> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            if let Some(queue) = self.queue_at(tenant, id, epoch) {
+                return Some(queue);
+            }
+            let starting = self.queues_starting.get(&key(tenant, id)).map(|e| *e) == Some(epoch);
+            if !starting || tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// A local informant, only if this node hosts it under `epoch`.
@@ -373,6 +439,12 @@ impl Directory {
     /// Drops a claim whose queue never received the call.
     pub fn forget_call(&self, tenant: &Arc<str>, call_id: &Arc<str>, queue_id: &Arc<str>) {
         self.calls.remove_if(&key(tenant, call_id), |_, loc| matches!(loc, CallLocation::Live(q) if q == queue_id));
+    }
+
+    /// Forgets the live calls of a queue whose actor stopped: its next actor
+    /// (here or on another member) takes over those it kept in etcd.
+    pub fn forget_queue_calls(&self, tenant: &Arc<str>, queue_id: &Arc<str>) {
+        self.calls.retain(|k, loc| !(k.0 == *tenant && matches!(loc, CallLocation::Live(q) if q == queue_id)));
     }
 
     /// The call moved to another queue.

@@ -13,9 +13,10 @@ use relais_routing::SkillSet;
 use tokio::sync::Semaphore;
 
 use crate::actors::informant::{InformantActor, InformantArgs, InformantMsg, StatusReply};
-use crate::actors::queue::{QueueActor, QueueArgs, QueueMsg};
+use crate::actors::queue::{Durability, QueueActor, QueueArgs, QueueMsg};
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::catalog::{Catalog, QueueEntry};
+use crate::cluster::calls::CallStore;
 use crate::cluster::catalog_store::{CatalogStore, Change};
 use crate::cluster::ownership::{Claim, Epoch};
 use crate::cluster::placement::ActorKind;
@@ -63,22 +64,67 @@ struct QueueStarter {
     catalog: Arc<Catalog>,
     listening_skill: Arc<str>,
     tick_ms: u64,
+    /// Where queues keep their calls, once this node is in a cluster.
+    calls: Arc<std::sync::OnceLock<Arc<CallStore>>>,
 }
 
 impl QueueStarter {
+    /// Starts a queue's actor. In a cluster, its live calls are read from
+    /// etcd first, and only then is the claim's `epoch` (or, when it starts
+    /// again after a failure, the one it had) recorded, so that messages
+    /// from other members wait for the actor rather than reach a queue
+    /// about to be replaced.
     async fn start(
         &self,
         tenant: Arc<str>,
         config: relais_routing::QueueConfig,
         supervisor: ActorCell,
+        epoch: Option<Epoch>,
     ) -> Result<ActorRef<QueueMsg>> {
         let queue_id = config.id.clone();
+        if epoch.is_some() {
+            self.directory.queue_starting(&tenant, &queue_id, epoch);
+        }
+        let started = self.spawn(tenant.clone(), config, supervisor, epoch).await;
+        if epoch.is_some() {
+            self.directory.queue_starting(&tenant, &queue_id, None);
+        }
+        started
+    }
+
+    async fn spawn(
+        &self,
+        tenant: Arc<str>,
+        config: relais_routing::QueueConfig,
+        supervisor: ActorCell,
+        epoch: Option<Epoch>,
+    ) -> Result<ActorRef<QueueMsg>> {
+        let queue_id = config.id.clone();
+        let (durability, restored) = match self.calls.get() {
+            Some(store) => {
+                let epoch =
+                    epoch.or_else(|| self.directory.epoch(ActorKind::Queue, &tenant, &queue_id)).ok_or_else(|| {
+                        NodeError::Unavailable(format!("queue {queue_id:?} is not claimed by this member"))
+                    })?;
+                let restored = store.load(&tenant, &queue_id).await?;
+                (Some(Durability { store: store.clone(), epoch }), restored)
+            }
+            None => (None, Vec::new()),
+        };
+        if let Some(epoch) = epoch {
+            self.directory.set_epoch(ActorKind::Queue, &tenant, &queue_id, epoch);
+        }
+        // Its previous actor's calls are in etcd (or, on a single node,
+        // were lost with it).
+        self.directory.forget_queue_calls(&tenant, &queue_id);
         let args = QueueArgs {
             tenant: tenant.clone(),
             config,
             listening_skill: self.listening_skill.clone(),
             directory: self.directory.clone(),
             tick_ms: self.tick_ms,
+            durability,
+            restored,
         };
         let (actor, _) = Actor::spawn_linked(None, QueueActor, args, supervisor.clone())
             .await
@@ -178,15 +224,18 @@ impl Node {
             catalog: catalog.clone(),
             listening_skill: config.listening_skill.as_str().into(),
             tick_ms: config.tick_ms,
+            calls: Arc::new(std::sync::OnceLock::new()),
         };
         let restarter = starter.clone();
         let restart_queue = Arc::new(move |tenant: Arc<str>, queue_id: Arc<str>, supervisor: ActorCell| {
             let starter = restarter.clone();
             tokio::spawn(async move {
                 let Some(entry) = starter.catalog.queue(&tenant, &queue_id) else { return };
-                match starter.start(tenant.clone(), entry.parsed, supervisor).await {
+                match starter.start(tenant.clone(), entry.parsed, supervisor, None).await {
                     Ok(_) => starter.refresh_informants(&tenant, Some(&queue_id)),
                     Err(e) => {
+                        // In a cluster, the placer hosts it again.
+                        starter.directory.clear_epoch(ActorKind::Queue, &tenant, &queue_id);
                         tracing::error!(tenant = %tenant, queue_id = %queue_id, error = %e, "queue restart failed")
                     }
                 }
@@ -315,8 +364,9 @@ impl Node {
 
     /// Makes this node host the actors placement gives it, and reach the
     /// others through their owners.
-    pub fn place_with(self: &Arc<Self>, placer: Arc<Placer>, peers: Arc<crate::peer::Peers>) {
+    pub fn place_with(self: &Arc<Self>, placer: Arc<Placer>, peers: Arc<crate::peer::Peers>, calls: Arc<CallStore>) {
         self.directory.set_peers(peers);
+        let _ = self.starter.calls.set(calls);
         if self.placer.set(placer.clone()).is_ok() {
             tokio::spawn(placer.run(Arc::downgrade(self)));
         }
@@ -373,15 +423,37 @@ impl Node {
         if let Some(old) = self.directory.unregister_queue(tenant, id) {
             old.stop(Some("hosted again under a new claim".into()));
         }
-        self.directory.set_epoch(ActorKind::Queue, tenant, id, epoch);
         let (id, config) = (id.clone(), entry.parsed);
-        match self.starter.start(tenant.clone(), config, self.supervisor.get_cell()).await {
+        match self.starter.start(tenant.clone(), config, self.supervisor.get_cell(), Some(epoch)).await {
             Ok(_) => self.starter.refresh_informants(tenant, Some(&id)),
             Err(e) => {
                 self.directory.clear_epoch(ActorKind::Queue, tenant, &id);
                 tracing::error!(tenant = %tenant, queue_id = %id, error = %e, "could not host a claimed queue");
             }
         }
+    }
+
+    /// Has placement look at every actor now (in a cluster).
+    pub fn poke_placer(&self) {
+        if let Some(placer) = self.placer.get() {
+            placer.poke.notify_one();
+        }
+    }
+
+    /// Stops hosting a queue this draining member gives up: new requests
+    /// for it are refused (`UNAVAILABLE`, their clients retry) while the
+    /// actor says what it held once its last writes are in etcd, then
+    /// stops. Its claim is released after, by the caller.
+    pub(crate) async fn hand_over_queue(&self, tenant: &Arc<str>, queue_id: &Arc<str>) {
+        if let Some(actor) = self.directory.unregister_queue(tenant, queue_id) {
+            let written = ask(&actor, |reply| QueueMsg::HandOver { reply }).await;
+            if let Err(e) = &written {
+                tracing::warn!(tenant = %tenant, queue_id = %queue_id, error = %e, "queue did not finish writing before its hand-over");
+            }
+            let _ = actor.stop_and_wait(Some("handed over".into()), Some(ASK_TIMEOUT)).await;
+        }
+        self.directory.clear_epoch(ActorKind::Queue, tenant, queue_id);
+        self.directory.forget_queue_calls(tenant, queue_id);
     }
 
     /// Stops hosting a queue whose claim this node lost.
@@ -391,6 +463,7 @@ impl Node {
             tracing::warn!(tenant = %tenant, queue_id = %queue_id, why, "queue no longer hosted here");
             actor.stop(Some(why.to_string()));
         }
+        self.directory.forget_queue_calls(tenant, queue_id);
     }
 
     /// Stops hosting an informant whose claim this node lost.
@@ -627,12 +700,11 @@ impl Node {
         self.catalog.put_queue(tenant, entry.clone());
         if self.config.clustered() {
             // The member placement chooses claims and hosts it.
-            if let Some(placer) = self.placer.get() {
-                placer.poke.notify_one();
-            }
+            self.poke_placer();
             return Ok(());
         }
-        if let Err(e) = self.starter.start(tenant.clone(), entry.parsed.clone(), self.supervisor.get_cell()).await {
+        if let Err(e) = self.starter.start(tenant.clone(), entry.parsed.clone(), self.supervisor.get_cell(), None).await
+        {
             self.catalog.remove_queue(tenant, &entry.parsed.id);
             return Err(e);
         }

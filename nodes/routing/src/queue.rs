@@ -116,12 +116,29 @@ pub struct Proposal {
 }
 
 /// A call leaving for another queue, with everything it keeps.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MovedCall {
     pub info: CallInfo,
     pub events: EventLog,
     pub transfer_from: Option<Arc<str>>,
     pub proposals: u32,
+}
+
+/// What a queue's next owner needs to take a live call over after a
+/// failure: everything the gateway and the informants were told about it.
+/// An offer in progress is not kept: the call is proposed again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurableCall {
+    /// The queue that holds the call (or that it is moving to).
+    pub queue_id: Arc<str>,
+    pub call: MovedCall,
+    /// Arrival sequence in the queue: breaks ties between calls that arrived
+    /// in the same millisecond. 0 for a call still moving to the queue.
+    pub seq: u64,
+    /// When the call entered the queue.
+    pub entered_ms: Millis,
+    /// The informant the call is connected to, and since when.
+    pub connected: Option<(Arc<str>, Millis)>,
 }
 
 /// What the queue asks its surroundings to do.
@@ -208,6 +225,8 @@ pub struct QueueCore {
     /// Informant -> the call proposed or offered to it by this queue. A
     /// queue holds at most one call for an informant at a time.
     holders: HashMap<Arc<str>, Arc<str>>,
+    /// Informant -> the call of this queue it is connected to.
+    talking: HashMap<Arc<str>, Arc<str>>,
     history: ServiceHistory,
     next_seq: u64,
     started_ms: Millis,
@@ -224,6 +243,7 @@ impl QueueCore {
             pool,
             members: HashMap::new(),
             holders: HashMap::new(),
+            talking: HashMap::new(),
             history: ServiceHistory::default(),
             next_seq: 0,
             started_ms: now,
@@ -317,6 +337,9 @@ impl QueueCore {
             let snapshot = self.snapshot_of(record, state, reason);
             self.line.remove(&record.key);
             if let Some(record) = self.calls.remove(call_id) {
+                if let Phase::Connected { informant_id, .. } = &record.phase {
+                    self.talking.remove(informant_id);
+                }
                 fx.push(QueueEffect::Ended { snapshot: Box::new(snapshot), events: record.events });
             }
         }
@@ -359,6 +382,79 @@ impl QueueCore {
         self.enter(info, EventLog::default(), None, 0, now, &mut fx);
         let snapshot = self.snapshot(&call_id).ok_or(QueueError::UnknownCall(call_id))?;
         Ok((snapshot, fx))
+    }
+
+    /// The call as its queue's next owner would need it.
+    pub fn durable(&self, call_id: &str) -> Option<DurableCall> {
+        let record = self.calls.get(call_id)?;
+        Some(DurableCall {
+            queue_id: self.config.id.clone(),
+            call: MovedCall {
+                info: record.info.clone(),
+                events: record.events.clone(),
+                transfer_from: record.transfer_from.clone(),
+                proposals: record.proposals,
+            },
+            seq: record.key.seq,
+            entered_ms: record.entered_ms,
+            connected: match &record.phase {
+                Phase::Connected { informant_id, since_ms } => Some((informant_id.clone(), *since_ms)),
+                _ => None,
+            },
+        })
+    }
+
+    /// Takes over calls another owner of this queue held, as it last wrote
+    /// them: each keeps its place in line (rank, arrival, sequence), its
+    /// events and, when connected, its informant. No event is recorded:
+    /// their gateways already saw every event in their logs. Calls waiting
+    /// are proposed as informants announce themselves.
+    pub fn restore(&mut self, calls: Vec<DurableCall>, now: Millis) {
+        for durable in calls {
+            let call_id = durable.call.info.call_id.clone();
+            if self.calls.contains_key(&call_id) || durable.call.events.is_ended() {
+                continue;
+            }
+            let info = durable.call.info;
+            let seq = if durable.seq == 0 {
+                self.next_seq += 1;
+                self.next_seq
+            } else {
+                self.next_seq = self.next_seq.max(durable.seq);
+                durable.seq
+            };
+            let key =
+                CallKey { rank: CallKey::rank_of(info.priority, info.vulnerable), arrived_ms: info.arrived_ms, seq };
+            let waited_here = now.saturating_sub(durable.entered_ms);
+            let phase = match durable.connected {
+                Some((informant_id, since_ms)) => {
+                    self.talking.insert(informant_id.clone(), call_id.clone());
+                    Phase::Connected { informant_id, since_ms }
+                }
+                None => {
+                    self.line.insert(key, LineEntry::new(call_id.clone(), self.requirement_for(&info, waited_here)));
+                    Phase::Waiting
+                }
+            };
+            let position_updates =
+                durable.call.events.after(0).iter().filter(|e| matches!(e.kind, CallEventKind::Queued { .. })).count();
+            self.calls.insert(
+                call_id,
+                CallRecord {
+                    info,
+                    key,
+                    entered_ms: durable.entered_ms,
+                    phase,
+                    events: durable.call.events,
+                    transfer_from: durable.call.transfer_from,
+                    relax_steps: self.config.relaxation_steps_passed(waited_here),
+                    proposals: durable.call.proposals,
+                    last_position: 0,
+                    position_updates: u32::try_from(position_updates).unwrap_or(u32::MAX),
+                    last_position_update_ms: now,
+                },
+            );
+        }
     }
 
     /// A call moved here from another queue (overflow or transfer). Never
@@ -501,6 +597,14 @@ impl QueueCore {
             fx.push(QueueEffect::NothingFor { informant_id, generation });
             return fx;
         }
+        if let Some(call_id) = self.talking.get(&informant_id).cloned() {
+            // An informant announces itself only once it has finished its
+            // calls, and its finish reaches this queue before its
+            // announcement: a call still connected to it lost its finish
+            // (this queue was taken over from a member that died after the
+            // informant finished). It ends now, as completed.
+            self.end_talk(&call_id, &informant_id, now, &mut fx);
+        }
         match self.line.best_for(&informant_id, &entry.skills, now) {
             Some(key) => {
                 let call_id = self.line.get(&key).map(|e| e.call_id.clone());
@@ -568,10 +672,14 @@ impl QueueCore {
             {
                 i.clone()
             }
+            // Asked again (the first answer was lost, or the queue was
+            // taken over since): nothing changes.
+            Phase::Connected { informant_id: i, .. } if i.as_ref() == informant_id => return Ok(Vec::new()),
             _ => return Err(QueueError::NotYourOffer(call_id.clone())),
         };
         let mut fx = Vec::new();
         record.phase = Phase::Connected { informant_id: informant.clone(), since_ms: now };
+        self.talking.insert(informant.clone(), call_id.clone());
         let waited_ms = now.saturating_sub(record.info.arrived_ms);
         let key = record.key;
         let handed_over = record.transfer_from.take();
@@ -686,15 +794,23 @@ impl QueueCore {
             record.transfer_from = None;
             return Ok(Vec::new());
         }
-        let since_ms = match &record.phase {
-            Phase::Connected { informant_id: i, since_ms } if i.as_ref() == informant_id => *since_ms,
-            _ => return Err(QueueError::NotHolder(call_id.clone())),
-        };
+        if !matches!(&record.phase, Phase::Connected { informant_id: i, .. } if i.as_ref() == informant_id) {
+            return Err(QueueError::NotHolder(call_id.clone()));
+        }
         let mut fx = Vec::new();
-        self.history.talked(now, now.saturating_sub(since_ms));
-        self.record_event(call_id, now, CallEventKind::Completed, &mut fx);
-        self.finish(call_id, CallState::Completed, None, &mut fx);
+        self.end_talk(call_id, informant_id, now, &mut fx);
         Ok(fx)
+    }
+
+    /// Completes a call connected to `informant_id`.
+    fn end_talk(&mut self, call_id: &Arc<str>, informant_id: &str, now: Millis, fx: &mut Vec<QueueEffect>) {
+        let since_ms = match self.calls.get(call_id).map(|r| &r.phase) {
+            Some(Phase::Connected { informant_id: i, since_ms }) if i.as_ref() == informant_id => *since_ms,
+            _ => return,
+        };
+        self.history.talked(now, now.saturating_sub(since_ms));
+        self.record_event(call_id, now, CallEventKind::Completed, fx);
+        self.finish(call_id, CallState::Completed, None, fx);
     }
 
     /// Flags the caller as vulnerable: top rank, listening skill required.
@@ -737,6 +853,7 @@ impl QueueCore {
         let Phase::Connected { informant_id, since_ms } = record.phase.clone() else {
             return Err(QueueError::NotConnected(call_id.clone()));
         };
+        self.talking.remove(&informant_id);
         let mut fx = Vec::new();
         self.history.talked(now, now.saturating_sub(since_ms));
         let kind = CallEventKind::Transferred {
@@ -939,9 +1056,12 @@ impl QueueCore {
         for record in self.calls.values() {
             let in_line = self.line.get(&record.key);
             match &record.phase {
-                Phase::Connected { .. } => {
+                Phase::Connected { informant_id, .. } => {
                     if in_line.is_some() {
                         return Err(format!("connected call {} still in line", record.info.call_id));
+                    }
+                    if self.talking.get(informant_id) != Some(&record.info.call_id) {
+                        return Err(format!("talking index misses {informant_id}"));
                     }
                 }
                 Phase::Waiting => {
@@ -967,6 +1087,10 @@ impl QueueCore {
         }
         if holders.len() != self.holders.len() {
             return Err("holder index has stale entries".into());
+        }
+        let connected = self.calls.values().filter(|r| matches!(r.phase, Phase::Connected { .. })).count();
+        if connected != self.talking.len() {
+            return Err("talking index has stale entries".into());
         }
         Ok(())
     }

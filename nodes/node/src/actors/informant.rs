@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::queue::QueueMsg;
 use crate::clock::now_ms;
-use crate::directory::{Addr, CallLocation, Directory};
+use crate::directory::{Addr, CallLocation, ConnectOutcome, Directory};
 use crate::error::NodeError;
 
 /// One numbered event for the desktop.
@@ -39,6 +39,10 @@ pub struct StatusReply {
 /// Events buffered for a desktop before a slow session is closed (the
 /// desktop reopens it and gets a fresh snapshot).
 pub const SESSION_BUFFER: usize = 64;
+/// How long an accept keeps asking a queue whose answer is unknown (its
+/// member failing over), and how often.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(4);
+const CONNECT_RETRY: Duration = Duration::from_millis(100);
 
 type Reply = RpcReplyPort<Result<StatusReply, NodeError>>;
 
@@ -323,9 +327,25 @@ impl InformantState {
     /// informant, so this wait cannot deadlock.
     async fn accept(&mut self, myself: &ActorRef<InformantMsg>, offer_id: &str) -> Result<StatusReply, NodeError> {
         let ticket = self.core.accept(offer_id).map_err(informant_error)?;
-        let connected = match self.queue(&ticket.queue_id) {
-            Some(queue) => queue.connect(self.core.id().clone(), ticket.call_id.clone(), ticket.offer_id.clone()).await,
-            None => false,
+        // Asked again while the outcome is unknown: the queue may be
+        // failing over to another member, which knows the call connected
+        // or not from etcd.
+        let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+        let connected = loop {
+            let outcome = match self.queue(&ticket.queue_id) {
+                Some(queue) => {
+                    queue.connect(self.core.id().clone(), ticket.call_id.clone(), ticket.offer_id.clone()).await
+                }
+                None => ConnectOutcome::Refused,
+            };
+            match outcome {
+                ConnectOutcome::Connected => break true,
+                ConnectOutcome::Refused => break false,
+                ConnectOutcome::Unknown if tokio::time::Instant::now() + CONNECT_RETRY < deadline => {
+                    tokio::time::sleep(CONNECT_RETRY).await;
+                }
+                ConnectOutcome::Unknown => break false,
+            }
         };
         let fx = self.core.connected(&ticket, connected, now_ms());
         self.apply(myself, fx);

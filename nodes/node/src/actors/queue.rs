@@ -1,20 +1,31 @@
 //! The queue actor: hosts one [`QueueCore`], its calls' watchers, and its
 //! housekeeping tick.
+//!
+//! In a cluster the actor is **durable**: it writes every call it changed
+//! to etcd (see [`CallStore`]) before anyone hears of the change. What a
+//! message makes the actor say — replies, call events to watchers,
+//! proposals and ends to informants, calls handed to other queues — is
+//! held, in order, until the batch of writes that covers it is in etcd;
+//! changes made meanwhile gather into the next batch, one write at a time.
+//! A failed write fails the actor: it starts again from etcd, and what it
+//! held is never said. On a single node, nothing is held.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use relais_routing::call::{CallEvent, CallInfo};
 use relais_routing::pool::PoolEntry;
-use relais_routing::queue::{CallSnapshot, MovedCall, QueueCore, QueueEffect, QueueError, QueueFigures};
+use relais_routing::queue::{CallSnapshot, DurableCall, MovedCall, QueueCore, QueueEffect, QueueError, QueueFigures};
 use relais_routing::{QueueConfig, SkillSet};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::actors::informant::InformantMsg;
 use crate::clock::now_ms;
+use crate::cluster::calls::{CallStore, CallWrite};
+use crate::cluster::ownership::Epoch;
 use crate::directory::{Addr, Directory};
 use crate::error::NodeError;
 
@@ -102,6 +113,13 @@ pub enum QueueMsg {
         reply: RpcReplyPort<usize>,
     },
     Tick,
+    /// The batch of writes in flight is in etcd, or could not be written.
+    Written(Result<(), NodeError>),
+    /// Answered once everything before it is written (the queue is handed
+    /// to another member).
+    HandOver {
+        reply: RpcReplyPort<()>,
+    },
 }
 
 pub struct QueueArgs {
@@ -110,6 +128,35 @@ pub struct QueueArgs {
     pub listening_skill: Arc<str>,
     pub directory: Arc<Directory>,
     pub tick_ms: u64,
+    /// Where its calls are kept, in a cluster.
+    pub durability: Option<Durability>,
+    /// The live calls its previous owner kept there, to take over.
+    pub restored: Vec<DurableCall>,
+}
+
+/// A durable queue's store and its claim's epoch.
+#[derive(Clone)]
+pub struct Durability {
+    pub store: Arc<CallStore>,
+    pub epoch: Epoch,
+}
+
+/// Something the actor says once the writes before it are in etcd.
+type Held = Box<dyn FnOnce(&mut QueueState) + Send>;
+
+/// A durable queue's writes and what waits for them.
+struct Journal {
+    durability: Durability,
+    /// Calls changed since the last batch.
+    dirty: HashSet<Arc<str>>,
+    /// Of those, the ones that ended (their record is deleted)...
+    ended: HashSet<Arc<str>>,
+    /// ...and the ones that left for another queue (their record names it).
+    leaving: HashMap<Arc<str>, DurableCall>,
+    /// Waiting for the next batch.
+    held: Vec<Held>,
+    /// Waiting for the batch in flight, if one is.
+    writing: Option<Vec<Held>>,
 }
 
 pub struct QueueState {
@@ -120,6 +167,10 @@ pub struct QueueState {
     ticker: JoinHandle<()>,
     /// To take back a call another member's queue did not adopt.
     myself: ActorRef<QueueMsg>,
+    /// Per call, the last event its watchers were sent: a watcher joining
+    /// later is replayed no further, the rest comes as live events.
+    published: HashMap<Arc<str>, u64>,
+    journal: Option<Journal>,
 }
 
 pub struct QueueActor;
@@ -130,14 +181,35 @@ impl Actor for QueueActor {
     type Arguments = QueueArgs;
 
     async fn pre_start(&self, myself: ActorRef<QueueMsg>, args: QueueArgs) -> Result<QueueState, ActorProcessingErr> {
+        let now = now_ms();
+        let mut core = QueueCore::new(args.config, args.listening_skill, now);
+        let mut published = HashMap::new();
+        for call in &args.restored {
+            let call_id = &call.call.info.call_id;
+            args.directory.move_call(&args.tenant, call_id, core.id());
+            published.insert(call_id.clone(), call.call.events.last_sequence());
+        }
+        if !args.restored.is_empty() {
+            tracing::info!(tenant = %args.tenant, queue_id = %core.id(), calls = args.restored.len(), "live calls taken over");
+        }
+        core.restore(args.restored, now);
         let ticker = myself.send_interval(Duration::from_millis(args.tick_ms), || QueueMsg::Tick);
         Ok(QueueState {
             myself: myself.clone(),
-            core: QueueCore::new(args.config, args.listening_skill, now_ms()),
+            core,
             tenant: args.tenant,
             directory: args.directory,
             watchers: HashMap::new(),
             ticker,
+            published,
+            journal: args.durability.map(|durability| Journal {
+                durability,
+                dirty: HashSet::new(),
+                ended: HashSet::new(),
+                leaving: HashMap::new(),
+                held: Vec::new(),
+                writing: None,
+            }),
         })
     }
 
@@ -154,46 +226,62 @@ impl Actor for QueueActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = now_ms();
         match msg {
-            QueueMsg::Offer { info, reply } => match state.core.offer_call(info, now) {
-                Ok((snapshot, fx)) => {
-                    state.apply(fx);
-                    let _ = reply.send(Ok(snapshot));
+            QueueMsg::Offer { info, reply } => {
+                state.touch(&info.call_id);
+                match state.core.offer_call(info, now) {
+                    Ok((snapshot, fx)) => {
+                        state.apply(fx);
+                        state.reply(reply, Ok(snapshot));
+                    }
+                    Err(e) => state.reply(reply, Err(e)),
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            }
             QueueMsg::Adopt { call, watchers } => {
                 let call_id = call.info.call_id.clone();
                 state.directory.move_call(&state.tenant, &call_id, state.core.id());
+                state.published.insert(call_id.clone(), call.events.last_sequence());
                 if !watchers.is_empty() {
-                    state.watchers.insert(call_id, watchers);
+                    state.watchers.insert(call_id.clone(), watchers);
                 }
+                state.touch(&call_id);
                 let fx = state.core.adopt(*call, now);
                 state.apply(fx);
             }
             QueueMsg::GetCall { call_id, reply } => {
-                let _ = reply.send(state.core.snapshot(&call_id));
+                if state.journal.is_some() {
+                    // A gateway's retry of an offer is answered with this:
+                    // not before the call is written.
+                    state.hold(move |s| {
+                        let _ = reply.send(s.core.snapshot(&call_id));
+                    });
+                } else {
+                    let _ = reply.send(state.core.snapshot(&call_id));
+                }
             }
             QueueMsg::HangUp { call_id, reply } => {
                 let result = state.core.hang_up(&call_id, now).map(|(snapshot, fx)| {
                     state.apply(fx);
                     snapshot
                 });
-                let _ = reply.send(result);
+                state.reply(reply, result);
             }
             QueueMsg::MarkVulnerable { call_id, reply } => {
+                state.touch(&call_id);
                 let result = state.core.mark_vulnerable(&call_id, now).map(|(snapshot, fx)| {
                     state.apply(fx);
                     snapshot
                 });
-                let _ = reply.send(result);
+                state.reply(reply, result);
             }
             QueueMsg::Transfer { call_id, to_queue_id, reply } => {
-                let _ = reply.send(state.transfer(&call_id, to_queue_id, now));
+                let result = state.transfer(&call_id, to_queue_id, now);
+                state.reply(reply, result);
             }
             QueueMsg::Watch { call_id, after, sink, reply } => {
-                let _ = reply.send(state.watch(call_id, after, sink));
+                // Replays only what was published, so after the writes.
+                state.hold(move |s| {
+                    let _ = reply.send(s.watch(call_id, after, sink));
+                });
             }
             QueueMsg::Join { informant_id, skills } => state.core.join(informant_id, skills),
             QueueMsg::Leave { informant_id } => state.core.leave(&informant_id),
@@ -210,15 +298,20 @@ impl Actor for QueueActor {
                 let fx = state.core.offer_ended(&call_id, &offer_id, &informant_id, declined, now);
                 state.apply(fx);
             }
-            QueueMsg::Complete { informant_id, call_id } => match state.core.complete(&call_id, &informant_id, now) {
-                Ok(fx) => state.apply(fx),
-                Err(e) => {
-                    tracing::debug!(call_id = %call_id, informant_id = %informant_id, error = %e, "complete ignored")
+            QueueMsg::Complete { informant_id, call_id } => {
+                // A transfer's first informant leaving changes the call
+                // without an event.
+                state.touch(&call_id);
+                match state.core.complete(&call_id, &informant_id, now) {
+                    Ok(fx) => state.apply(fx),
+                    Err(e) => {
+                        tracing::debug!(call_id = %call_id, informant_id = %informant_id, error = %e, "complete ignored")
+                    }
                 }
-            },
+            }
             QueueMsg::Connect { informant_id, call_id, offer_id, reply } => {
                 let result = state.core.connect(&call_id, &offer_id, &informant_id, now).map(|fx| state.apply(fx));
-                let _ = reply.send(result);
+                state.reply(reply, result);
             }
             QueueMsg::Reconfigure(config) => {
                 let fx = state.core.reconfigure(config, now);
@@ -240,7 +333,21 @@ impl Actor for QueueActor {
                 let fx = state.core.tick(now, overflow_ready);
                 state.apply(fx);
             }
+            QueueMsg::HandOver { reply } => state.reply(reply, ()),
+            QueueMsg::Written(result) => {
+                if let Err(e) = result {
+                    // What was held is never said; the queue starts again
+                    // from what etcd holds.
+                    tracing::error!(tenant = %state.tenant, queue_id = %state.core.id(), error = %e, "writing calls failed");
+                    return Err(Box::new(e));
+                }
+                let released = state.journal.as_mut().and_then(|j| j.writing.take()).unwrap_or_default();
+                for said in released {
+                    said(state);
+                }
+            }
         }
+        state.write();
         Ok(())
     }
 }
@@ -250,8 +357,108 @@ impl QueueState {
         self.directory.informant_addr(&self.tenant, id)
     }
 
-    /// Carries out the core's effects, and those their failures produce.
+    /// Sends `value` to `reply` once the writes before it are in etcd.
+    fn reply<T: Send + 'static>(&mut self, reply: RpcReplyPort<T>, value: T) {
+        self.hold(move |_| {
+            let _ = reply.send(value);
+        });
+    }
+
+    /// Runs `say` once the writes before it are in etcd (at once on a
+    /// single node).
+    fn hold(&mut self, say: impl FnOnce(&mut QueueState) + Send + 'static) {
+        match &mut self.journal {
+            Some(journal) => journal.held.push(Box::new(say)),
+            None => say(self),
+        }
+    }
+
+    /// Marks a call as changed, to be written.
+    fn touch(&mut self, call_id: &Arc<str>) {
+        if let Some(journal) = &mut self.journal {
+            journal.dirty.insert(call_id.clone());
+        }
+    }
+
+    /// Carries out the core's effects once the calls they concern are
+    /// written.
     fn apply(&mut self, fx: Vec<QueueEffect>) {
+        let Some(journal) = &mut self.journal else {
+            self.execute(fx);
+            return;
+        };
+        let now = now_ms();
+        for effect in &fx {
+            match effect {
+                QueueEffect::Event { call_id, .. } => {
+                    journal.dirty.insert(call_id.clone());
+                }
+                QueueEffect::Ended { snapshot, .. } => {
+                    journal.dirty.insert(snapshot.info.call_id.clone());
+                    journal.ended.insert(snapshot.info.call_id.clone());
+                }
+                QueueEffect::MoveOut { to_queue_id, call } => {
+                    let call_id = call.info.call_id.clone();
+                    let moving = DurableCall {
+                        queue_id: to_queue_id.clone(),
+                        call: call.as_ref().clone(),
+                        seq: 0,
+                        entered_ms: now,
+                        connected: None,
+                    };
+                    journal.leaving.insert(call_id.clone(), moving);
+                    journal.dirty.insert(call_id);
+                }
+                QueueEffect::Propose { .. }
+                | QueueEffect::NothingFor { .. }
+                | QueueEffect::WithdrawOffer { .. }
+                | QueueEffect::EndCall { .. } => {}
+            }
+        }
+        journal.held.push(Box::new(move |s: &mut QueueState| s.execute(fx)));
+    }
+
+    /// Starts writing the calls changed since the last batch, unless a
+    /// batch is in flight; with nothing to write, says what was held.
+    fn write(&mut self) {
+        loop {
+            let Some(journal) = &mut self.journal else { return };
+            if journal.writing.is_some() || (journal.dirty.is_empty() && journal.held.is_empty()) {
+                return;
+            }
+            let mut writes = Vec::with_capacity(journal.dirty.len());
+            for call_id in journal.dirty.drain() {
+                if let Some(call) = self.core.durable(&call_id) {
+                    writes.push(CallWrite::Put(Box::new(call)));
+                } else if let Some(moving) = journal.leaving.remove(&call_id) {
+                    writes.push(CallWrite::Put(Box::new(moving)));
+                } else if journal.ended.contains(&call_id) {
+                    writes.push(CallWrite::Delete(call_id));
+                }
+            }
+            journal.ended.clear();
+            journal.leaving.clear();
+            let held = std::mem::take(&mut journal.held);
+            if writes.is_empty() {
+                for said in held {
+                    said(self);
+                }
+                continue;
+            }
+            journal.writing = Some(held);
+            let (durability, tenant, queue_id) =
+                (journal.durability.clone(), self.tenant.clone(), self.core.id().clone());
+            let myself = self.myself.clone();
+            tokio::spawn(async move {
+                let result = durability.store.write(&tenant, &queue_id, durability.epoch, writes).await;
+                let _ = myself.cast(QueueMsg::Written(result));
+            });
+            return;
+        }
+    }
+
+    /// Carries out the core's effects, and those their failures produce.
+    fn execute(&mut self, fx: Vec<QueueEffect>) {
         let mut work: VecDeque<QueueEffect> = fx.into();
         let now = now_ms();
         while let Some(effect) = work.pop_front() {
@@ -268,7 +475,8 @@ impl QueueState {
                         if !matches!(to, Some(Addr::Remote(_))) {
                             self.core.leave(&informant_id);
                         }
-                        work.extend(self.core.proposal_answered(&call_id, &offer_id, &informant_id, false, now));
+                        let more = self.core.proposal_answered(&call_id, &offer_id, &informant_id, false, now);
+                        self.follow(more, &mut work);
                     }
                 }
                 QueueEffect::NothingFor { informant_id, generation } => {
@@ -290,19 +498,33 @@ impl QueueState {
                     if let Some(list) = self.watchers.get_mut(&call_id) {
                         list.retain(|w| w.try_send(event.clone()).is_ok());
                     }
+                    self.published.insert(call_id, event.sequence);
                 }
                 QueueEffect::Ended { snapshot, events } => {
                     // Dropping the watchers ends their streams after the
                     // terminal event they were just sent.
                     self.watchers.remove(&snapshot.info.call_id);
+                    self.published.remove(&snapshot.info.call_id);
                     tracing::debug!(call_id = %snapshot.info.call_id, state = ?snapshot.state, "call ended");
                     self.directory.end_call(&self.tenant, *snapshot, events);
                 }
                 QueueEffect::MoveOut { to_queue_id, call } => {
                     let watchers = self.watchers.remove(&call.info.call_id).unwrap_or_default();
-                    work.extend(self.send_to_queue(to_queue_id, call, watchers, now));
+                    self.published.remove(&call.info.call_id);
+                    let more = self.send_to_queue(to_queue_id, call, watchers, now);
+                    self.follow(more, &mut work);
                 }
             }
+        }
+    }
+
+    /// Effects that carrying out others produced: next in line on a single
+    /// node, after the next batch of writes in a cluster.
+    fn follow(&mut self, more: Vec<QueueEffect>, work: &mut VecDeque<QueueEffect>) {
+        if self.journal.is_some() {
+            self.apply(more);
+        } else {
+            work.extend(more);
         }
     }
 
@@ -333,9 +555,11 @@ impl QueueState {
         let call_id = call.info.call_id.clone();
         tracing::warn!(call_id = %call_id, queue_id = %self.core.id(), "target queue gone; call kept here");
         self.directory.move_call(&self.tenant, &call_id, self.core.id());
+        self.published.insert(call_id.clone(), call.events.last_sequence());
         if !watchers.is_empty() {
-            self.watchers.insert(call_id, watchers);
+            self.watchers.insert(call_id.clone(), watchers);
         }
+        self.touch(&call_id);
         self.core.adopt(call, now)
     }
 
@@ -346,8 +570,8 @@ impl QueueState {
         if &to_queue_id == self.core.id() {
             return Err(NodeError::invalid("queue_id", "the call is already in this queue"));
         }
-        let (moved, fx) = self.core.transfer_out(call_id, to_queue_id.clone(), now).map_err(queue_error)?;
-        let mut snapshot = CallSnapshot {
+        let (moved, mut fx) = self.core.transfer_out(call_id, to_queue_id.clone(), now).map_err(queue_error)?;
+        let snapshot = CallSnapshot {
             info: moved.info.clone(),
             queue_id: to_queue_id.clone(),
             state: relais_routing::queue::CallState::Queued,
@@ -356,13 +580,10 @@ impl QueueState {
             position: 0,
             deflect_reason: None,
         };
+        // Should the target queue be gone by then, the call stays here and
+        // its gateway hears so through the call's events.
+        fx.push(QueueEffect::MoveOut { to_queue_id, call: Box::new(moved) });
         self.apply(fx);
-        let watchers = self.watchers.remove(call_id).unwrap_or_default();
-        let kept_here = self.send_to_queue(to_queue_id, Box::new(moved), watchers, now);
-        if !kept_here.is_empty() {
-            snapshot.queue_id = self.core.id().clone();
-            self.apply(kept_here);
-        }
         Ok(snapshot)
     }
 
@@ -370,12 +591,14 @@ impl QueueState {
         let Some(record) = self.core.call(&call_id) else {
             return Err(NodeError::not_found("call", call_id.as_ref()));
         };
+        let published = self.published.get(&call_id).copied().unwrap_or(0);
         let list = self.watchers.entry(call_id).or_default();
         list.retain(|w| !w.is_closed());
         if list.len() >= MAX_WATCHERS_PER_CALL {
             return Err(NodeError::ResourceExhausted(format!("at most {MAX_WATCHERS_PER_CALL} watchers per call")));
         }
-        for event in record.events.after(after) {
+        let replay = record.events.after(after).iter().take_while(|e| e.sequence <= published);
+        for event in replay {
             if sink.try_send(event.clone()).is_err() {
                 return Err(NodeError::ResourceExhausted("watcher buffer full".into()));
             }

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
@@ -32,6 +33,10 @@ pub struct MemberInfo {
     /// The etcd lease the registration lives under (0 when there is none).
     #[serde(default)]
     pub lease_id: i64,
+    /// Draining before a restart: placement gives it nothing, and it hands
+    /// its queues to the others.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// The live members, as of an etcd revision.
@@ -65,6 +70,8 @@ pub struct Membership {
     window: Arc<LeaseWindow>,
     lease_id: watch::Receiver<i64>,
     members: watch::Receiver<Arc<Members>>,
+    /// Set once by a drain; registrations after it say so too.
+    draining: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -99,8 +106,9 @@ impl Membership {
         let step = step_deadline(options.lease_ttl);
         let window = Arc::new(LeaseWindow::closed());
         let give_up = Instant::now() + options.lease_ttl * 2 + Duration::from_secs(1);
+        let draining = Arc::new(AtomicBool::new(false));
         let lease_id = loop {
-            match register(&client, &options, &window).await {
+            match register(&client, &options, &window, false).await {
                 Ok(id) => break id,
                 Err(Registration::Taken) if Instant::now() < give_up => {
                     // A previous incarnation's key may still be waiting for
@@ -122,11 +130,18 @@ impl Membership {
         let (lease_tx, lease_rx) = watch::channel(lease_id);
         let (members_tx, members_rx) = watch::channel(Arc::new(Members::default()));
         let tasks = vec![
-            tokio::spawn(keep_alive(client.clone(), options.clone(), window.clone(), lease_tx, members_rx.clone())),
+            tokio::spawn(keep_alive(
+                client.clone(),
+                options.clone(),
+                window.clone(),
+                lease_tx,
+                members_rx.clone(),
+                draining.clone(),
+            )),
             tokio::spawn(watch_members(client.clone(), options.prefix.clone(), members_tx)),
             tokio::spawn(detect_crashes(client.clone(), options.node_id.clone(), members_rx.clone())),
         ];
-        let membership = Self { options, client, window, lease_id: lease_rx, members: members_rx, tasks };
+        let membership = Self { options, client, window, lease_id: lease_rx, members: members_rx, draining, tasks };
         membership.wait_for_first_view(step * 2).await;
         Ok(membership)
     }
@@ -155,6 +170,40 @@ impl Membership {
     /// A receiver that sees every change of the member set.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Members>> {
         self.members.clone()
+    }
+
+    /// Marks this member draining in its registration, for every member's
+    /// placement to see.
+    pub async fn drain(&self) -> Result<()> {
+        self.draining.store(true, Ordering::SeqCst);
+        let lease = *self.lease_id.borrow();
+        let info = MemberInfo {
+            node_id: self.options.node_id.clone(),
+            address: self.options.address.clone(),
+            started_unix_ms: self
+                .members
+                .borrow()
+                .nodes
+                .get(&self.options.node_id)
+                .map_or_else(crate::clock::now_ms, |m| m.started_unix_ms),
+            lease_id: lease,
+            draining: true,
+        };
+        let value = serde_json::to_vec(&info).map_err(|e| NodeError::Internal(e.to_string()))?;
+        let key = member_key(&self.options.prefix, &self.options.node_id);
+        let mut client = self.client.clone();
+        // Only while the registration is this lease's: a member registered
+        // again writes its flag itself.
+        let txn = Txn::new().when([Compare::lease(key.clone(), CompareOp::Equal, lease)]).and_then([TxnOp::put(
+            key,
+            value,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+        tokio::time::timeout(step_deadline(self.options.lease_ttl), client.txn(txn))
+            .await
+            .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry the drain".into()))?
+            .map_err(|e| NodeError::Unavailable(format!("etcd: {e}")))?;
+        Ok(())
     }
 
     /// Leaves at once: revokes the lease, so that other members see this
@@ -225,7 +274,12 @@ enum Registration {
 
 /// Grants a lease and creates this node's key under it, only if no live
 /// process holds the key. Opens the window from the grant.
-async fn register(client: &Client, options: &JoinOptions, window: &LeaseWindow) -> Result<i64, Registration> {
+async fn register(
+    client: &Client,
+    options: &JoinOptions,
+    window: &LeaseWindow,
+    draining: bool,
+) -> Result<i64, Registration> {
     let step = step_deadline(options.lease_ttl);
     let mut client = client.clone();
     let ttl_s = i64::try_from(options.lease_ttl.as_secs().max(2)).unwrap_or(i64::MAX);
@@ -239,6 +293,7 @@ async fn register(client: &Client, options: &JoinOptions, window: &LeaseWindow) 
         address: options.address.clone(),
         started_unix_ms: crate::clock::now_ms(),
         lease_id: grant.id(),
+        draining,
     };
     let value = serde_json::to_vec(&info).map_err(|e| Registration::Failed(e.to_string()))?;
     let key = member_key(&options.prefix, &options.node_id);
@@ -274,6 +329,7 @@ async fn keep_alive(
     window: Arc<LeaseWindow>,
     lease_id: watch::Sender<i64>,
     members: watch::Receiver<Arc<Members>>,
+    draining: Arc<AtomicBool>,
 ) {
     let step = step_deadline(options.lease_ttl);
     let mut stream = None;
@@ -292,7 +348,7 @@ async fn keep_alive(
         if gone {
             window.lost();
             stream = None;
-            match register(&client, &options, &window).await {
+            match register(&client, &options, &window, draining.load(Ordering::SeqCst)).await {
                 Ok(new_id) => {
                     tracing::info!(lease = new_id, "registered again");
                     lease_id.send_replace(new_id);

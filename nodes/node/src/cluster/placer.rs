@@ -77,7 +77,12 @@ impl Placer {
     pub fn placed(&self, kind: ActorKind, tenant: &str, id: &str) -> Result<Place> {
         let chosen = {
             let members = self.members.borrow();
-            owner(members.nodes.keys().map(String::as_str), &actor_key(kind, tenant, id)).map(str::to_string)
+            // Draining members take nothing new, unless all of them drain.
+            let staying: Vec<&str> =
+                members.nodes.values().filter(|m| !m.draining).map(|m| m.node_id.as_str()).collect();
+            let candidates =
+                if staying.is_empty() { members.nodes.keys().map(String::as_str).collect() } else { staying };
+            owner(candidates, &actor_key(kind, tenant, id)).map(str::to_string)
         };
         match chosen {
             Some(node) if node == self.me.as_ref() => Ok(Place::Here),
@@ -146,6 +151,21 @@ impl Placer {
                     }
                 }
                 match current {
+                    // Draining: the queue goes to the member placement
+                    // chooses now, with its calls (in etcd).
+                    Some(record)
+                        if self.is_mine(&record)
+                            && node.is_draining()
+                            && !matches!(self.placed(ActorKind::Queue, &tenant, id), Ok(Place::Here)) =>
+                    {
+                        node.hand_over_queue(&tenant, id).await;
+                        match self.release(ActorKind::Queue, &tenant, id, record.epoch).await {
+                            Ok(()) => tracing::info!(tenant = %tenant, queue_id = %id, "queue handed over (draining)"),
+                            Err(e) => {
+                                tracing::warn!(tenant = %tenant, queue_id = %id, error = %e, "releasing a drained queue failed")
+                            }
+                        }
+                    }
                     Some(record) if self.is_mine(&record) => {
                         if hosted != Some(record.epoch) {
                             node.host_queue(&tenant, id, record.epoch).await;

@@ -6,6 +6,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use relais_proto::peer::v1 as wire_pb;
@@ -22,6 +23,10 @@ use crate::peer::wire::{self, Incoming};
 
 /// Connect answers buffered per link before the link is closed.
 const REPLY_BUFFER: usize = 1024;
+/// How long a message for a queue this node is starting waits for it (it
+/// reads its calls from etcd first); the link's later messages wait too,
+/// which keeps their order.
+const STARTING_WAIT: Duration = Duration::from_secs(3);
 
 pub struct PeerService {
     directory: Arc<Directory>,
@@ -45,7 +50,7 @@ impl wire_pb::peer_server::Peer for PeerService {
         let directory = self.directory.clone();
         tokio::spawn(async move {
             while let Some(Ok(envelope)) = incoming.next().await {
-                if !deliver(&directory, envelope, &replies) {
+                if !deliver(&directory, envelope, &replies).await {
                     break;
                 }
             }
@@ -98,7 +103,7 @@ fn connect_answer(seq: u64, result: Result<(), QueueError>) -> wire_pb::LinkRepl
 /// stale: its timers recover), except a connect, which is always answered,
 /// with a refusal when it cannot be delivered. False when the reply stream
 /// is gone.
-fn deliver(
+async fn deliver(
     directory: &Arc<Directory>,
     envelope: wire_pb::Envelope,
     replies: &mpsc::Sender<wire_pb::LinkReply>,
@@ -137,7 +142,7 @@ fn deliver(
     };
     match incoming {
         Incoming::Queue(msg) => {
-            let Some(queue) = directory.queue_at(&tenant, &to_id, epoch) else {
+            let Some(queue) = directory.queue_at_soon(&tenant, &to_id, epoch, STARTING_WAIT).await else {
                 return drop_it("for a queue not hosted at that epoch");
             };
             if queue.cast(msg).is_err() {
@@ -155,7 +160,7 @@ fn deliver(
             let _ = informant.cast(msg);
         }
         Incoming::Connect(connect) => {
-            let Some(queue) = directory.queue_at(&tenant, &to_id, epoch) else {
+            let Some(queue) = directory.queue_at_soon(&tenant, &to_id, epoch, STARTING_WAIT).await else {
                 return drop_it("for a queue not hosted at that epoch");
             };
             // Cast now, so that the connect keeps its place among the

@@ -25,7 +25,7 @@ use relais_proto::peer::v1 as pb;
 use relais_proto::peer::v1::envelope::Body;
 use relais_routing::call::VULNERABLE_RANK;
 use relais_routing::pool::PoolEntry;
-use relais_routing::queue::{MovedCall, Proposal, QueueError};
+use relais_routing::queue::{DurableCall, MovedCall, Proposal, QueueError};
 use relais_routing::{CallEvent, CallEventKind, CallInfo, CallKey, EventLog, MAX_PRIORITY, MAX_PROFICIENCY, SkillSet};
 
 use crate::actors::informant::InformantMsg;
@@ -96,7 +96,9 @@ pub fn queue_msg_out(msg: QueueMsg) -> Result<Outgoing, QueueMsg> {
         | QueueMsg::Reconfigure(_)
         | QueueMsg::Figures { .. }
         | QueueMsg::LiveCalls { .. }
-        | QueueMsg::Tick) => return Err(local),
+        | QueueMsg::Tick
+        | QueueMsg::Written(_)
+        | QueueMsg::HandOver { .. }) => return Err(local),
     };
     Ok(Outgoing::Cast(body))
 }
@@ -350,6 +352,35 @@ fn moved_call_out(call: &MovedCall) -> pb::MovedCall {
     }
 }
 
+/// A live call as it is written to etcd.
+pub fn stored_call_out(call: &DurableCall) -> pb::StoredCall {
+    pb::StoredCall {
+        queue_id: call.queue_id.to_string(),
+        call: Some(moved_call_out(&call.call)),
+        seq: call.seq,
+        entered_ms: call.entered_ms,
+        connected: call.connected.as_ref().map(|(informant_id, since_ms)| pb::stored_call::Connection {
+            informant_id: informant_id.to_string(),
+            since_ms: *since_ms,
+        }),
+    }
+}
+
+/// A live call as read back from etcd, checked like a message from a peer.
+pub fn stored_call_in(call: pb::StoredCall) -> Result<DurableCall> {
+    let connected = match call.connected {
+        Some(c) => Some((id("connected.informant_id", c.informant_id)?, c.since_ms)),
+        None => None,
+    };
+    Ok(DurableCall {
+        queue_id: id("queue_id", call.queue_id)?,
+        call: moved_call_in("call", required("call", call.call)?)?,
+        seq: call.seq,
+        entered_ms: call.entered_ms,
+        connected,
+    })
+}
+
 // Decoding: wire types to routing types, checked. `at` is the path of the
 // part being decoded, for error messages.
 
@@ -570,6 +601,29 @@ mod tests {
             Incoming::Informant(msg) => msg,
             _ => panic!("not an informant message"),
         }
+    }
+
+    #[test]
+    fn stored_calls_round_trip_and_bad_ones_are_refused() {
+        let mut call = DurableCall {
+            queue_id: "ecoute".into(),
+            call: moved_call(),
+            seq: 7,
+            entered_ms: 1_700_000_000_100,
+            connected: Some(("i-1".into(), 1_700_000_000_200)),
+        };
+        assert_eq!(stored_call_in(stored_call_out(&call)).expect("decodes"), call);
+        call.connected = None;
+        assert_eq!(stored_call_in(stored_call_out(&call)).expect("decodes"), call);
+        let mut bad = stored_call_out(&call);
+        bad.queue_id.clear();
+        assert!(stored_call_in(bad).is_err(), "empty queue id refused");
+        let mut bad = stored_call_out(&call);
+        bad.call = None;
+        assert!(stored_call_in(bad).is_err(), "missing call refused");
+        let mut bad = stored_call_out(&call);
+        bad.connected = Some(pb::stored_call::Connection { informant_id: String::new(), since_ms: 1 });
+        assert!(stored_call_in(bad).is_err(), "empty informant refused");
     }
 
     fn moved_call_round_trip(call: &MovedCall) -> MovedCall {

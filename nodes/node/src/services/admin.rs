@@ -176,7 +176,10 @@ impl pb::admin_server::Admin for AdminService {
 
     async fn drain(&self, request: Request<pb::DrainRequest>) -> Result<Response<pb::DrainResponse>, Status> {
         identity_of(&request)?;
+        // Placement hears first, so that this member claims nothing more.
+        self.cluster.drain().await?;
         self.node.drain();
+        self.node.poke_placer();
         let (calls, informants) = self.node.live_work().await?;
         Ok(Response::new(pb::DrainResponse {
             live_calls: u32::try_from(calls).unwrap_or(u32::MAX),

@@ -1,0 +1,138 @@
+//! Live calls kept in etcd, so that a queue's next owner can take them over.
+//!
+//! Each live call of a clustered queue is one key,
+//! `<prefix>/calls/<tenant>/<call_id>`, holding a protobuf
+//! [`StoredCall`](relais_proto::peer::v1::StoredCall): the queue that holds
+//! it, what the gateway said, its event log, its place in line and, once
+//! connected, its informant. The key is per call, not per queue, so that a
+//! call moving between queues is one overwrite, never two copies.
+//!
+//! The queue actor writes its changed calls in batches, each a transaction
+//! fenced by its claim on the queue (see [`Ownership::fenced`]), and tells
+//! the gateway and informants nothing about a change before the batch that
+//! holds it is written. A call's key is deleted when the call ends, so etcd
+//! holds only live calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions, TxnOp};
+use prost::Message;
+use relais_proto::peer::v1 as pb;
+use relais_routing::queue::DurableCall;
+
+use crate::cluster::ownership::{Epoch, Ownership};
+use crate::cluster::placement::{ActorKind, actor_key};
+use crate::error::{NodeError, Result};
+use crate::peer::wire;
+
+/// Most writes in one transaction (etcd's default limit is 128 operations
+/// and 1.5 MiB per request; a call's record is at most a few KiB).
+pub const MAX_WRITES_PER_TXN: usize = 64;
+/// Deadline of one read of a tenant's calls.
+const READ_STEP: Duration = Duration::from_secs(5);
+/// How long a batch of writes is tried before the queue gives up (and
+/// starts again from etcd): about a leader election with pre-vote.
+const WRITE_PATIENCE: Duration = Duration::from_secs(3);
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// One change to a call's record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallWrite {
+    Put(Box<DurableCall>),
+    Delete(Arc<str>),
+}
+
+/// Reads and writes the tenants' live calls.
+pub struct CallStore {
+    client: Client,
+    root: String,
+    ownership: Ownership,
+}
+
+impl CallStore {
+    pub fn new(client: Client, prefix: &str, ownership: Ownership) -> Self {
+        Self { client, root: format!("{}/calls/", prefix.trim_end_matches('/')), ownership }
+    }
+
+    fn tenant_prefix(&self, tenant: &str) -> String {
+        format!("{}{tenant}/", self.root)
+    }
+
+    fn key(&self, tenant: &str, call_id: &str) -> String {
+        format!("{}{call_id}", self.tenant_prefix(tenant))
+    }
+
+    /// The live calls `queue_id` holds, or that are moving to it. A record
+    /// that does not decode is skipped with an error in the log: it cannot
+    /// be routed, and refusing the whole queue would strand the others.
+    pub async fn load(&self, tenant: &str, queue_id: &str) -> Result<Vec<DurableCall>> {
+        let mut client = self.client.clone();
+        let response = tokio::time::timeout(
+            READ_STEP,
+            client.get(self.tenant_prefix(tenant), Some(GetOptions::new().with_prefix())),
+        )
+        .await
+        .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry".into()))?
+        .map_err(|e| NodeError::Unavailable(format!("etcd: {e}")))?;
+        let mut calls = Vec::new();
+        for kv in response.kvs() {
+            let decoded = pb::StoredCall::decode(kv.value())
+                .map_err(|e| NodeError::Internal(e.to_string()))
+                .and_then(wire::stored_call_in);
+            match decoded {
+                Ok(call) if call.queue_id.as_ref() == queue_id => calls.push(call),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(key = %String::from_utf8_lossy(kv.key()), error = %e, "unreadable call record skipped")
+                }
+            }
+        }
+        Ok(calls)
+    }
+
+    /// Writes `writes` for `tenant`'s queue `queue_id`, only while this
+    /// member owns it at `epoch`, in transactions of at most
+    /// [`MAX_WRITES_PER_TXN`] in order. `FAILED_PRECONDITION` when the
+    /// epoch is stale, `UNAVAILABLE` when etcd does not answer.
+    pub async fn write(&self, tenant: &str, queue_id: &str, epoch: Epoch, writes: Vec<CallWrite>) -> Result<()> {
+        let claim = actor_key(ActorKind::Queue, tenant, queue_id);
+        let mut ops: Vec<TxnOp> = writes
+            .into_iter()
+            .map(|w| match w {
+                CallWrite::Put(call) => TxnOp::put(
+                    self.key(tenant, &call.call.info.call_id),
+                    wire::stored_call_out(&call).encode_to_vec(),
+                    None,
+                ),
+                CallWrite::Delete(call_id) => TxnOp::delete(self.key(tenant, &call_id), None),
+            })
+            .collect();
+        while !ops.is_empty() {
+            let rest = ops.split_off(ops.len().min(MAX_WRITES_PER_TXN));
+            self.fenced_with_retries(&claim, epoch, ops).await?;
+            ops = rest;
+        }
+        Ok(())
+    }
+
+    /// One fenced transaction, tried again while etcd does not answer (an
+    /// endpoint down, a leader election), for at most [`WRITE_PATIENCE`].
+    /// Writing whole records makes a repeat harmless.
+    async fn fenced_with_retries(&self, claim: &str, epoch: Epoch, ops: Vec<TxnOp>) -> Result<()> {
+        let start = tokio::time::Instant::now();
+        let mut pause = RETRY_FIRST;
+        loop {
+            match self.ownership.fenced(claim, epoch, ops.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(NodeError::Unavailable(why)) if start.elapsed() + pause < WRITE_PATIENCE => {
+                    tracing::debug!(actor = claim, error = %why, "writing calls again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Live calls survive the member that held their queue: they are kept in
+//! etcd before anyone hears of them, and the queue's next owner takes them
+//! over — callers keep their place, a connected caller keeps their
+//! informant, and a gateway's stream resumes with no event lost or
+//! repeated.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use etcd_client::GetOptions;
+use relais_node::cluster::placement::{ActorKind, actor_key, owner};
+use relais_proto::v1 as pb;
+use support::etcd::EtcdProcess;
+use support::{Clients, NodeProcess, Session, Watch};
+
+const NUMBER: &str = "+33612345678";
+
+fn member(etcd: &EtcdProcess, id: &str) -> NodeProcess {
+    NodeProcess::start(
+        &["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", "5"],
+        &[("RUST_LOG", "info,ractor=warn,relais_node=debug")],
+    )
+}
+
+async fn until_members(node: &NodeProcess, n: usize) {
+    let mut c = Clients::new(node, "cai").await;
+    let start = Instant::now();
+    while c.admin.list_members(pb::ListRequest {}).await.map_or(0, |r| r.into_inner().members.len()) < n {
+        assert!(start.elapsed() < Duration::from_secs(10), "every member sees the {n} members");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The call records etcd holds: key → value.
+async fn stored_calls(etcd: &mut etcd_client::Client) -> Vec<(String, Vec<u8>)> {
+    let read = etcd.get("/relais/calls/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    read.kvs().iter().map(|kv| (kv.key_str().unwrap().to_string(), kv.value().to_vec())).collect()
+}
+
+/// Reads a call's stream until it ends or breaks (its member died).
+async fn read_until_broken(stream: &mut tonic::Streaming<pb::CallEvent>, at_least: usize) -> Vec<pb::CallEvent> {
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
+            Ok(Ok(Some(event))) => out.push(event),
+            Ok(Ok(None) | Err(_)) => return out,
+            Err(_) if out.len() >= at_least => return out,
+            Err(_) => panic!("no call event in 10 s; got {out:?}"),
+        }
+    }
+}
+
+/// Runs a request until it stops answering `UNAVAILABLE` (a member failing
+/// over), for up to ten seconds; the request is built again each time.
+macro_rules! retrying {
+    ($what:expr, $request:expr) => {{
+        let start = Instant::now();
+        loop {
+            match $request.await {
+                Ok(r) => break r.into_inner(),
+                Err(e) if e.code() == tonic::Code::Unavailable && start.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{}: {e:?}", $what),
+            }
+        }
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_of_a_killed_queue_member_are_taken_over_in_order_with_their_informant_and_their_events() {
+    let etcd = EtcdProcess::start();
+    let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let ids = ["node-a", "node-b", "node-c"];
+    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
+    for node in nodes.iter().flatten() {
+        until_members(node, 3).await;
+    }
+    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let doomed = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
+    let survivor = (0..3).find(|i| *i != doomed).unwrap();
+    let mut c = Clients::new(nodes[survivor].as_ref().unwrap(), "cai").await;
+    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+
+    // Two informants that live off the doomed member.
+    let mut names =
+        (0..).map(|i| format!("inf-{i}")).filter(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) != doomed);
+    let (ana_id, bob_id) = (names.next().unwrap(), names.next().unwrap());
+    let mut ana = Session::open(&mut c, &ana_id, vec![support::skill("justice", 3)]).await;
+    let mut bob = Session::open(&mut c, &bob_id, vec![support::skill("justice", 3)]).await;
+    c.desk.pause(pb::PauseRequest { informant_id: bob_id.clone(), reason: "test".into() }).await.unwrap();
+
+    // c1 is connected to ana; c2..c5 wait behind it, in this order.
+    let offer = |id: &str| pb::OfferCallRequest { caller_number: NUMBER.into(), ..support::offer(id, "justice") };
+    support::offer_retrying(&mut c, offer("c1")).await;
+    let (offer_id, call_id) = ana.next_offer().await;
+    assert_eq!(call_id, "c1");
+    c.desk.accept_offer(pb::OfferReply { informant_id: ana_id.clone(), offer_id }).await.unwrap();
+    let waiting = ["c2", "c3", "c4", "c5"];
+    for id in waiting {
+        support::offer_retrying(&mut c, offer(id)).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let mut stream = c
+        .gateway
+        .watch_call(pb::WatchCallRequest { call_id: "c2".into(), after_sequence: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Every acknowledged call is in etcd, its caller's number in no form
+    // but its keyed hash.
+    let stored = stored_calls(&mut kv).await;
+    assert_eq!(stored.len(), 5, "{:?}", stored.iter().map(|(k, _)| k).collect::<Vec<_>>());
+    let digits = NUMBER.trim_start_matches('+');
+    assert!(stored.iter().all(|(_, v)| !String::from_utf8_lossy(v).contains(digits)), "a number in clear in etcd");
+
+    // kill -9 the queue's member.
+    let killed_at = Instant::now();
+    drop(nodes[doomed].take());
+    let mut seen = read_until_broken(&mut stream, 1).await;
+
+    // bob, back, is offered the waiting calls in their order.
+    retrying!("resume", c.desk.resume(pb::InformantRequest { informant_id: bob_id.clone() }));
+    for (n, expected) in waiting.iter().enumerate() {
+        let (offer_id, call_id) =
+            tokio::time::timeout(Duration::from_secs(20), bob.next_offer_forever()).await.expect("an offer in time");
+        if n == 0 {
+            println!("first call routed again {:?} after the kill", killed_at.elapsed());
+        }
+        assert_eq!(call_id, *expected, "order kept through the takeover");
+        let accept = pb::OfferReply { informant_id: bob_id.clone(), offer_id };
+        retrying!("accept", c.desk.accept_offer(accept.clone()));
+        let finish = pb::FinishCallRequest { informant_id: bob_id.clone(), call_id };
+        retrying!("finish", c.desk.finish_call(finish.clone()));
+    }
+
+    // ana was still on c1: she ends it, and it ends once.
+    let finish = pb::FinishCallRequest { informant_id: ana_id.clone(), call_id: "c1".into() };
+    retrying!("finish c1", c.desk.finish_call(finish.clone()));
+    let start = Instant::now();
+    loop {
+        let status = retrying!("get c1", c.gateway.get_call(pb::GetCallRequest { call_id: "c1".into() }));
+        if support::state_of(&status) == pb::CallState::Completed {
+            assert_eq!(status.informant_id, ana_id);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "c1 completed: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The gateway resumes c2's stream from the last event it saw: nothing
+    // lost, nothing repeated.
+    let last = seen.last().map_or(0, |e| e.sequence);
+    let mut resumed = Watch::open(&mut c, "c2", last).await;
+    seen.extend(resumed.rest().await);
+    let sequences: Vec<u64> = seen.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>(), "no event lost or repeated");
+    assert_eq!(support::history(&seen), ["queued", "offered", "connected", "completed"]);
+
+    // Ended calls leave etcd.
+    let start = Instant::now();
+    while !stored_calls(&mut kv).await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "ended calls still in etcd");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the informant's desk did with one offer.
+#[derive(Debug)]
+enum Took {
+    Connected(String),
+    Refused(String, tonic::Code),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_busy_queues_member_mid_burst_loses_no_acknowledged_call_and_keeps_their_order() {
+    const CALLS: usize = 60;
+    const KILL_AFTER: usize = 20;
+    let etcd = EtcdProcess::start();
+    let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let ids = ["node-a", "node-b", "node-c"];
+    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
+    for node in nodes.iter().flatten() {
+        until_members(node, 3).await;
+    }
+    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let doomed = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
+    let survivor = (0..3).find(|i| *i != doomed).unwrap();
+    let mut c = Clients::new(nodes[survivor].as_ref().unwrap(), "cai").await;
+    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+
+    // One informant, off the doomed member, takes every call as it comes:
+    // the order it is connected in is the queue's order.
+    let ana_id = (0..)
+        .map(|i| format!("inf-{i}"))
+        .find(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) != doomed)
+        .unwrap();
+    let mut session = Session::open(&mut c, &ana_id, vec![support::skill("justice", 3)]).await;
+    let (done_tx, mut done_rx) = tokio::sync::watch::channel(None::<usize>);
+    let mut desk = c.desk.clone();
+    let informant = ana_id.clone();
+    let desk_task = tokio::spawn(async move {
+        let mut took = Vec::new();
+        let mut connected = 0;
+        loop {
+            if done_rx.borrow_and_update().is_some_and(|n| connected >= n) {
+                return took;
+            }
+            let offer = tokio::select! {
+                offer = session.next_offer_forever() => offer,
+                _ = done_rx.changed() => continue,
+            };
+            let (offer_id, call_id) = offer;
+            match desk.accept_offer(pb::OfferReply { informant_id: informant.clone(), offer_id }).await {
+                Ok(_) => {
+                    connected += 1;
+                    took.push(Took::Connected(call_id.clone()));
+                    let finish = pb::FinishCallRequest { informant_id: informant.clone(), call_id };
+                    retrying!("finish", desk.finish_call(finish.clone()));
+                    desk.end_wrap_up(pb::InformantRequest { informant_id: informant.clone() }).await.ok();
+                }
+                // The offer's queue failed over meanwhile: the call is
+                // proposed again by its new owner.
+                Err(e) => took.push(Took::Refused(call_id, e.code())),
+            }
+        }
+    });
+
+    // The gateway offers a burst, retrying UNAVAILABLE with the same call
+    // id as a gateway does; the queue's member is killed in the middle.
+    let mut acknowledged = Vec::new();
+    let mut killed_at = None;
+    for n in 0..CALLS {
+        let id = format!("b{n:03}");
+        let offered = retrying!("offer", c.gateway.offer_call(support::offer(&id, "justice")));
+        assert_eq!(offered.call.as_ref().map(|s| s.call_id.as_str()), Some(id.as_str()));
+        acknowledged.push(id);
+        if n + 1 == KILL_AFTER {
+            drop(nodes[doomed].take());
+            killed_at = Some(Instant::now());
+        }
+    }
+    println!("burst offered; {:?} since the kill", killed_at.unwrap().elapsed());
+    done_tx.send(Some(CALLS)).unwrap();
+    let took = tokio::time::timeout(Duration::from_secs(60), desk_task).await.expect("every call taken").unwrap();
+
+    // Every acknowledged call was connected exactly once, in the order the
+    // gateway's acknowledgements give, and ended once.
+    let connected: Vec<&str> = took
+        .iter()
+        .filter_map(|t| match t {
+            Took::Connected(id) => Some(id.as_str()),
+            Took::Refused(..) => None,
+        })
+        .collect();
+    let refused: Vec<String> = took
+        .iter()
+        .filter_map(|t| match t {
+            Took::Refused(id, code) => Some(format!("{id}: {code:?}")),
+            Took::Connected(_) => None,
+        })
+        .collect();
+    println!("{} connected, refused offers (failover): {refused:?}", connected.len());
+    assert_eq!(connected, acknowledged.iter().map(String::as_str).collect::<Vec<_>>(), "each call once, in order");
+    // Each was finished (a finish refused would have failed the desk), and
+    // each ended once: etcd, which holds live calls only, ends up empty.
+    let start = Instant::now();
+    while !stored_calls(&mut kv).await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "ended calls still in etcd");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_member_hands_its_queues_over_with_their_calls() {
+    let etcd = EtcdProcess::start();
+    let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let ids = ["node-a", "node-b", "node-c"];
+    let nodes: Vec<NodeProcess> = ids.iter().map(|id| member(&etcd, id)).collect();
+    for node in &nodes {
+        until_members(node, 3).await;
+    }
+    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let drained = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
+    let stays = (0..3).find(|i| *i != drained).unwrap();
+    let mut c = Clients::new(&nodes[stays], "cai").await;
+    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+    let ana_id = (0..)
+        .map(|i| format!("inf-{i}"))
+        .find(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) != drained)
+        .unwrap();
+    let mut ana = Session::open(&mut c, &ana_id, vec![support::skill("justice", 3)]).await;
+    c.desk.pause(pb::PauseRequest { informant_id: ana_id.clone(), reason: "test".into() }).await.unwrap();
+    let waiting = ["c1", "c2", "c3"];
+    for id in waiting {
+        support::offer_retrying(&mut c, support::offer(id, "justice")).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let epoch_before = kv.get("/relais/owners/queue:cai/justice", None).await.unwrap().kvs()[0].create_revision();
+
+    // The drain: the queue moves to a member that stays, and the drained
+    // member soon holds no call.
+    let mut d = Clients::new(&nodes[drained], "cai").await;
+    let start = Instant::now();
+    loop {
+        let left = d.admin.drain(pb::DrainRequest {}).await.unwrap().into_inner();
+        if left.live_calls == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the drained member still holds {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let start = Instant::now();
+    let taker = loop {
+        let read = kv.get("/relais/owners/queue:cai/justice", None).await.unwrap();
+        if let Some(kv) = read.kvs().first()
+            && kv.value_str().unwrap() != ids[drained]
+        {
+            assert!(kv.create_revision() > epoch_before);
+            break kv.value_str().unwrap().to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "nobody took the drained member's queue");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("queue handed from {} to {taker} in {:?}", ids[drained], start.elapsed());
+
+    // Its calls went with it, in their order.
+    c.desk.resume(pb::InformantRequest { informant_id: ana_id.clone() }).await.unwrap();
+    for expected in waiting {
+        let (offer_id, call_id) = ana.next_offer().await;
+        assert_eq!(call_id, expected);
+        let accept = pb::OfferReply { informant_id: ana_id.clone(), offer_id };
+        retrying!("accept", c.desk.accept_offer(accept.clone()));
+        let finish = pb::FinishCallRequest { informant_id: ana_id.clone(), call_id };
+        retrying!("finish", c.desk.finish_call(finish.clone()));
+        c.desk.end_wrap_up(pb::InformantRequest { informant_id: ana_id.clone() }).await.ok();
+    }
+    // A new queue goes to a member that stays.
+    support::apply(&mut c, vec![support::queue("justice", "justice", 1), support::queue("logement", "logement", 1)])
+        .await;
+    let start = Instant::now();
+    loop {
+        let read = kv.get("/relais/owners/queue:cai/logement", None).await.unwrap();
+        if let Some(kv) = read.kvs().first() {
+            assert_ne!(kv.value_str().unwrap(), ids[drained], "a draining member took a new queue");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "nobody took the new queue");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let start = Instant::now();
+    while !stored_calls(&mut kv).await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "ended calls still in etcd");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,173 @@
+//! A queue's calls, written as `DurableCall`s and restored by a fresh
+//! `QueueCore` (the queue's next owner after a failure), go on as if
+//! nothing happened: same order, same informants, gapless event logs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use relais_routing::call::{CallEventKind, CallInfo};
+use relais_routing::pool::PoolEntry;
+use relais_routing::queue::{DurableCall, QueueCore, QueueEffect};
+use relais_routing::{QueueConfig, Requirement, SkillSet};
+
+fn queue(now: u64) -> QueueCore {
+    QueueCore::new(QueueConfig::new("justice", Requirement::new([("justice", 1)])), "ecoute".into(), now)
+}
+
+fn call(id: &str, priority: u8, arrived_ms: u64) -> CallInfo {
+    CallInfo {
+        call_id: id.into(),
+        priority,
+        vulnerable: false,
+        language: "".into(),
+        topic: "".into(),
+        caller_pseudonym: "p".into(),
+        attributes: Arc::new(BTreeMap::new()),
+        arrived_ms,
+    }
+}
+
+fn skills() -> SkillSet {
+    SkillSet::new([("justice", 3)])
+}
+
+fn entry(id: &str, generation: u64) -> PoolEntry {
+    PoolEntry { informant_id: id.into(), skills: skills(), idle_since_ms: 0, occupancy_permille: 0, generation }
+}
+
+/// The call proposed by `fx`, if any.
+fn proposed(fx: &[QueueEffect]) -> Option<(Arc<str>, Arc<str>)> {
+    fx.iter().find_map(|e| match e {
+        QueueEffect::Propose { proposal, .. } => Some((proposal.call.call_id.clone(), proposal.offer_id.clone())),
+        _ => None,
+    })
+}
+
+/// Connects the next call `informant` is proposed once available.
+fn take_next(q: &mut QueueCore, informant: &str, generation: u64, now: u64) -> Arc<str> {
+    let fx = q.available(entry(informant, generation), now);
+    let (call_id, offer_id) = proposed(&fx).expect("a call is proposed");
+    q.proposal_answered(&call_id, &offer_id, informant, true, now);
+    q.connect(&call_id, &offer_id, informant, now).expect("connects");
+    call_id
+}
+
+#[test]
+fn restored_calls_keep_their_order_informant_and_events() {
+    let mut old = queue(0);
+    old.join("alice".into(), skills());
+    // b and c arrive in the same millisecond: their sequence orders them.
+    for (id, priority, at) in [("a", 1, 10), ("b", 1, 20), ("c", 1, 20), ("v", 5, 30)] {
+        old.offer_call(call(id, priority, at), at).expect("accepted");
+    }
+    assert_eq!(take_next(&mut old, "alice", 1, 40).as_ref(), "v");
+    // An offer in progress is not kept: its call waits again.
+    old.join("bob".into(), skills());
+    let fx = old.available(entry("bob", 1), 50);
+    assert_eq!(proposed(&fx).map(|(c, _)| c).as_deref(), Some("a"));
+
+    let written: Vec<DurableCall> = ["c", "v", "a", "b"].iter().map(|id| old.durable(id).expect("live call")).collect();
+    assert_eq!(written[1].connected.as_ref().map(|(i, _)| i.as_ref()), Some("alice"));
+    assert!(written.iter().filter(|d| d.call.info.call_id.as_ref() != "v").all(|d| d.connected.is_none()));
+
+    let mut new = queue(1_000);
+    new.restore(written.clone(), 1_000);
+    new.check_invariants().expect("restored queue is consistent");
+    assert_eq!(new.live_calls(), 4);
+    for d in &written {
+        let call_id = d.call.info.call_id.as_ref();
+        assert_eq!(new.durable(call_id).as_ref(), Some(d), "call {call_id} restored as written");
+    }
+    // Restoring again changes nothing.
+    new.restore(written, 1_000);
+    assert_eq!(new.live_calls(), 4);
+
+    // Waiting calls are served in their original order.
+    new.join("bob".into(), skills());
+    new.join("carol".into(), skills());
+    new.join("dave".into(), skills());
+    let served: Vec<Arc<str>> = ["bob", "carol", "dave"].iter().map(|i| take_next(&mut new, i, 2, 1_100)).collect();
+    assert_eq!(served.iter().map(|c| c.as_ref()).collect::<Vec<_>>(), ["a", "b", "c"]);
+
+    // The connected call ends with its informant, after its last event.
+    let before = new.call("v").expect("live").events.last_sequence();
+    let fx = new.complete(&"v".into(), "alice", 1_200).expect("alice holds v");
+    let end = fx
+        .iter()
+        .find_map(|e| match e {
+            QueueEffect::Event { event, .. } if event.kind == CallEventKind::Completed => Some(event.sequence),
+            _ => None,
+        })
+        .expect("completed event");
+    assert_eq!(end, before + 1);
+    new.check_invariants().expect("consistent after serving");
+}
+
+#[test]
+fn a_new_call_after_a_restore_queues_behind_restored_calls_of_the_same_millisecond() {
+    let mut old = queue(0);
+    old.offer_call(call("a", 1, 10), 10).expect("accepted");
+    let written = vec![old.durable("a").expect("live")];
+    let mut new = queue(10);
+    new.restore(written, 10);
+    new.offer_call(call("b", 1, 10), 10).expect("accepted");
+    new.join("bob".into(), skills());
+    assert_eq!(take_next(&mut new, "bob", 1, 11).as_ref(), "a");
+}
+
+#[test]
+fn a_call_moving_here_is_restored_behind_its_arrival() {
+    let mut source = queue(0);
+    source.offer_call(call("m", 1, 5), 5).expect("accepted");
+    let mut moving = source.durable("m").expect("live");
+    moving.queue_id = "logement".into();
+    moving.seq = 0;
+    let mut target = queue(10);
+    target.offer_call(call("late", 1, 8), 8).expect("accepted");
+    target.restore(vec![moving], 10);
+    target.join("bob".into(), skills());
+    assert_eq!(take_next(&mut target, "bob", 1, 11).as_ref(), "m", "arrived earlier, served first");
+    target.check_invariants().expect("consistent");
+}
+
+#[test]
+fn an_informant_announcing_itself_ends_the_call_a_lost_finish_left_connected() {
+    let mut old = queue(0);
+    old.join("alice".into(), skills());
+    old.offer_call(call("v", 1, 10), 10).expect("accepted");
+    assert_eq!(take_next(&mut old, "alice", 1, 20).as_ref(), "v");
+    // Alice finished v, but the member that held the queue died before
+    // its finish reached it: the next owner restores v as connected.
+    let mut new = queue(100);
+    new.restore(vec![old.durable("v").expect("live")], 100);
+    new.offer_call(call("w", 1, 50), 100).expect("accepted");
+    new.join("alice".into(), skills());
+    let fx = new.available(entry("alice", 2), 200);
+    assert!(
+        fx.iter().any(|e| matches!(e, QueueEffect::Event { call_id, event } if call_id.as_ref() == "v" && event.kind == CallEventKind::Completed)),
+        "v completed: {fx:?}"
+    );
+    assert!(
+        fx.iter().any(|e| matches!(e, QueueEffect::Ended { snapshot, .. } if snapshot.info.call_id.as_ref() == "v"))
+    );
+    assert_eq!(proposed(&fx).map(|(c, _)| c).as_deref(), Some("w"), "and she is proposed the next call");
+    new.check_invariants().expect("consistent");
+}
+
+#[test]
+fn a_connect_asked_again_after_a_takeover_is_answered_the_same() {
+    let mut old = queue(0);
+    old.join("alice".into(), skills());
+    old.offer_call(call("v", 1, 10), 10).expect("accepted");
+    let fx = old.available(entry("alice", 1), 20);
+    let (call_id, offer_id) = proposed(&fx).expect("proposed");
+    old.proposal_answered(&call_id, &offer_id, "alice", true, 20);
+    old.connect(&call_id, &offer_id, "alice", 20).expect("connects");
+    // The answer was lost with the member; the informant asks the next owner.
+    let mut new = queue(100);
+    new.restore(vec![old.durable("v").expect("live")], 100);
+    let again = new.connect(&call_id, &offer_id, "alice", 100).expect("connected to alice already");
+    assert!(again.is_empty(), "nothing new: {again:?}");
+    assert!(new.connect(&call_id, &offer_id, "bob", 100).is_err(), "not bob's");
+    new.check_invariants().expect("consistent");
+}
