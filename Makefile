@@ -12,16 +12,18 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NODE_ADDR ?= 127.0.0.1:50051
 DEMO_ARGS ?= --live
+CLUSTER_DEMO_ARGS ?= --live
 
 CLUSTER_DIR ?= target/cluster
 CLUSTER_ETCD_PORT ?= 23790
 
-.PHONY: help deps build run cluster test lint bench clean
+.PHONY: help deps build run cluster cluster-demo test lint bench clean
 
 help:
 	@echo "make run    - one relais node on its embedded default + live CAI-like demo (Ctrl-C stops both)"
 	@echo "make test   - lint and every test (what CI runs)"
 	@echo "make cluster - etcd + three nodes joined in one membership, and relaisctl members every 2 s (Ctrl-C stops all)"
+	@echo "make cluster-demo - the same cluster under the live CAI-like demo spread over the three nodes; kill -9 one mid-run"
 	@echo "make bench  - routing, memory and end-to-end benchmarks, and a long Erlang C check (see docs/benchmarks.md)"
 
 # System packages: protoc (etcd-client's and our proto build need it) and
@@ -57,36 +59,87 @@ run: build
 	@$(start_node)
 	./target/release/relais-loadgen --target http://$(NODE_ADDR) $(DEMO_ARGS)
 
-# A local cluster's membership: one etcd member (fresh data in
-# $(CLUSTER_DIR)) and three nodes on 127.0.0.1:50051-50053. Their pids are
-# printed: kill -9 one and watch it leave the member list. Queues and
-# informants are not spread over the members yet: each node routes its own
-# clients.
+# Starts a local cluster: one etcd member (fresh data in $(CLUSTER_DIR)) and
+# three nodes, node-1 to node-3 on 127.0.0.1:50051-50053, each in its own
+# session (so that Ctrl-C reaches only what runs in the foreground), prints
+# their pids and waits until the three are members. Whatever ends the recipe
+# stops what the shell variable pids lists (the nodes, and what the recipe
+# adds), waits for them, then stops etcd: a node leaves the cluster as it
+# stops, which needs etcd. A node still there after 10 s is killed (today a
+# member's graceful stop can wait on streams the other members keep open to
+# it). Sets targets, the nodes' addresses as relais-loadgen takes them, and
+# nodes, each node's id and pid.
+define start_cluster
+rm -rf $(CLUSTER_DIR); mkdir -p $(CLUSTER_DIR)
+etcd_url=http://127.0.0.1:$(CLUSTER_ETCD_PORT)
+peer_url=http://127.0.0.1:$$(( $(CLUSTER_ETCD_PORT) + 1 ))
+setsid etcd --name relais --data-dir $(CLUSTER_DIR)/etcd --pre-vote=true \
+  --listen-client-urls $$etcd_url --advertise-client-urls $$etcd_url \
+  --listen-peer-urls $$peer_url --initial-advertise-peer-urls $$peer_url \
+  --initial-cluster relais=$$peer_url >$(CLUSTER_DIR)/etcd.log 2>&1 &
+etcd_pid=$$!
+pids=""
+trap 'kill $$pids 2>/dev/null || true
+  for _ in $$(seq 100); do kill -0 $$pids 2>/dev/null || break; sleep 0.1; done
+  kill -9 $$pids 2>/dev/null || true
+  kill $$etcd_pid 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+trap 'exit 130' INT TERM
+for _ in $$(seq 100); do grep -q "ready to serve client requests" $(CLUSTER_DIR)/etcd.log && break; sleep 0.1; done
+echo "relais: etcd on $$etcd_url (pid $$etcd_pid, log $(CLUSTER_DIR)/etcd.log)"
+targets=""
+nodes=""
+for i in 1 2 3; do
+  setsid ./target/release/relais-node --listen 127.0.0.1:5005$$i --etcd $$etcd_url --node-id node-$$i \
+    >$(CLUSTER_DIR)/node-$$i.out 2>$(CLUSTER_DIR)/node-$$i.log &
+  pids="$$! $$pids"
+  targets="$$targets --target http://127.0.0.1:5005$$i"
+  nodes="$$nodes node-$$i=pid $$!"
+  echo "relais: node-$$i on 127.0.0.1:5005$$i (pid $$!, log $(CLUSTER_DIR)/node-$$i.log)"
+done
+for _ in $$(seq 100); do
+  members=$$(./target/release/relaisctl --output json members 2>/dev/null | grep -c '"node_id"' || true)
+  [ "$$members" = 3 ] && break
+  sleep 0.1
+done
+endef
+
+# A local cluster: etcd and three nodes (see start_cluster), and
+# relaisctl members every two seconds. Each queue and each logged-in
+# informant lives on one member: kill -9 a node and watch it leave, and its
+# actors' count move to the others.
 cluster: build
-	@rm -rf $(CLUSTER_DIR); mkdir -p $(CLUSTER_DIR)
-	etcd_url=http://127.0.0.1:$(CLUSTER_ETCD_PORT)
-	peer_url=http://127.0.0.1:$$(( $(CLUSTER_ETCD_PORT) + 1 ))
-	setsid etcd --name relais --data-dir $(CLUSTER_DIR)/etcd --pre-vote=true \
-	  --listen-client-urls $$etcd_url --advertise-client-urls $$etcd_url \
-	  --listen-peer-urls $$peer_url --initial-advertise-peer-urls $$peer_url \
-	  --initial-cluster relais=$$peer_url >$(CLUSTER_DIR)/etcd.log 2>&1 &
-	pids=$$!
-	trap 'kill $$pids 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-	trap 'exit 130' INT TERM
-	for _ in $$(seq 100); do grep -q "ready to serve client requests" $(CLUSTER_DIR)/etcd.log && break; sleep 0.1; done
-	echo "relais: etcd on $$etcd_url (pid $$pids, log $(CLUSTER_DIR)/etcd.log)"
-	for i in 1 2 3; do
-	  setsid ./target/release/relais-node --listen 127.0.0.1:5005$$i --etcd $$etcd_url --node-id node-$$i \
-	    >$(CLUSTER_DIR)/node-$$i.out 2>$(CLUSTER_DIR)/node-$$i.log &
-	  pids="$$! $$pids"
-	  echo "relais: node-$$i on 127.0.0.1:5005$$i (pid $$!, log $(CLUSTER_DIR)/node-$$i.log)"
-	done
-	sleep 1
+	@$(start_cluster)
 	while true; do
 	  for i in 1 2 3; do
 	    ./target/release/relaisctl --target http://127.0.0.1:5005$$i members 2>&1 && break || true
 	  done
 	  echo "---- $$(date +%T) · Ctrl-C stops etcd and the nodes"; sleep 2
+	done
+
+# The same cluster under the CAI-like demo: relais-loadgen applies the plan
+# and plays the gateway and the informants over the three nodes (each
+# informant and each call starts at one node in turn). Its live view shows
+# the member each queue lives on and the informants each member hosts, and
+# $(CLUSTER_DIR)/actors.log gets `relaisctl actors` every two seconds. kill -9
+# a node mid-run: its queues are taken over by the others, its informants
+# log in again, and the summary counts the re-logins and the offers retried.
+# Ctrl-C stops the demo (which hangs up and logs out), then the cluster.
+cluster-demo: build
+	@$(start_cluster)
+	( while true; do
+	    echo "---- $$(date +%T)"
+	    for i in 1 2 3; do
+	      ./target/release/relaisctl --target http://127.0.0.1:5005$$i actors 2>&1 && break || true
+	    done
+	    sleep 2
+	  done ) >$(CLUSTER_DIR)/actors.log &
+	pids="$$! $$pids"
+	echo "relais: owners of queues and informants every 2 s in $(CLUSTER_DIR)/actors.log (tail -f it)"
+	echo "relais: nodes$$nodes: kill -9 one mid-run to watch its actors move; Ctrl-C stops everything"
+	./target/release/relais-loadgen $$targets $(CLUSTER_DEMO_ARGS)
+	echo "relais: where the queues ended up:"
+	for i in 1 2 3; do
+	  ./target/release/relaisctl --target http://127.0.0.1:5005$$i actors --kind queue 2>/dev/null && break || true
 	done
 
 lint: deps

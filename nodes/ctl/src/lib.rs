@@ -1,6 +1,7 @@
 //! `relaisctl`: what operators ask a relais cluster. Each command reads
-//! through one node's Admin service (or, for `locate`, its Locator) and
-//! prints a table, or JSON with `--output json`.
+//! through one node's Admin service (or, for `locate`, its Locator), and
+//! through every member's when each tells of its own actors (`stats`,
+//! `actors`), and prints a table, or JSON with `--output json`.
 
 use std::fmt::Write as _;
 
@@ -41,6 +42,13 @@ pub enum Cmd {
     /// Live statistics of the tenant's queues and informants, on every
     /// member (each member routes the clients connected to it).
     Stats,
+    /// Where each of the tenant's queues and logged-in informants lives:
+    /// every member lists the actors it hosts.
+    Actors {
+        /// Only queues, or only informants.
+        #[arg(long, value_enum)]
+        kind: Option<Kind>,
+    },
     /// Drains a member before a restart: it takes no new call or login and
     /// serves the calls it holds; waits until none is left.
     Drain {
@@ -55,6 +63,13 @@ pub enum Cmd {
         #[command(flatten)]
         target: LocateTarget,
     },
+}
+
+/// A kind of actor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Queue,
+    Informant,
 }
 
 /// What `locate` looks for: exactly one of these.
@@ -115,30 +130,68 @@ async fn admin_client(target: &str, tenant: &str) -> anyhow::Result<Admin> {
     Ok(AdminClient::with_interceptor(connect(target).await?, Operator { tenant: tenant.parse()? }))
 }
 
-/// Each member's statistics, asked at its own address (a member routes
-/// the clients connected to it); a member that does not answer is named
-/// with the reason.
-async fn stats_of_members(
-    members: &pb::ListMembersResponse,
-    tenant: &str,
-) -> (Vec<(String, pb::StatsResponse)>, Vec<(String, String)>) {
+/// Members' answers by node id, and the members that did not answer, with
+/// the reason.
+type Answers<T> = (Vec<(String, T)>, Vec<(String, String)>);
+
+/// Asks every member at its own address (each tells of the actors it
+/// hosts); a member that does not answer is named with the reason.
+async fn ask_members<T, F, Fut>(members: &pb::ListMembersResponse, tenant: &str, ask: F) -> Answers<T>
+where
+    F: Fn(Admin) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
     // All at once: a silent member costs its timeout once, not once per member.
-    let asks = members.members.iter().map(|m| async move {
-        let stats = match admin_client(&format!("http://{}", m.address), tenant).await {
-            Ok(mut admin) => admin.get_stats(pb::ListRequest {}).await.map_err(|e| e.message().to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        (m.node_id.clone(), stats)
+    let asks = members.members.iter().map(|m| {
+        let ask = &ask;
+        async move {
+            let answer = match admin_client(&format!("http://{}", m.address), tenant).await {
+                Ok(admin) => ask(admin).await.map_err(|e| e.message().to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            (m.node_id.clone(), answer)
+        }
     });
     let mut answered = Vec::new();
     let mut silent = Vec::new();
-    for (node, stats) in futures::future::join_all(asks).await {
-        match stats {
+    for (node, answer) in futures::future::join_all(asks).await {
+        match answer {
             Ok(r) => answered.push((node, r.into_inner())),
             Err(e) => silent.push((node, e)),
         }
     }
     (answered, silent)
+}
+
+/// Asks every member of a cluster, or the one node without etcd through
+/// the channel already open to it.
+async fn ask_every_member<T, F, Fut>(
+    admin: &Admin,
+    members: &pb::ListMembersResponse,
+    tenant: &str,
+    ask: F,
+) -> anyhow::Result<Answers<T>>
+where
+    F: Fn(Admin) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    if members.clustered {
+        return Ok(ask_members(members, tenant, ask).await);
+    }
+    let node = members.members.first().map(|m| m.node_id.clone()).unwrap_or_default();
+    let r = ask(admin.clone()).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    Ok((vec![(node, r.into_inner())], Vec::new()))
+}
+
+/// How many of the tenant's actors a member hosts: `None` when it cannot
+/// say (unreachable, or too old to know `ListActors`).
+async fn member_actors(address: &str, tenant: &str) -> Option<(u32, u32)> {
+    let mut admin = admin_client(&format!("http://{address}"), tenant).await.ok()?;
+    let mut request =
+        Request::new(pb::ListActorsRequest { kind: pb::ActorKind::Unspecified as i32, counts_only: true });
+    request.set_timeout(std::time::Duration::from_secs(1));
+    let r = admin.list_actors(request).await.ok()?.into_inner();
+    Some((r.queues, r.informants))
 }
 
 /// Runs one command and returns what to print.
@@ -167,9 +220,11 @@ pub async fn run(args: &Args) -> anyhow::Result<String> {
         Cmd::Members => {
             let r = admin.list_members(pb::ListRequest {}).await.map_err(status)?.into_inner();
             let health = futures::future::join_all(r.members.iter().map(|m| member_health(&m.address))).await;
+            let actors =
+                futures::future::join_all(r.members.iter().map(|m| member_actors(&m.address, &args.tenant))).await;
             Ok(match args.output {
-                Output::Table => members_table(&r, &health),
-                Output::Json => serde_json::to_string_pretty(&MembersJson::new(&r, &health))?,
+                Output::Table => members_table(&r, &health, &actors),
+                Output::Json => serde_json::to_string_pretty(&MembersJson::new(&r, &health, &actors))?,
             })
         }
         Cmd::Drain { ref node, timeout_s } => {
@@ -224,16 +279,32 @@ pub async fn run(args: &Args) -> anyhow::Result<String> {
         }
         Cmd::Stats => {
             let members = admin.list_members(pb::ListRequest {}).await.map_err(status)?.into_inner();
-            let (answered, silent) = if members.clustered {
-                stats_of_members(&members, &args.tenant).await
-            } else {
-                let r = admin.get_stats(pb::ListRequest {}).await.map_err(status)?.into_inner();
-                let node = members.members.first().map(|m| m.node_id.clone()).unwrap_or_default();
-                (vec![(node, r)], Vec::new())
-            };
+            let (answered, silent) = ask_every_member(&admin, &members, &args.tenant, |mut admin| async move {
+                admin.get_stats(pb::ListRequest {}).await
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.target))?;
             Ok(match args.output {
                 Output::Table => stats_table(&answered, &silent),
                 Output::Json => serde_json::to_string_pretty(&StatsJson::new(&answered, &silent))?,
+            })
+        }
+        Cmd::Actors { kind } => {
+            let members = admin.list_members(pb::ListRequest {}).await.map_err(status)?.into_inner();
+            let kind = match kind {
+                None => pb::ActorKind::Unspecified,
+                Some(Kind::Queue) => pb::ActorKind::Queue,
+                Some(Kind::Informant) => pb::ActorKind::Informant,
+            };
+            let request = pb::ListActorsRequest { kind: kind as i32, counts_only: false };
+            let (answered, silent) = ask_every_member(&admin, &members, &args.tenant, |mut admin| async move {
+                admin.list_actors(request).await
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.target))?;
+            Ok(match args.output {
+                Output::Table => actors_table(&answered, &silent),
+                Output::Json => serde_json::to_string_pretty(&ActorsJson::new(&answered, &silent))?,
             })
         }
     }
@@ -275,22 +346,26 @@ pub async fn member_health(address: &str) -> &'static str {
     }
 }
 
-pub fn members_table(r: &pb::ListMembersResponse, health: &[&'static str]) -> String {
+/// The members, with each one's health and the tenant's actors it hosts
+/// (queues, informants), in the order of `r.members`.
+pub fn members_table(r: &pb::ListMembersResponse, health: &[&'static str], actors: &[Option<(u32, u32)>]) -> String {
     let rows: Vec<Vec<String>> = r
         .members
         .iter()
         .zip(health)
-        .map(|(m, h)| {
+        .zip(actors)
+        .map(|((m, h), a)| {
             vec![
                 format!("{}{}", m.node_id, if m.answering { " *" } else { "" }),
                 m.address.clone(),
                 (*h).to_string(),
+                a.map_or_else(|| "-".to_string(), |(queues, informants)| (queues + informants).to_string()),
                 m.lease.clone(),
                 format_unix_ms(m.started_unix_ms),
             ]
         })
         .collect();
-    let mut out = table(&["NODE", "ADDRESS", "HEALTH", "LEASE", "STARTED (UTC)"], &rows);
+    let mut out = table(&["NODE", "ADDRESS", "HEALTH", "ACTORS", "LEASE", "STARTED (UTC)"], &rows);
     match r.serving_for_ms {
         Some(ms) => {
             let _ = writeln!(
@@ -304,6 +379,7 @@ pub fn members_table(r: &pb::ListMembersResponse, health: &[&'static str]) -> St
             let _ = writeln!(out, "\na single node without etcd");
         }
     }
+    let _ = writeln!(out, "ACTORS: the tenant's queues and informants each member hosts (see relaisctl actors)");
     out
 }
 
@@ -361,6 +437,55 @@ pub fn stats_table(answered: &[(String, pb::StatsResponse)], silent: &[(String, 
     out
 }
 
+/// One row per actor, sorted by kind (queues first), id and member, then
+/// the members that did not answer.
+pub fn actors_table(answered: &[(String, pb::ListActorsResponse)], silent: &[(String, String)]) -> String {
+    let rows: Vec<Vec<String>> = actor_rows(answered)
+        .into_iter()
+        .map(|(node, r, a)| {
+            let queue = a.kind == pb::ActorKind::Queue as i32;
+            vec![
+                r.tenant.clone(),
+                kind_name(a.kind).to_string(),
+                a.id.clone(),
+                node.to_string(),
+                if a.epoch == 0 { "-".to_string() } else { a.epoch.to_string() },
+                if queue { String::new() } else { state_name(a.state).to_string() },
+                if queue { format!("{}/{}/{}", a.waiting, a.offered, a.connected) } else { String::new() },
+            ]
+        })
+        .collect();
+    let mut out = table(&["TENANT", "KIND", "ID", "NODE", "EPOCH", "STATE", "WAIT/OFFER/TALK"], &rows);
+    let _ = writeln!(
+        out,
+        "\n{} queue(s) and {} informant(s) hosted by {} member(s); WAIT/OFFER/TALK: a queue's calls waiting, offered, connected",
+        answered.iter().map(|(_, r)| r.queues).sum::<u32>(),
+        answered.iter().map(|(_, r)| r.informants).sum::<u32>(),
+        answered.len()
+    );
+    for (node, why) in silent {
+        let _ = writeln!(out, "{node} did not answer: {why}");
+    }
+    out
+}
+
+/// Every actor of every answer with the member that hosts it, sorted by
+/// kind, id and member.
+fn actor_rows(answered: &[(String, pb::ListActorsResponse)]) -> Vec<(&str, &pb::ListActorsResponse, &pb::HostedActor)> {
+    let mut rows: Vec<_> =
+        answered.iter().flat_map(|(node, r)| r.actors.iter().map(move |a| (node.as_str(), r, a))).collect();
+    rows.sort_by(|x, y| (x.2.kind, &x.2.id, x.0).cmp(&(y.2.kind, &y.2.id, y.0)));
+    rows
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match pb::ActorKind::try_from(kind).unwrap_or(pb::ActorKind::Unspecified) {
+        pb::ActorKind::Queue => "queue",
+        pb::ActorKind::Informant => "informant",
+        pb::ActorKind::Unspecified => "?",
+    }
+}
+
 fn state_name(state: i32) -> &'static str {
     match pb::InformantState::try_from(state).unwrap_or(pb::InformantState::Unspecified) {
         pb::InformantState::Available => "available",
@@ -403,13 +528,21 @@ struct MemberJson {
     node_id: String,
     address: String,
     health: &'static str,
+    /// The tenant's actors the member hosts; null when it could not say.
+    actors: Option<ActorCountsJson>,
     lease: String,
     started_unix_ms: i64,
     answering: bool,
 }
 
+#[derive(Serialize)]
+struct ActorCountsJson {
+    queues: u32,
+    informants: u32,
+}
+
 impl MembersJson {
-    fn new(r: &pb::ListMembersResponse, health: &[&'static str]) -> Self {
+    fn new(r: &pb::ListMembersResponse, health: &[&'static str], actors: &[Option<(u32, u32)>]) -> Self {
         Self {
             clustered: r.clustered,
             revision: r.revision,
@@ -418,16 +551,69 @@ impl MembersJson {
                 .members
                 .iter()
                 .zip(health)
-                .map(|(m, h)| MemberJson {
+                .zip(actors)
+                .map(|((m, h), a)| MemberJson {
                     node_id: m.node_id.clone(),
                     address: m.address.clone(),
                     health: h,
+                    actors: a.map(|(queues, informants)| ActorCountsJson { queues, informants }),
                     lease: m.lease.clone(),
                     started_unix_ms: m.started_unix_ms,
                     answering: m.answering,
                 })
                 .collect(),
         }
+    }
+}
+
+#[derive(Serialize)]
+struct ActorsJson {
+    /// Sorted by kind (queues first), id and member.
+    actors: Vec<ActorJson>,
+    /// Members that did not answer, with the reason.
+    silent: Vec<SilentJson>,
+}
+
+#[derive(Serialize)]
+struct ActorJson {
+    tenant: String,
+    kind: &'static str,
+    id: String,
+    node_id: String,
+    address: String,
+    /// The member's claim on the actor in etcd; 0 without etcd.
+    epoch: i64,
+    /// An informant's state; null for a queue.
+    state: Option<&'static str>,
+    /// A queue's calls; null for an informant.
+    waiting: Option<u32>,
+    offered: Option<u32>,
+    connected: Option<u32>,
+}
+
+impl ActorsJson {
+    fn new(answered: &[(String, pb::ListActorsResponse)], silent: &[(String, String)]) -> Self {
+        let actors = actor_rows(answered)
+            .into_iter()
+            .map(|(node, r, a)| {
+                let queue = a.kind == pb::ActorKind::Queue as i32;
+                ActorJson {
+                    tenant: r.tenant.clone(),
+                    kind: kind_name(a.kind),
+                    id: a.id.clone(),
+                    node_id: node.to_string(),
+                    address: r.address.clone(),
+                    epoch: a.epoch,
+                    state: (!queue).then(|| state_name(a.state)),
+                    waiting: queue.then_some(a.waiting),
+                    offered: queue.then_some(a.offered),
+                    connected: queue.then_some(a.connected),
+                }
+            })
+            .collect();
+        let silent =
+            silent.iter().map(|(node, why)| SilentJson { node_id: node.clone(), reason: why.clone() }).collect();
+        Self { actors, silent }
     }
 }
 

@@ -44,6 +44,7 @@ async fn members_and_stats_as_tables_and_json() {
     assert!(row.starts_with("ctl-test *"), "{table}");
     assert!(row.contains(target.trim_start_matches("http://")), "{table}");
     assert!(row.contains("serving"), "the member answers its health check: {table}");
+    assert!(row.contains("serving  2 "), "it hosts one queue and one informant: {table}");
     assert!(table.contains("a single node without etcd"), "{table}");
 
     let json: serde_json::Value =
@@ -51,6 +52,7 @@ async fn members_and_stats_as_tables_and_json() {
     assert_eq!(json["clustered"], false);
     assert_eq!(json["members"][0]["node_id"], "ctl-test");
     assert_eq!(json["members"][0]["health"], "serving");
+    assert_eq!(json["members"][0]["actors"], serde_json::json!({"queues": 1, "informants": 1}));
 
     let table = run(&args(&target, &["stats"])).await.unwrap();
     let queue_row = table.lines().find(|l| l.starts_with("justice")).unwrap_or_else(|| panic!("{table}"));
@@ -64,6 +66,37 @@ async fn members_and_stats_as_tables_and_json() {
     assert_eq!(json["queues"][0]["queue_id"], "justice");
     assert_eq!(json["informants"][0]["state"], "available");
     assert_eq!(json["queues"][0]["node_id"], "ctl-test");
+}
+
+#[tokio::test]
+async fn actors_of_a_single_node_all_live_on_it() {
+    let target = node().await;
+
+    let table = run(&args(&target, &["actors"])).await.unwrap();
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("TENANT  KIND"), "{table}");
+    let queue = lines.next().unwrap();
+    let words: Vec<&str> = queue.split_whitespace().collect();
+    assert_eq!(words, ["cai", "queue", "justice", "ctl-test", "-", "0/0/0"], "{table}");
+    let informant: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(informant, ["cai", "informant", "ana", "ctl-test", "-", "available"], "{table}");
+    assert!(table.contains("1 queue(s) and 1 informant(s) hosted by 1 member(s)"), "{table}");
+
+    let out = run(&args(&target, &["--output", "json", "actors", "--kind", "informant"])).await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let actors = json["actors"].as_array().unwrap();
+    assert_eq!(actors.len(), 1, "{json}");
+    assert_eq!(actors[0]["kind"], "informant");
+    assert_eq!(actors[0]["id"], "ana");
+    assert_eq!(actors[0]["node_id"], "ctl-test");
+    assert_eq!(actors[0]["address"], target.trim_start_matches("http://"));
+    assert_eq!(actors[0]["epoch"], 0);
+    assert_eq!(actors[0]["state"], "available");
+    assert_eq!(actors[0]["waiting"], serde_json::Value::Null);
+
+    let other = run(&args(&target, &["--tenant", "nope", "actors"])).await.unwrap_err();
+    assert!(other.to_string().contains("tenant \"nope\" not found"), "{other}");
+    assert!(Args::try_parse_from(["relaisctl", "actors", "--kind", "call"]).is_err());
 }
 
 #[test]
@@ -156,6 +189,98 @@ async fn stats_cover_every_member_of_a_cluster() {
     };
     assert_eq!(located("--queue", "justice").await, queues[0]["node_id"].as_str().unwrap());
     assert_eq!(located("--informant", "ana").await, json["informants"][0]["node_id"].as_str().unwrap());
+}
+
+/// Waits until `target` lists `n` members.
+async fn until_members(target: &str, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(out) = run(&args(target, &["--output", "json", "members"])).await
+            && serde_json::from_str::<serde_json::Value>(&out).unwrap()["members"].as_array().map(Vec::len) == Some(n)
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} members listed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actors_name_the_member_each_queue_and_informant_lives_on() {
+    let etcd = etcd::EtcdProcess::start();
+    let a = member(&etcd.client_url, "node-a").await;
+    let b = member(&etcd.client_url, "node-b").await;
+    until_members(&a, 2).await;
+    until_members(&b, 2).await;
+    // Queues created through node-a, informants logged in through node-b:
+    // placement spreads both over the two members.
+    let channel = |url: &str| tonic::transport::Channel::from_shared(url.to_string()).unwrap().connect_lazy();
+    let mut admin = pb::admin_client::AdminClient::new(channel(&a));
+    let queues = ["justice", "logement", "travail", "interieur", "ecoute", "famille"];
+    let plan = queues
+        .iter()
+        .map(|id| pb::QueueConfig {
+            id: (*id).into(),
+            required_skills: vec![pb::Skill { name: (*id).into(), proficiency: 1 }],
+            ..Default::default()
+        })
+        .collect();
+    admin.apply_plan(pb::RoutingPlan { queues: plan, informants: vec![], prune: false }).await.unwrap();
+    let mut desk = pb::informant_client::InformantClient::new(channel(&b));
+    let informants: Vec<String> = (0..6).map(|i| format!("ana-{i}")).collect();
+    for id in &informants {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let skills = vec![pb::Skill { name: "justice".into(), proficiency: 3 }];
+        while let Err(e) = desk.login(pb::LoginRequest { informant_id: id.clone(), skills: skills.clone() }).await {
+            assert!(std::time::Instant::now() < deadline, "{id} logs in: {e:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    // Every queue and informant is listed once, on the member that hosts
+    // it (the one `locate` names), under a claim's epoch; the members
+    // table counts what each hosts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let json = loop {
+        let out = run(&args(&a, &["--output", "json", "actors"])).await.unwrap();
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if json["actors"].as_array().unwrap().len() == queues.len() + informants.len()
+            || std::time::Instant::now() >= deadline
+        {
+            break json;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let actors = json["actors"].as_array().unwrap();
+    assert_eq!(actors.len(), queues.len() + informants.len(), "{json}");
+    assert_eq!(json["silent"].as_array().unwrap().len(), 0, "{json}");
+    let mut hosted = std::collections::BTreeMap::<String, u64>::new();
+    for (i, actor) in actors.iter().enumerate() {
+        let (kind, id) = (actor["kind"].as_str().unwrap(), actor["id"].as_str().unwrap());
+        assert_eq!(kind, if i < queues.len() { "queue" } else { "informant" }, "queues first: {json}");
+        assert!(actor["epoch"].as_i64().unwrap() > 0, "a claim's epoch: {actor}");
+        let node = actor["node_id"].as_str().unwrap();
+        let located = run(&args(&b, &["--output", "json", "locate", &format!("--{kind}"), id])).await.unwrap();
+        let located: serde_json::Value = serde_json::from_str(&located).unwrap();
+        assert_eq!(located["node_id"], node, "{kind} {id}");
+        *hosted.entry(node.to_string()).or_default() += 1;
+    }
+    let mut ids: Vec<&str> = actors[..queues.len()].iter().map(|q| q["id"].as_str().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), queues.len(), "each queue once: {json}");
+    assert_eq!(hosted.len(), 2, "both members host actors: {json}");
+
+    let members = run(&args(&b, &["--output", "json", "members"])).await.unwrap();
+    let members: serde_json::Value = serde_json::from_str(&members).unwrap();
+    for m in members["members"].as_array().unwrap() {
+        let counts = &m["actors"];
+        let total = counts["queues"].as_u64().unwrap() + counts["informants"].as_u64().unwrap();
+        assert_eq!(Some(&total), hosted.get(m["node_id"].as_str().unwrap()), "{members}");
+    }
+    let table = run(&args(&a, &["actors", "--kind", "queue"])).await.unwrap();
+    let kinds: Vec<&str> = table.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(kinds[..queues.len()], ["queue"; 6], "{table}");
+    assert!(!kinds.contains(&"informant"), "{table}");
 }
 
 #[tokio::test]

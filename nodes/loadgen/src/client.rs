@@ -1,10 +1,14 @@
 //! gRPC plumbing shared by the simulated gateway, informants and operator: connections, identity
-//! metadata and retries.
+//! metadata, targets and retries.
 //!
 //! Every request carries the caller's identity in `x-relais-tenant` and `x-relais-role`, added by the
 //! [`Identity`] interceptor, so no other module deals with metadata. Requests are spread over several
 //! HTTP/2 connections because a server accepts a bounded number of concurrent streams per connection
 //! (hyper's default is 200) and every waiting call and every informant holds one stream open.
+//!
+//! With several targets (the members of a cluster), each informant and each call starts at one of
+//! them, in turn, and moves to the next when a request finds its member gone ([`Targets`],
+//! [`Retry::call_across`]), as a real desktop or gateway configured with every member's address would.
 
 use std::future::Future;
 use std::time::Duration;
@@ -47,20 +51,23 @@ pub type Informant = InformantClient<InterceptedService<Channel, Identity>>;
 /// A client of the Admin service, speaking as an operator.
 pub type Admin = AdminClient<InterceptedService<Channel, Identity>>;
 
-/// A fixed set of lazily connected channels to one node.
+/// Lazily connected channels to each target.
 ///
-/// **Invariant:** `informant_channels + call_channels == channels.len()`, both at least 1.
+/// **Invariant:** every target has `informant_channels + call_channels` channels, both at least 1, and
+/// there is at least one target.
 pub struct Connections {
-    channels: Vec<Channel>,
+    /// Each target's channels: informants' first, then calls'.
+    targets: Vec<Vec<Channel>>,
     informant_channels: usize,
     tenant: AsciiMetadataValue,
 }
 
 impl Connections {
-    /// Prepares channels to `target` for `informants` informants and up to `max_calls` calls in flight,
-    /// or exactly `connections` channels when given. Nothing connects until the first request.
+    /// Prepares channels to each of `targets` for `informants` informants and up to `max_calls` calls in
+    /// flight, or exactly `connections` channels per target when given: each target can take the whole
+    /// load when the others are gone. Nothing connects until the first request.
     pub fn new(
-        target: &str,
+        targets: &[String],
         tenant: &str,
         informants: usize,
         max_calls: usize,
@@ -68,48 +75,124 @@ impl Connections {
     ) -> Result<Self> {
         let tenant: AsciiMetadataValue = MetadataValue::try_from(tenant)
             .map_err(|_| Error::InvalidConfig(format!("tenant `{tenant}` is not valid ASCII metadata")))?;
-        let endpoint = Endpoint::from_shared(target.to_owned())
-            .map_err(|source| Error::InvalidTarget { target: target.to_owned(), source })?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
+        if targets.is_empty() {
+            return Err(Error::InvalidConfig("at least one target is needed".to_owned()));
+        }
         let informant_channels = informants.div_ceil(STREAMS_PER_CONNECTION).max(1);
         let call_channels = match connections {
             Some(total) => total.saturating_sub(informant_channels).max(1),
             None => max_calls.div_ceil(STREAMS_PER_CONNECTION).clamp(1, 64),
         };
-        let channels = (0..informant_channels + call_channels).map(|_| endpoint.connect_lazy()).collect();
-        Ok(Self { channels, informant_channels, tenant })
+        let targets = targets
+            .iter()
+            .map(|target| {
+                let endpoint = Endpoint::from_shared(target.clone())
+                    .map_err(|source| Error::InvalidTarget { target: target.clone(), source })?
+                    .connect_timeout(Duration::from_secs(3))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .keep_alive_timeout(Duration::from_secs(5));
+                Ok((0..informant_channels + call_channels).map(|_| endpoint.connect_lazy()).collect())
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { targets, informant_channels, tenant })
     }
 
     fn identity(&self, role: &'static str) -> Identity {
         Identity { tenant: self.tenant.clone(), role: AsciiMetadataValue::from_static(role) }
     }
 
-    /// A gateway client for call number `seq`, spreading calls over the call channels.
-    pub fn gateway(&self, seq: u64) -> Gateway {
-        let call_channels = self.channels.len() - self.informant_channels;
-        let index = self.informant_channels + (seq % call_channels as u64) as usize;
-        GatewayClient::with_interceptor(self.channels[index].clone(), self.identity("gateway"))
+    /// The first target of number `n` (an informant's index, a call's sequence): in turn.
+    fn first_target(&self, n: u64) -> usize {
+        (n % self.targets.len() as u64) as usize
     }
 
-    /// An informant client for informant number `index`.
-    pub fn informant(&self, index: usize) -> Informant {
-        let channel = self.channels[index % self.informant_channels].clone();
-        InformantClient::with_interceptor(channel, self.identity("informant"))
+    /// Gateway clients for call number `seq`, one per target, starting at the call's turn; calls are
+    /// spread over each target's call channels.
+    pub fn gateway(&self, seq: u64) -> Targets<Gateway> {
+        let call_channels = self.targets[0].len() - self.informant_channels;
+        let index = self.informant_channels + (seq / self.targets.len() as u64 % call_channels as u64) as usize;
+        let clients = self
+            .targets
+            .iter()
+            .map(|channels| GatewayClient::with_interceptor(channels[index].clone(), self.identity("gateway")))
+            .collect();
+        Targets::new(clients, self.first_target(seq))
     }
 
-    /// An admin client.
-    pub fn admin(&self) -> Admin {
-        AdminClient::with_interceptor(self.channels[0].clone(), self.identity("admin"))
+    /// Informant clients for informant number `index`, one per target, starting at its turn.
+    pub fn informant(&self, index: usize) -> Targets<Informant> {
+        let channel = index / self.targets.len() % self.informant_channels;
+        let clients = self
+            .targets
+            .iter()
+            .map(|channels| InformantClient::with_interceptor(channels[channel].clone(), self.identity("informant")))
+            .collect();
+        Targets::new(clients, self.first_target(index as u64))
+    }
+
+    /// Admin clients, one per target, starting at the first.
+    pub fn admin(&self) -> Targets<Admin> {
+        let clients = self
+            .targets
+            .iter()
+            .map(|channels| AdminClient::with_interceptor(channels[0].clone(), self.identity("admin")))
+            .collect();
+        Targets::new(clients, 0)
     }
 
     /// How many connections are used.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.channels.len()
+        self.targets.iter().map(Vec::len).sum()
     }
+}
+
+/// Clients of one service, one per target, and the one in use.
+///
+/// **Invariant:** `clients` is not empty and `current < clients.len()`.
+#[derive(Clone)]
+pub struct Targets<C> {
+    clients: Vec<C>,
+    current: usize,
+}
+
+impl<C: Clone> Targets<C> {
+    /// Clients of every target, using `first` first.
+    fn new(clients: Vec<C>, first: usize) -> Self {
+        assert!(!clients.is_empty(), "at least one target");
+        let current = first % clients.len();
+        Self { clients, current }
+    }
+
+    /// The client in use.
+    pub fn client(&self) -> C {
+        self.clients[self.current].clone()
+    }
+
+    /// Every target's client, the one in use first.
+    pub fn all(&self) -> impl Iterator<Item = &C> {
+        self.clients[self.current..].iter().chain(&self.clients[..self.current])
+    }
+
+    /// Moves to the next target (the same one when there is only one).
+    pub fn next(&mut self) {
+        self.current = (self.current + 1) % self.clients.len();
+    }
+
+    /// How many targets there are.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+}
+
+/// Whether a failed request found its member unreachable or gone, so that another member may serve it:
+/// the node said `UNAVAILABLE` (a member failing over, an actor being placed, a member cut off), or the
+/// client library reported a transport failure (the connection broke: a status of its own carries the
+/// error as its source).
+pub fn member_gone(status: &Status) -> bool {
+    status.code() == Code::Unavailable
+        || (status.code() == Code::Unknown && std::error::Error::source(status).is_some())
 }
 
 /// How unary requests are bounded and retried.
@@ -137,6 +220,12 @@ impl Default for Retry {
 }
 
 impl Retry {
+    /// How a simulated informant or gateway gets through a member's failure: ten attempts, backing off
+    /// from 200 ms to 2 s, about 12 s in all at most.
+    pub fn failover() -> Self {
+        Self { attempts: 10, base: Duration::from_millis(200), ..Self::default() }
+    }
+
     /// A request carrying `message` with the per-attempt deadline.
     pub fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
@@ -169,6 +258,38 @@ impl Retry {
                     tokio::time::sleep(self.backoff(tries)).await;
                 }
                 Err(status) => return Err(status),
+            }
+        }
+    }
+
+    /// Runs `attempt` with the client in use until it succeeds, fails in a way that retrying cannot fix,
+    /// or the attempts are spent; returns the result and how many retries it took. A failure that may
+    /// mean the member is gone ([`member_gone`]) moves to the next target: at once while some target has
+    /// not been tried for this request, after a backoff once every one has. Every request sent through
+    /// here is idempotent, or reports a harmless `FAILED_PRECONDITION` or `NOT_FOUND` on replay.
+    pub async fn call_across<C, T, F, Fut>(&self, targets: &mut Targets<C>, mut attempt: F) -> (Result<T, Status>, u32)
+    where
+        C: Clone,
+        F: FnMut(C) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let mut tries = 0;
+        let mut untried = targets.len() - 1;
+        let mut backoffs = 0;
+        loop {
+            tries += 1;
+            match attempt(targets.client()).await {
+                Ok(response) => return (Ok(response.into_inner()), tries - 1),
+                Err(status) if member_gone(&status) && tries < self.attempts.max(1) => {
+                    targets.next();
+                    if untried > 0 {
+                        untried -= 1;
+                    } else {
+                        backoffs += 1;
+                        tokio::time::sleep(self.backoff(backoffs)).await;
+                    }
+                }
+                Err(status) => return (Err(status), tries - 1),
             }
         }
     }
@@ -229,12 +350,68 @@ mod tests {
         assert_eq!(result.unwrap(), 7);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn moves_to_the_next_target_when_a_member_is_gone_and_backs_off_once_all_were_tried() {
+        let retry = Retry::failover();
+        let mut targets = Targets::new(vec!["a", "b", "c"], 1);
+        let started = tokio::time::Instant::now();
+        let mut asked = Vec::new();
+        let (result, retries) = retry
+            .call_across(&mut targets, |target| {
+                asked.push(target);
+                let gone = target != "a";
+                async move { if gone { Err(Status::unavailable("gone")) } else { Ok(Response::new(target)) } }
+            })
+            .await;
+        assert_eq!((result.unwrap(), retries), ("a", 2));
+        assert_eq!(asked, ["b", "c", "a"]);
+        assert_eq!(started.elapsed(), Duration::ZERO, "another member is tried at once");
+        assert_eq!(targets.client(), "a", "the target that answered stays in use");
+
+        // Every member gone: the attempts are bounded, with backoffs once each was tried.
+        let mut tries = 0;
+        let (result, retries) = retry
+            .call_across(&mut targets, |_| {
+                tries += 1;
+                async { Err::<Response<()>, _>(Status::unavailable("gone")) }
+            })
+            .await;
+        assert_eq!((result.unwrap_err().code(), retries, tries), (Code::Unavailable, 9, 10));
+        assert!(started.elapsed() >= Duration::from_secs(4), "{:?}", started.elapsed());
+        // Other failures are answers.
+        let (result, retries) =
+            retry.call_across(&mut targets, |_| async { Err::<Response<()>, _>(Status::not_found("call")) }).await;
+        assert_eq!((result.unwrap_err().code(), retries), (Code::NotFound, 0));
+    }
+
+    #[test]
+    fn transport_failures_and_unavailable_mean_the_member_may_be_gone() {
+        assert!(member_gone(&Status::unavailable("failing over")));
+        let broken = Status::from_error(Box::new(std::io::Error::other("connection reset")));
+        assert_eq!(broken.code(), Code::Unknown);
+        assert!(member_gone(&broken));
+        assert!(!member_gone(&Status::unknown("the node's own unknown error")));
+        assert!(!member_gone(&Status::not_found("call")));
+    }
+
     #[tokio::test]
-    async fn spreads_streams_over_connections() {
-        let connections = Connections::new("http://127.0.0.1:1", "cai", 250, 1000, None).unwrap();
+    async fn spreads_streams_over_connections_and_targets() {
+        let one = ["http://127.0.0.1:1".to_owned()];
+        let connections = Connections::new(&one, "cai", 250, 1000, None).unwrap();
         assert_eq!(connections.len(), 3 + 10);
-        let fixed = Connections::new("http://127.0.0.1:1", "cai", 10, 1000, Some(4)).unwrap();
+        let fixed = Connections::new(&one, "cai", 10, 1000, Some(4)).unwrap();
         assert_eq!(fixed.len(), 4);
-        assert!(matches!(Connections::new("not a uri", "cai", 1, 1, None), Err(Error::InvalidTarget { .. })));
+        assert!(matches!(
+            Connections::new(&["not a uri".to_owned()], "cai", 1, 1, None),
+            Err(Error::InvalidTarget { .. })
+        ));
+        assert!(matches!(Connections::new(&[], "cai", 1, 1, None), Err(Error::InvalidConfig(_))));
+        let three: Vec<String> = (1..=3).map(|port| format!("http://127.0.0.1:{port}")).collect();
+        let cluster = Connections::new(&three, "cai", 10, 100, Some(2)).unwrap();
+        assert_eq!(cluster.len(), 6, "each target gets the connections asked for");
+        // Informants and calls start at each target in turn.
+        assert_eq!((0..6).map(|i| cluster.informant(i).current).collect::<Vec<_>>(), [0, 1, 2, 0, 1, 2]);
+        assert_eq!((0..4).map(|seq| cluster.gateway(seq).current).collect::<Vec<_>>(), [0, 1, 2, 0]);
+        assert_eq!(cluster.admin().current, 0);
     }
 }

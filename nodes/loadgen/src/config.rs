@@ -20,8 +20,9 @@ use crate::units::{TimeScale, WeekTime, parse_duration};
 /// Everything a run needs. [`Config::default`] matches the command line's defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// The node's gRPC address, e.g. `http://127.0.0.1:50051`.
-    pub target: String,
+    /// The nodes' gRPC addresses, e.g. `http://127.0.0.1:50051`: one node, or several members of a
+    /// cluster, over which informants and calls are spread in turn.
+    pub targets: Vec<String>,
     /// Tenant to act for; `None` uses the profile's (`cai` for cai and poisson, `sos` for sos).
     pub tenant: Option<String>,
     /// The workload.
@@ -56,6 +57,9 @@ pub struct Config {
     pub view: ViewMode,
     /// Bounds on requests.
     pub retry: Retry,
+    /// Bounds on getting through a member's failure: an informant logging in again, a call offered
+    /// again, a call's event stream watched again, each through the next target.
+    pub failover: Retry,
     /// Prefix of call ids; `None` derives a unique one from the seed and the clock, because call ids are
     /// idempotency keys and a replayed id would return the earlier run's call.
     pub call_id_prefix: Option<String>,
@@ -66,7 +70,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            target: "http://127.0.0.1:50051".to_owned(),
+            targets: vec!["http://127.0.0.1:50051".to_owned()],
             tenant: None,
             profile: ProfileKind::Cai,
             overrides: ProfileOverrides::default(),
@@ -84,6 +88,7 @@ impl Default for Config {
             logout: true,
             view: ViewMode::Quiet,
             retry: Retry::default(),
+            failover: Retry::failover(),
             call_id_prefix: None,
             ready_timeout: Duration::from_secs(10),
         }
@@ -101,6 +106,9 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let invalid = |message: String| Err(Error::InvalidConfig(message));
         self.scale()?;
+        if self.targets.is_empty() || self.targets.len() > MAX_TARGETS {
+            return invalid(format!("1 to {MAX_TARGETS} targets"));
+        }
         if self.max_concurrent_calls == 0 {
             return invalid("max concurrent calls must be at least 1".to_owned());
         }
@@ -113,7 +121,7 @@ impl Config {
         if self.duration.is_some_and(|duration| duration.is_zero()) {
             return invalid("duration must be positive".to_owned());
         }
-        if self.retry.attempts == 0 {
+        if self.retry.attempts == 0 || self.failover.attempts == 0 {
             return invalid("retries must allow at least one attempt".to_owned());
         }
         if let Some(prefix) = &self.call_id_prefix
@@ -143,6 +151,9 @@ impl Config {
     }
 }
 
+/// Most targets a run spreads its clients over.
+pub const MAX_TARGETS: usize = 64;
+
 fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
@@ -166,9 +177,15 @@ fn week_time_arg(text: &str) -> Result<WeekTime, String> {
 #[derive(Clone, Debug, Parser)]
 #[command(name = "relais-loadgen", version, about, long_about = None)]
 pub struct Args {
-    /// The node's gRPC address.
-    #[arg(long, env = "RELAIS_LOADGEN_TARGET", default_value = "http://127.0.0.1:50051")]
-    pub target: String,
+    /// A node's gRPC address; repeat it (or separate with commas) for the members of a cluster:
+    /// informants and calls start at each in turn, and move to the next when their member is gone.
+    #[arg(
+        long = "target",
+        env = "RELAIS_LOADGEN_TARGET",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub targets: Vec<String>,
     /// Tenant to act for [default: the profile's: cai, or sos for the sos profile].
     #[arg(long, env = "RELAIS_LOADGEN_TENANT")]
     pub tenant: Option<String>,
@@ -263,7 +280,7 @@ impl Args {
     pub fn config(&self) -> Config {
         let defaults = Config::default();
         Config {
-            target: self.target.clone(),
+            targets: self.targets.clone(),
             tenant: self.tenant.clone(),
             profile: self.profile,
             overrides: ProfileOverrides {
@@ -297,6 +314,7 @@ impl Args {
                 ViewMode::Bar
             },
             retry: Retry { attempts: self.attempts, rpc_timeout: self.rpc_timeout, ..defaults.retry },
+            failover: Retry { rpc_timeout: self.rpc_timeout, ..defaults.failover },
             call_id_prefix: self.call_id_prefix.clone(),
             ready_timeout: defaults.ready_timeout,
         }
@@ -322,7 +340,7 @@ mod tests {
     fn defaults_run_the_cai_demo() {
         let config = parse(&["--live"]);
         assert_eq!(config.profile, ProfileKind::Cai);
-        assert_eq!(config.target, "http://127.0.0.1:50051");
+        assert_eq!(config.targets, ["http://127.0.0.1:50051"]);
         assert_eq!(config.view, ViewMode::Live);
         assert_eq!(config.time_scale, 120.0);
         assert_eq!(config.duration, None);
@@ -352,6 +370,16 @@ mod tests {
         assert_eq!(config.duration, Some(Duration::from_secs(7200)));
         assert_eq!(config.seed, 7);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn takes_several_targets() {
+        let three = ["http://127.0.0.1:50051", "http://127.0.0.1:50052", "http://127.0.0.1:50053"];
+        let repeated = parse(&["--target", three[0], "--target", three[1], "--target", three[2]]);
+        assert_eq!(repeated.targets, three);
+        assert_eq!(parse(&["--target", &three.join(",")]).targets, three);
+        repeated.validate().unwrap();
+        assert_eq!(repeated.failover, Retry::failover());
     }
 
     #[test]
@@ -400,6 +428,8 @@ mod tests {
             Config { max_calls: Some(0), ..Config::default() },
             Config { duration: Some(Duration::ZERO), ..Config::default() },
             Config { call_id_prefix: Some("bad prefix".to_owned()), ..Config::default() },
+            Config { targets: Vec::new(), ..Config::default() },
+            Config { failover: Retry { attempts: 0, ..Retry::failover() }, ..Config::default() },
             Config { overrides: ProfileOverrides { informants: Some(0), ..Default::default() }, ..Config::default() },
         ];
         for config in bad {

@@ -5,6 +5,11 @@
 //! A broken event stream is reopened from the last sequence seen, a bounded number of times. The task
 //! always ends: at the latest a grace period after the shutdown starts, with the call left unresolved.
 //!
+//! Like a real gateway, it gets through a member's failure: an `OfferCall` that finds its member
+//! unavailable or gone is sent again with the same call id (the idempotency key), through the next
+//! target when there are several, and so is the reopening of a broken event stream, within the run's
+//! failover bounds. A call that lived on a member that died is lost today (`watch_call: not_found`).
+//!
 //! Connected calls are ended by the informant side (see `informant.rs`); the gateway only waits for the
 //! `Completed` event.
 
@@ -19,7 +24,7 @@ use tonic::{Code, Status, Streaming};
 use tracing::{debug, warn};
 
 use crate::board::Board;
-use crate::client::{Gateway, Retry};
+use crate::client::{Gateway, Retry, Targets, member_gone};
 use crate::informant::HandleBook;
 use crate::live::Counters;
 use crate::profile::Arrival;
@@ -31,14 +36,14 @@ use crate::units::TimeScale;
 pub(crate) struct CallContext {
     pub scale: TimeScale,
     pub retry: Retry,
+    /// Bounds on offering a call again and on reopening its event stream (in a row without an event).
+    pub failover: Retry,
     pub board: Arc<Board>,
     pub book: Arc<HandleBook>,
     pub counters: Arc<Counters>,
     pub phase: watch::Receiver<Phase>,
     /// How long a call may take to end once the shutdown has begun.
     pub grace: Duration,
-    /// Reopenings of a call's event stream allowed in a row without receiving an event.
-    pub max_watch_reopens: u32,
 }
 
 /// One call to place.
@@ -50,7 +55,7 @@ pub(crate) struct CallJob {
 }
 
 /// Places the call and follows it to its end; never fails, the outcome says what happened.
-pub(crate) async fn place_call(context: Arc<CallContext>, client: Gateway, job: CallJob) -> CallRecord {
+pub(crate) async fn place_call(context: Arc<CallContext>, targets: Targets<Gateway>, job: CallJob) -> CallRecord {
     let seq = job.arrival.seq;
     let claim = context.board.claim(job.arrival.queue, job.arrival.language.as_deref(), seq);
     context.book.insert(&job.call_id, context.scale.to_real(job.arrival.handle_s));
@@ -58,7 +63,7 @@ pub(crate) async fn place_call(context: Arc<CallContext>, client: Gateway, job: 
     let mut call = FollowedCall {
         record: CallRecord::new(job.queue_id.clone(), job.sl_threshold_s),
         context: Arc::clone(&context),
-        client,
+        targets,
         phase: context.phase.clone(),
         started: Instant::now(),
         last_sequence: 0,
@@ -79,7 +84,8 @@ pub(crate) async fn place_call(context: Arc<CallContext>, client: Gateway, job: 
 struct FollowedCall {
     record: CallRecord,
     context: Arc<CallContext>,
-    client: Gateway,
+    /// The gateway's clients on every target, the one in use first.
+    targets: Targets<Gateway>,
     phase: watch::Receiver<Phase>,
     started: Instant,
     last_sequence: u64,
@@ -111,14 +117,15 @@ impl FollowedCall {
             caller_number: arrival.caller_number.clone(),
             attributes: [("source".to_owned(), "relais-loadgen".to_owned())].into(),
         };
-        let retry = self.context.retry;
-        let response = retry
-            .call(|| {
-                let mut client = self.client.clone();
-                let request = retry.request(request.clone());
+        let failover = self.context.failover;
+        let (response, retries) = failover
+            .call_across(&mut self.targets, |mut client| {
+                let request = failover.request(request.clone());
                 async move { client.offer_call(request).await }
             })
             .await;
+        self.record.offer_retries = retries;
+        self.context.counters.offers_retried(retries);
         let status = match response {
             Ok(response) => response.call,
             Err(status) => return failed("offer_call", &status),
@@ -157,13 +164,16 @@ impl FollowedCall {
                                 return failed("watch_call", status);
                             }
                             debug!(call_id = %job.call_id, code = ?status.code(), "call event stream broke");
+                            if member_gone(status) {
+                                self.targets.next();
+                            }
                         }
                         stream = None;
                         reopens += 1;
-                        if reopens > self.context.max_watch_reopens {
+                        if reopens > failover.attempts {
                             return Outcome::Failed { reason: "watch_call: stream kept breaking".to_owned() };
                         }
-                        reopen_at = Some(Instant::now() + retry.backoff(reopens));
+                        reopen_at = Some(Instant::now() + failover.backoff(reopens));
                     }
                 },
                 () = sleep_until_opt(reopen_at) => {
@@ -172,11 +182,14 @@ impl FollowedCall {
                         Ok(opened) => stream = Some(opened),
                         Err(status) if status.code() == Code::NotFound => return failed("watch_call", &status),
                         Err(status) => {
+                            if member_gone(&status) {
+                                self.targets.next();
+                            }
                             reopens += 1;
-                            if reopens > self.context.max_watch_reopens {
+                            if reopens > failover.attempts {
                                 return failed("watch_call", &status);
                             }
-                            reopen_at = Some(Instant::now() + retry.backoff(reopens));
+                            reopen_at = Some(Instant::now() + failover.backoff(reopens));
                         }
                     }
                 },
@@ -201,7 +214,7 @@ impl FollowedCall {
 
     async fn open_watch(&mut self, call_id: &str) -> Result<Streaming<CallEvent>, Status> {
         let request = WatchCallRequest { call_id: call_id.to_owned(), after_sequence: self.last_sequence };
-        let mut client = self.client.clone();
+        let mut client = self.targets.client();
         // No deadline on the stream itself: it lives as long as the call.
         Ok(client.watch_call(request).await?.into_inner())
     }
@@ -254,9 +267,8 @@ impl FollowedCall {
     async fn hang_up(&mut self, call_id: &str) {
         self.hung_up = true;
         let retry = self.context.retry;
-        let result = retry
-            .call(|| {
-                let mut client = self.client.clone();
+        let (result, _) = retry
+            .call_across(&mut self.targets, |mut client| {
                 let request = retry.request(HangUpRequest { call_id: call_id.to_owned() });
                 async move { client.hang_up(request).await }
             })

@@ -14,6 +14,12 @@
 //!
 //! During the shutdown ("hurry"), held calls are finished at once and new offers are accepted and
 //! finished at once, so that connected calls end and every informant can log out.
+//!
+//! When the session breaks, the informant opens it again, through the next target when its member
+//! seems gone. A session refused with `NOT_FOUND` means the informant is no longer logged in: its
+//! member died with its actor. The desktop then logs in again, as a person would, and placement puts
+//! it on a live member. Getting a session back is bounded by the run's failover policy (attempts in a
+//! row without an event, with a growing backoff); an informant that cannot get one stops.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,7 +38,8 @@ use tonic::{Code, Status, Streaming};
 use tracing::{debug, warn};
 
 use crate::board::Board;
-use crate::client::{Informant, Retry};
+use crate::client::{Informant, Retry, Targets, member_gone};
+use crate::live::Counters;
 use crate::profile::{HandleTime, InformantSpec};
 use crate::sim::{Phase, sleep_until_opt};
 use crate::summary::InformantTotals;
@@ -77,32 +84,27 @@ pub(crate) struct InformantContext {
     pub handle_by_queue: HashMap<String, HandleTime>,
     /// Used when the queue is unknown too.
     pub default_handle: HandleTime,
-    /// Reopenings of the session allowed in a row without receiving an event.
-    pub max_session_reopens: u32,
+    /// Bounds on getting a session back (reopening it, logging in again) without receiving an event.
+    pub failover: Retry,
+    /// Running counts for the live view.
+    pub counters: Arc<Counters>,
     /// Log out at the end.
     pub logout: bool,
     /// Told the informant's index once its first session snapshot arrived.
     pub ready: mpsc::Sender<usize>,
 }
 
-/// Logs `informant` in. A stored profile provides the skills; when the node has none (the plan was not
-/// applied), the login is retried with the informant's own skills. Being logged in already (a previous
-/// run that did not log out) is fine: the session snapshot tells what state was left behind.
-pub(crate) async fn log_in(client: &Informant, retry: Retry, informant: &InformantSpec) -> Result<(), Status> {
-    let attempt = |skills: Vec<Skill>| {
-        let request = LoginRequest { informant_id: informant.id.clone(), skills };
-        async move {
-            retry
-                .call(|| {
-                    let mut client = client.clone();
-                    let request = retry.request(request.clone());
-                    async move { client.login(request).await }
-                })
-                .await
-        }
-    };
-    match attempt(Vec::new()).await {
-        Ok(_) => Ok(()),
+/// Logs `informant` in through `targets` (moving to the next one while members are unavailable). A
+/// stored profile provides the skills; when the node has none (the plan was not applied), the login is
+/// retried with the informant's own skills. Being logged in already (a previous run that did not log
+/// out) is fine: the session snapshot tells what state was left behind.
+pub(crate) async fn log_in(
+    targets: &mut Targets<Informant>,
+    retry: Retry,
+    informant: &InformantSpec,
+) -> Result<(), Status> {
+    match log_in_with(targets, retry, &informant.id, Vec::new()).await {
+        Ok(()) => Ok(()),
         Err(status) if status.code() == Code::AlreadyExists => Ok(()),
         Err(status) if matches!(status.code(), Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition) => {
             debug!(informant_id = %informant.id, code = ?status.code(), "login without skills refused; sending skills");
@@ -111,14 +113,30 @@ pub(crate) async fn log_in(client: &Informant, retry: Retry, informant: &Informa
                 .iter()
                 .map(|skill| Skill { name: skill.name.clone(), proficiency: skill.proficiency })
                 .collect();
-            match attempt(skills).await {
-                Ok(_) => Ok(()),
+            match log_in_with(targets, retry, &informant.id, skills).await {
+                Ok(()) => Ok(()),
                 Err(status) if status.code() == Code::AlreadyExists => Ok(()),
                 Err(status) => Err(status),
             }
         }
         Err(status) => Err(status),
     }
+}
+
+async fn log_in_with(
+    targets: &mut Targets<Informant>,
+    retry: Retry,
+    informant_id: &str,
+    skills: Vec<Skill>,
+) -> Result<(), Status> {
+    let request = LoginRequest { informant_id: informant_id.to_owned(), skills };
+    let (result, _) = retry
+        .call_across(targets, |mut client| {
+            let request = retry.request(request.clone());
+            async move { client.login(request).await }
+        })
+        .await;
+    result.map(drop)
 }
 
 struct Held {
@@ -129,9 +147,11 @@ struct Held {
 /// One informant's task state.
 pub(crate) struct SimulatedInformant {
     context: Arc<InformantContext>,
-    client: Informant,
+    /// The informant's desktop on every target, the one in use first.
+    targets: Targets<Informant>,
     index: usize,
     id: String,
+    spec: InformantSpec,
     rng: StdRng,
     phase: watch::Receiver<Phase>,
     held: Option<Held>,
@@ -153,14 +173,21 @@ async fn next_event(stream: &mut Option<Streaming<InformantEvent>>) -> Result<Op
 }
 
 impl SimulatedInformant {
-    /// An informant task for informant `index` (already logged in) with id `id`.
-    pub(crate) fn new(context: Arc<InformantContext>, client: Informant, index: usize, id: String, seed: u64) -> Self {
+    /// An informant task for informant `index` (already logged in, through the target in use).
+    pub(crate) fn new(
+        context: Arc<InformantContext>,
+        targets: Targets<Informant>,
+        index: usize,
+        spec: InformantSpec,
+        seed: u64,
+    ) -> Self {
         let phase = context.phase.clone();
         Self {
             context,
-            client,
+            targets,
             index,
-            id,
+            id: spec.id.clone(),
+            spec,
             rng: StdRng::seed_from_u64(seed),
             phase,
             held: None,
@@ -174,10 +201,10 @@ impl SimulatedInformant {
 
     /// Works until the run asks informants to log out, then logs out; returns what it did.
     pub(crate) async fn run(mut self) -> InformantTotals {
-        let retry = self.context.retry;
         let mut stream: Option<Streaming<InformantEvent>> = None;
         let mut reopen_at = Some(Instant::now());
-        let mut reopens = 0u32;
+        // Attempts in a row to get a session back without receiving an event.
+        let mut recoveries = 0u32;
         loop {
             let phase = *self.phase.borrow();
             if phase >= Phase::Hurry {
@@ -190,36 +217,52 @@ impl SimulatedInformant {
             tokio::select! {
                 message = next_event(&mut stream) => match message {
                     Ok(Some(event)) => {
-                        reopens = 0;
+                        recoveries = 0;
                         self.on_event(event).await;
                     }
                     Ok(None) | Err(_) => {
                         if let Err(status) = &message {
                             debug!(informant_id = %self.id, code = ?status.code(), "session broke");
+                            if member_gone(status) {
+                                self.targets.next();
+                            }
                         }
                         stream = None;
-                        reopens += 1;
-                        if reopens > self.context.max_session_reopens {
-                            warn!(informant_id = %self.id, "session kept breaking; informant stops");
-                            self.report.errors += 1;
-                            break;
+                        match self.recover_later(&mut recoveries, "session kept breaking") {
+                            Some(at) => reopen_at = Some(at),
+                            None => break,
                         }
-                        reopen_at = Some(Instant::now() + retry.backoff(reopens));
                     }
                 },
                 () = sleep_until_opt(reopen_at) => {
                     reopen_at = None;
                     let request = SessionRequest { informant_id: self.id.clone() };
-                    match self.client.session(request).await {
+                    match self.targets.client().session(request).await {
                         Ok(response) => stream = Some(response.into_inner()),
-                        Err(status) => {
-                            reopens += 1;
-                            if reopens > self.context.max_session_reopens {
-                                warn!(informant_id = %self.id, code = ?status.code(), "cannot open a session; informant stops");
-                                self.report.errors += 1;
+                        Err(status) if status.code() == Code::NotFound => {
+                            // Logged out behind the desktop's back: its member died with its actor.
+                            recoveries += 1;
+                            if recoveries > self.context.failover.attempts {
+                                self.give_up("cannot log in again");
                                 break;
                             }
-                            reopen_at = Some(Instant::now() + retry.backoff(reopens));
+                            reopen_at = Some(match self.log_in_again().await {
+                                Ok(()) => Instant::now(),
+                                Err(status) => {
+                                    debug!(informant_id = %self.id, code = ?status.code(), "login again failed");
+                                    Instant::now() + self.context.failover.backoff(recoveries)
+                                }
+                            });
+                        }
+                        Err(status) => {
+                            debug!(informant_id = %self.id, code = ?status.code(), "cannot open a session");
+                            if member_gone(&status) {
+                                self.targets.next();
+                            }
+                            match self.recover_later(&mut recoveries, "cannot open a session") {
+                                Some(at) => reopen_at = Some(at),
+                                None => break,
+                            }
                         }
                     }
                 },
@@ -243,6 +286,34 @@ impl SimulatedInformant {
         drop(stream);
         self.context.board.set_state(self.index, InformantState::Offline);
         self.report
+    }
+
+    /// When to try again to get a session back, or `None` once the attempts are spent.
+    fn recover_later(&mut self, recoveries: &mut u32, why: &str) -> Option<Instant> {
+        *recoveries += 1;
+        if *recoveries > self.context.failover.attempts {
+            self.give_up(why);
+            return None;
+        }
+        Some(Instant::now() + self.context.failover.backoff(*recoveries))
+    }
+
+    fn give_up(&mut self, why: &str) {
+        warn!(informant_id = %self.id, why, "informant stops");
+        self.report.errors += 1;
+    }
+
+    /// Logs in again after the node forgot the informant (its member died): a new login starts from a
+    /// fresh state, and its session numbers its events from the start again.
+    async fn log_in_again(&mut self) -> Result<(), Status> {
+        log_in(&mut self.targets, self.context.retry, &self.spec).await?;
+        warn!(informant_id = %self.id, "logged in again: the node had lost the informant (its member failed?)");
+        self.report.relogins += 1;
+        self.context.counters.relogged_in();
+        self.held = None;
+        self.last_offer_id = None;
+        self.seen_sequence = 0;
+        Ok(())
     }
 
     fn start_hurrying(&mut self) {
@@ -350,9 +421,8 @@ impl SimulatedInformant {
         self.last_offer_id = Some(offer_id.clone());
         let retry = self.context.retry;
         let request = OfferReply { informant_id: self.id.clone(), offer_id };
-        let result = retry
-            .call(|| {
-                let mut client = self.client.clone();
+        let (result, _) = retry
+            .call_across(&mut self.targets, |mut client| {
                 let request = retry.request(request.clone());
                 async move { client.accept_offer(request).await }
             })
@@ -379,9 +449,8 @@ impl SimulatedInformant {
         let Some(held) = self.held.take() else { return };
         let retry = self.context.retry;
         let request = FinishCallRequest { informant_id: self.id.clone(), call_id: held.call_id };
-        let result = retry
-            .call(|| {
-                let mut client = self.client.clone();
+        let (result, _) = retry
+            .call_across(&mut self.targets, |mut client| {
                 let request = retry.request(request.clone());
                 async move { client.finish_call(request).await }
             })
@@ -403,9 +472,8 @@ impl SimulatedInformant {
     async fn resume(&mut self) {
         let retry = self.context.retry;
         let request = InformantRequest { informant_id: self.id.clone() };
-        let result = retry
-            .call(|| {
-                let mut client = self.client.clone();
+        let (result, _) = retry
+            .call_across(&mut self.targets, |mut client| {
                 let request = retry.request(request.clone());
                 async move { client.resume(request).await }
             })
@@ -422,9 +490,8 @@ impl SimulatedInformant {
     async fn log_out(&mut self) {
         let retry = self.context.retry;
         let request = InformantRequest { informant_id: self.id.clone() };
-        let result = retry
-            .call(|| {
-                let mut client = self.client.clone();
+        let (result, _) = retry
+            .call_across(&mut self.targets, |mut client| {
                 let request = retry.request(request.clone());
                 async move { client.logout(request).await }
             })

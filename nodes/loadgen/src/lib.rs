@@ -13,7 +13,8 @@
 //! * `config`: [`Config`] and the command line [`Args`].
 //! * `profile`: the workloads and the seeded arrival generator; `erlang`: Erlang C and Erlang A.
 //! * `sim`: the run's phases; `gateway`: one call's life; `informant`: one informant's life;
-//!   `board`: the simulator's view of its informants; `client`: connections, identity, retries.
+//!   `board`: the simulator's view of its informants; `client`: connections, identity, targets and
+//!   retries (failing over to the next target).
 //! * `summary`: records and figures; `live`: progress bar and live view; `units`: time conversions.
 //!
 //! **Invariant:** the crate never reads the node's internals, only its public API, so it measures what

@@ -7,9 +7,15 @@
 //!   state. In a terminal, indicatif redraws the block in place; otherwise a plain block is printed every
 //!   few seconds, so logs stay readable.
 //!
-//! The view only reads: the call counters below, the board and the node's statistics. A failing
+//! With several targets (a cluster's members), each member tells of the queues and informants it
+//! hosts: the view asks every target and puts their answers together, with the member each queue
+//! lives on (`Admin.ListActors`) and how many informants each member hosts, so that a member's failure
+//! shows as its queues and informants moving to the others.
+//!
+//! The view only reads: the call counters below, the board and the nodes' statistics. A failing
 //! `GetStats` is shown, never fatal.
 
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -17,12 +23,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use relais_proto::v1::{ListRequest, StatsResponse};
+use relais_proto::v1::{ActorKind, ListActorsRequest, ListActorsResponse, ListRequest, StatsResponse};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::board::{Board, StateCounts};
-use crate::client::{Admin, Retry};
+use crate::client::{Admin, Retry, Targets};
 use crate::gateway::code_name;
 use crate::sim::Phase;
 use crate::summary::Outcome;
@@ -49,6 +55,8 @@ pub(crate) struct Counters {
     deflected: AtomicU64,
     failed: AtomicU64,
     ended: AtomicU64,
+    relogins: AtomicU64,
+    offer_retries: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -60,6 +68,8 @@ pub(crate) struct CountersSnapshot {
     pub deflected: u64,
     pub failed: u64,
     pub in_flight: u64,
+    pub relogins: u64,
+    pub offer_retries: u64,
 }
 
 impl Counters {
@@ -85,6 +95,14 @@ impl Counters {
         self.ended.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn relogged_in(&self) {
+        self.relogins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn offers_retried(&self, retries: u32) {
+        self.offer_retries.fetch_add(u64::from(retries), Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> CountersSnapshot {
         let offered = self.offered.load(Ordering::Relaxed);
         CountersSnapshot {
@@ -94,6 +112,8 @@ impl Counters {
             deflected: self.deflected.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             in_flight: offered.saturating_sub(self.ended.load(Ordering::Relaxed)),
+            relogins: self.relogins.load(Ordering::Relaxed),
+            offer_retries: self.offer_retries.load(Ordering::Relaxed),
         }
     }
 }
@@ -112,6 +132,22 @@ pub(crate) struct ViewSetup {
     /// The profile's queue ids, in order.
     pub queue_ids: Vec<String>,
     pub retry: Retry,
+    /// Whether the run spreads over several targets: the view then tells which member hosts what.
+    pub several_targets: bool,
+}
+
+/// What the nodes told the view: their statistics put together and, with several targets, where each
+/// queue lives.
+#[derive(Debug, Default)]
+pub(crate) struct NodesView {
+    /// Every queue once (from the first member that told of it), every informant once.
+    stats: StatsResponse,
+    /// Queue id → the member that hosts it.
+    owners: BTreeMap<String, String>,
+    /// Members and how many of the tenant's informants each hosts, by node id.
+    informants_by_member: BTreeMap<String, u32>,
+    /// Targets that did not answer.
+    silent: usize,
 }
 
 /// Shows progress until `stop` turns true, then clears the bar or block.
@@ -119,7 +155,7 @@ pub(crate) async fn show(
     setup: ViewSetup,
     counters: Arc<Counters>,
     board: Arc<Board>,
-    admin: Admin,
+    admin: Targets<Admin>,
     phase: watch::Receiver<Phase>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -179,7 +215,7 @@ pub(crate) async fn show(
                 ));
             }
             ViewMode::Live => {
-                let stats = fetch_stats(&admin, setup.retry).await;
+                let stats = fetch_view(&admin, setup.retry, setup.several_targets).await;
                 let text =
                     render(&setup, *phase.borrow(), elapsed_s, started.elapsed(), counts, board.counts(), &stats);
                 if terminal {
@@ -193,12 +229,66 @@ pub(crate) async fn show(
     bar.finish_and_clear();
 }
 
-async fn fetch_stats(admin: &Admin, retry: Retry) -> Result<StatsResponse, String> {
-    let mut admin = admin.clone();
-    let mut request = retry.request(ListRequest {});
+/// Asks every target for its statistics (and, with several, for the queues it hosts), all at once.
+async fn fetch_view(admins: &Targets<Admin>, retry: Retry, several: bool) -> Result<NodesView, String> {
     // A stale view is better than a late one: do not wait longer than one refresh.
-    request.set_timeout(Duration::from_millis(900));
-    admin.get_stats(request).await.map(tonic::Response::into_inner).map_err(|status| code_name(status.code()))
+    let timeout = Duration::from_millis(900);
+    let asks = admins.all().map(|admin| async move {
+        let mut request = retry.request(ListRequest {});
+        request.set_timeout(timeout);
+        let stats = admin.clone().get_stats(request).await.map(tonic::Response::into_inner);
+        let actors = if several {
+            let mut request = retry.request(ListActorsRequest { kind: ActorKind::Queue as i32, counts_only: false });
+            request.set_timeout(timeout);
+            admin.clone().list_actors(request).await.map(tonic::Response::into_inner).ok()
+        } else {
+            None
+        };
+        (stats, actors)
+    });
+    let answers = futures::future::join_all(asks).await;
+    merge_view(answers).map_err(|status| code_name(status.code()))
+}
+
+/// Puts the targets' answers together; fails only when no target answered.
+fn merge_view(
+    answers: Vec<(Result<StatsResponse, tonic::Status>, Option<ListActorsResponse>)>,
+) -> Result<NodesView, tonic::Status> {
+    let mut view = NodesView::default();
+    let mut first_error = None;
+    let mut members_seen = HashSet::new();
+    let mut queues_seen = HashSet::new();
+    let mut informants_seen = HashSet::new();
+    let mut answered = 0;
+    for (stats, actors) in answers {
+        let stats = match stats {
+            Ok(stats) => stats,
+            Err(status) => {
+                view.silent += 1;
+                first_error.get_or_insert(status);
+                continue;
+            }
+        };
+        if let Some(actors) = &actors {
+            // The same member given twice as a target counts once.
+            if !members_seen.insert(actors.node_id.clone()) {
+                continue;
+            }
+            view.informants_by_member.insert(actors.node_id.clone(), actors.informants);
+            for queue in &actors.actors {
+                view.owners.entry(queue.id.clone()).or_insert_with(|| actors.node_id.clone());
+            }
+        }
+        answered += 1;
+        view.stats.queues.extend(stats.queues.into_iter().filter(|q| queues_seen.insert(q.queue_id.clone())));
+        view.stats
+            .informants
+            .extend(stats.informants.into_iter().filter(|i| informants_seen.insert(i.informant_id.clone())));
+    }
+    match first_error {
+        Some(status) if answered == 0 => Err(status),
+        _ => Ok(view),
+    }
 }
 
 fn percent(value: f64) -> String {
@@ -213,7 +303,7 @@ fn render(
     real: Duration,
     counts: CountersSnapshot,
     own: StateCounts,
-    stats: &Result<StatsResponse, String>,
+    view: &Result<NodesView, String>,
 ) -> String {
     let mut text = String::new();
     let progress = match (setup.max_calls, setup.duration_s) {
@@ -246,24 +336,47 @@ fn render(
         "calls  offered {}  answered {}  abandoned {}  deflected {}  failed {}  live {}",
         counts.offered, counts.answered, counts.abandoned, counts.deflected, counts.failed, counts.in_flight
     );
+    if counts.relogins + counts.offer_retries > 0 {
+        let _ = writeln!(
+            text,
+            "failover  informants logged in again {}  offers retried {}",
+            counts.relogins, counts.offer_retries
+        );
+    }
     let width = setup.queue_ids.iter().map(|id| id.chars().count()).max().unwrap_or(0).max(9);
+    // With several members, each queue's member, in 7 columns at most.
+    let member = |name: &str| {
+        if setup.several_targets { format!(" {:<7}", name.chars().take(7).collect::<String>()) } else { String::new() }
+    };
     let _ = writeln!(
         text,
-        "{:<width$} {:>5} {:>5} {:>10} {:>8} {:>8} {:>6} {:>6} {:>7}",
-        "queue", "wait", "talk", "SL/thresh", "ASA", "longest", "aband", "occup", "free/in"
+        "{:<width$}{} {:>5} {:>5} {:>10} {:>8} {:>8} {:>6} {:>6} {:>7}",
+        "queue",
+        member("member"),
+        "wait",
+        "talk",
+        "SL/thresh",
+        "ASA",
+        "longest",
+        "aband",
+        "occup",
+        "free/in"
     );
-    match stats {
-        Ok(stats) => {
+    match view {
+        Ok(view) => {
+            let stats = &view.stats;
             let sim = |ms: u64| format_sim_s(setup.scale.real_ms_to_sim_s(ms));
             for id in &setup.queue_ids {
+                let owner = member(view.owners.get(id).map_or("?", String::as_str));
                 let Some(queue) = stats.queues.iter().find(|queue| &queue.queue_id == id) else {
-                    let _ = writeln!(text, "{id:<width$} (no statistics)");
+                    let _ = writeln!(text, "{id:<width$}{owner} (no statistics)");
                     continue;
                 };
                 let _ = writeln!(
                     text,
-                    "{:<width$} {:>5} {:>5} {:>10} {:>8} {:>8} {:>6} {:>6} {:>7}",
+                    "{:<width$}{} {:>5} {:>5} {:>10} {:>8} {:>8} {:>6} {:>6} {:>7}",
                     id,
+                    owner,
                     queue.waiting,
                     queue.connected,
                     format!("{}/{}", percent(queue.service_level), sim(queue.service_level_threshold_ms)),
@@ -280,6 +393,16 @@ fn render(
             }
             // The node lists the tenant's logged-in informants, those of other runs included.
             let _ = writeln!(text, "informants, node:       {}", state_line(node, false));
+            if setup.several_targets {
+                let mut line = String::from("informants by member:  ");
+                for (member, count) in &view.informants_by_member {
+                    let _ = write!(line, " {member} {count}");
+                }
+                if view.silent > 0 {
+                    let _ = write!(line, "  ({} target(s) silent)", view.silent);
+                }
+                let _ = writeln!(text, "{line}");
+            }
         }
         Err(code) => {
             let _ = writeln!(text, "(node statistics unavailable: {code})");
@@ -317,6 +440,7 @@ mod tests {
             max_calls: None,
             queue_ids: vec!["justice".to_owned(), "ecoute".to_owned()],
             retry: Retry::default(),
+            several_targets: false,
         }
     }
 
@@ -339,7 +463,8 @@ mod tests {
         };
         let counts = CountersSnapshot { offered: 10, answered: 7, in_flight: 3, ..Default::default() };
         let own = StateCounts { available: 1, on_call: 1, ..Default::default() };
-        let text = render(&setup(), Phase::Offering, 3600.0, Duration::from_secs(30), counts, own, &Ok(stats));
+        let view = NodesView { stats, ..Default::default() };
+        let text = render(&setup(), Phase::Offering, 3600.0, Duration::from_secs(30), counts, own, &Ok(view));
         assert!(text.contains("mon 10:00"), "{text}");
         assert!(text.contains("1h00m00s of 2h00m00s (50%)"), "{text}");
         assert!(text.lines().all(|line| line.chars().count() <= 80), "{text}");
@@ -352,6 +477,57 @@ mod tests {
             render(&setup(), Phase::Draining, 0.0, Duration::ZERO, counts, own, &Err("unavailable".to_owned()));
         assert!(failed.contains("node statistics unavailable: unavailable"));
         assert!(failed.contains("draining"));
+        assert!(!text.contains("failover") && !text.contains("member"), "{text}");
+    }
+
+    #[test]
+    fn puts_the_members_answers_together_with_where_each_queue_lives() {
+        let queue = |id: &str, waiting: u32| QueueStats { queue_id: id.to_owned(), waiting, ..Default::default() };
+        let informant = |id: &str| InformantStats { informant_id: id.to_owned(), ..Default::default() };
+        let hosts = |node: &str, queues: &[&str], informants: u32| ListActorsResponse {
+            node_id: node.to_owned(),
+            actors: queues
+                .iter()
+                .map(|id| relais_proto::v1::HostedActor { id: (*id).to_owned(), ..Default::default() })
+                .collect(),
+            informants,
+            ..Default::default()
+        };
+        let answers = vec![
+            (
+                Ok(StatsResponse { queues: vec![queue("justice", 3)], informants: vec![informant("ana")] }),
+                Some(hosts("node-1", &["justice"], 1)),
+            ),
+            (Err(tonic::Status::unavailable("gone")), None),
+            (
+                Ok(StatsResponse { queues: vec![queue("ecoute", 1)], informants: vec![informant("bob")] }),
+                Some(hosts("node-3-long-name", &["ecoute"], 1)),
+            ),
+            // The same member given twice counts once.
+            (
+                Ok(StatsResponse { queues: vec![queue("justice", 9)], informants: vec![informant("ana")] }),
+                Some(hosts("node-1", &["justice"], 1)),
+            ),
+        ];
+        let view = merge_view(answers).unwrap();
+        assert_eq!(view.stats.queues.len(), 2);
+        assert_eq!(view.stats.informants.len(), 2);
+        assert_eq!(view.silent, 1);
+        assert_eq!(view.owners.get("justice").map(String::as_str), Some("node-1"));
+
+        let several = ViewSetup { several_targets: true, ..setup() };
+        let counts = CountersSnapshot { offered: 10, relogins: 4, offer_retries: 7, ..Default::default() };
+        let text =
+            render(&several, Phase::Offering, 60.0, Duration::from_secs(1), counts, StateCounts::default(), &Ok(view));
+        assert!(text.lines().all(|line| line.chars().count() <= 80), "{text}");
+        assert!(text.contains("failover  informants logged in again 4  offers retried 7"), "{text}");
+        let justice = text.lines().find(|line| line.starts_with("justice")).unwrap();
+        assert!(justice.starts_with("justice   node-1      3"), "{justice}");
+        assert!(text.lines().any(|line| line.starts_with("ecoute    node-3-")), "{text}");
+        assert!(text.contains("informants by member:   node-1 1 node-3-long-name 1  (1 target(s) silent)"), "{text}");
+
+        let nobody = merge_view(vec![(Err(tonic::Status::unavailable("gone")), None)]).unwrap_err();
+        assert_eq!(nobody.code(), tonic::Code::Unavailable);
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub async fn run_profile(config: Config, profile: Profile, stop: impl Future<Out
     let tenant = config.tenant.clone().unwrap_or_else(|| profile.default_tenant.clone());
     let run_started = Instant::now();
     let connections = Connections::new(
-        &config.target,
+        &config.targets,
         &tenant,
         profile.informants.len(),
         config.max_concurrent_calls,
@@ -92,15 +92,13 @@ pub async fn run_profile(config: Config, profile: Profile, stop: impl Future<Out
     // Set-up: the routing plan.
     if config.apply_plan {
         let plan = profile.routing_plan(scale, config.prune);
-        let admin = connections.admin();
-        let applied = retry
-            .call(|| {
-                let mut admin = admin.clone();
+        let (applied, _) = retry
+            .call_across(&mut connections.admin(), |mut admin| {
                 let request = retry.request(plan.clone());
                 async move { admin.apply_plan(request).await }
             })
-            .await
-            .map_err(|status| Error::ApplyPlan(Box::new(status)))?;
+            .await;
+        let applied = applied.map_err(|status| Error::ApplyPlan(Box::new(status)))?;
         info!(
             created = applied.created,
             updated = applied.updated,
@@ -115,19 +113,25 @@ pub async fn run_profile(config: Config, profile: Profile, stop: impl Future<Out
     let book = Arc::new(HandleBook::default());
     let counters = Arc::new(Counters::default());
     let (phase_sender, phase) = watch::channel(Phase::Offering);
-    let logins: Vec<_> = futures::stream::iter(profile.informants.iter().enumerate())
-        .map(|(index, informant)| {
-            let client = connections.informant(index);
-            async move { (index, log_in(&client, retry, informant).await) }
+    // By index, with the informant's spec owned: a closure taking a reference would keep the run's
+    // future from being `Send` (a limit of the compiler's inference of higher-ranked lifetimes).
+    let logins: Vec<_> = futures::stream::iter(0..profile.informants.len())
+        .map(|index| {
+            let mut targets = connections.informant(index);
+            let informant = profile.informants[index].clone();
+            async move {
+                let result = log_in(&mut targets, retry, &informant).await;
+                (index, targets, result)
+            }
         })
         .buffer_unordered(LOGIN_CONCURRENCY)
         .collect()
         .await;
     let mut logged_in = Vec::new();
     let mut first_failure = None;
-    for (index, result) in logins {
+    for (index, targets, result) in logins {
         match result {
-            Ok(()) => logged_in.push(index),
+            Ok(()) => logged_in.push((index, targets)),
             Err(status) => {
                 let id = &profile.informants[index].id;
                 warn!(informant_id = %id, code = ?status.code(), message = status.message(), "login failed");
@@ -139,7 +143,7 @@ pub async fn run_profile(config: Config, profile: Profile, stop: impl Future<Out
     if logged_in.is_empty() {
         return Err(Error::NoInformant(first_failure.unwrap_or_else(|| "the profile has no informants".to_owned())));
     }
-    logged_in.sort_unstable();
+    logged_in.sort_unstable_by_key(|(index, _)| *index);
     let (ready_sender, mut ready) = mpsc::channel(logged_in.len());
     let informant_context = Arc::new(InformantContext {
         scale,
@@ -149,17 +153,19 @@ pub async fn run_profile(config: Config, profile: Profile, stop: impl Future<Out
         phase: phase.clone(),
         handle_by_queue: profile.queues.iter().map(|queue| (queue.id.clone(), queue.handle)).collect::<HashMap<_, _>>(),
         default_handle: profile.queues[0].handle,
-        max_session_reopens: retry.attempts,
+        failover: config.failover,
+        counters: Arc::clone(&counters),
         logout: config.logout,
         ready: ready_sender,
     });
     let mut informants = JoinSet::new();
-    for &index in &logged_in {
+    let logged_in_count = logged_in.len();
+    for (index, targets) in logged_in {
         let informant = SimulatedInformant::new(
             Arc::clone(&informant_context),
-            connections.informant(index),
+            targets,
             index,
-            profile.informants[index].id.clone(),
+            profile.informants[index].clone(),
             // Each informant draws from its own stream, derived from the seed.
             config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64,
         );
@@ -167,14 +173,14 @@ pub async fn run_profile(config: Config, profile: Profile, stop: impl Future<Out
     }
     let ready_deadline = Instant::now() + config.ready_timeout;
     let mut sessions_ready = 0;
-    while sessions_ready < logged_in.len() {
+    while sessions_ready < logged_in_count {
         tokio::select! {
             message = ready.recv() => match message {
                 Some(_) => sessions_ready += 1,
                 None => break,
             },
             () = sleep_until(ready_deadline) => {
-                warn!(ready = sessions_ready, logged_in = logged_in.len(), "not every session opened in time; starting anyway");
+                warn!(ready = sessions_ready, logged_in = logged_in_count, "not every session opened in time; starting anyway");
                 break;
             }
             () = &mut stop => {
@@ -183,7 +189,7 @@ pub async fn run_profile(config: Config, profile: Profile, stop: impl Future<Out
             }
         }
     }
-    info!(informants = logged_in.len(), sessions = sessions_ready, "informants ready");
+    info!(informants = logged_in_count, sessions = sessions_ready, "informants ready");
 
     // Offering.
     let horizon_s = match (config.duration, config.max_calls) {
@@ -203,6 +209,7 @@ pub async fn run_profile(config: Config, profile: Profile, stop: impl Future<Out
             max_calls: config.max_calls,
             queue_ids: profile.queues.iter().map(|queue| queue.id.clone()).collect(),
             retry,
+            several_targets: config.targets.len() > 1,
         },
         Arc::clone(&counters),
         Arc::clone(&board),
@@ -213,12 +220,12 @@ pub async fn run_profile(config: Config, profile: Profile, stop: impl Future<Out
     let call_context = Arc::new(CallContext {
         scale,
         retry,
+        failover: config.failover,
         board: Arc::clone(&board),
         book: Arc::clone(&book),
         counters: Arc::clone(&counters),
         phase: phase.clone(),
         grace: config.shutdown_grace,
-        max_watch_reopens: retry.attempts,
     });
     let prefix = config.call_id_prefix.clone().unwrap_or_else(|| {
         let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
@@ -291,10 +298,10 @@ pub async fn run_profile(config: Config, profile: Profile, stop: impl Future<Out
             sl_threshold_s: queue.sl_threshold_s,
             arrival,
         };
-        let client = connections.gateway(job.arrival.seq);
+        let targets = connections.gateway(job.arrival.seq);
         let context = Arc::clone(&call_context);
         calls.spawn(async move {
-            let record = place_call(context, client, job).await;
+            let record = place_call(context, targets, job).await;
             drop(permit);
             record
         });
@@ -355,6 +362,7 @@ pub async fn run_profile(config: Config, profile: Profile, stop: impl Future<Out
                     informant_totals.accepted += report.accepted;
                     informant_totals.finished += report.finished;
                     informant_totals.errors += report.errors;
+                    informant_totals.relogins += report.relogins;
                 }
                 Some(Err(error)) => {
                     warn!(%error, "an informant task did not finish");

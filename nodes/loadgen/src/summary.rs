@@ -72,6 +72,10 @@ pub struct CallRecord {
     pub idle_at_offer: bool,
     /// The call was transferred or overflowed at least once.
     pub transferred: bool,
+    /// `OfferCall` retries: its member was unavailable or gone, and the gateway offered the same call
+    /// id again (through the next target when there are several).
+    #[serde(default)]
+    pub offer_retries: u32,
 }
 
 impl CallRecord {
@@ -86,6 +90,7 @@ impl CallRecord {
             connected_latency: None,
             idle_at_offer: false,
             transferred: false,
+            offer_retries: 0,
         }
     }
 }
@@ -111,6 +116,9 @@ pub struct CallCounts {
     pub unresolved: u64,
     /// Calls transferred or overflowed at least once.
     pub transferred: u64,
+    /// `OfferCall` retries with the same call id, after `UNAVAILABLE` or a broken connection.
+    #[serde(default)]
+    pub offer_retries: u64,
 }
 
 /// Waits and service levels, in simulated seconds; `None` where there is nothing to divide by.
@@ -216,6 +224,10 @@ pub struct InformantTotals {
     pub finished: u64,
     /// Requests that failed for other reasons than a withdrawn offer or an ended call.
     pub errors: u64,
+    /// Logins again after the informant's session found it logged out: its member died with its actor
+    /// (or the node forgot it), so the desktop logged in again, through another target if need be.
+    #[serde(default)]
+    pub relogins: u64,
 }
 
 /// Everything a run reports.
@@ -314,6 +326,7 @@ fn queue_summary<'a>(
     for record in records {
         calls.offered += 1;
         calls.transferred += u64::from(record.transferred);
+        calls.offer_retries += u64::from(record.offer_retries);
         thresholds = Some(match thresholds {
             None => Some(record.sl_threshold_s),
             Some(Some(seen)) if seen == record.sl_threshold_s => Some(seen),
@@ -579,6 +592,11 @@ impl fmt::Display for Summary {
             informants.errors,
             percent(self.occupancy)
         )?;
+        writeln!(
+            f,
+            "failover: {} informant re-logins (member gone), {} OfferCall retries with the same call id",
+            informants.relogins, calls.offer_retries
+        )?;
         for (name, latency) in [
             ("routing latency (OfferCall→Offered)", &self.routing_latency),
             ("connect latency (OfferCall→Connected)", &self.connect_latency),
@@ -658,7 +676,7 @@ mod tests {
             record("b", Outcome::Deflected { reason: "queue_full".to_owned() }, None),
             record("b", Outcome::Deflected { reason: "max_wait".to_owned() }, None),
             record("b", Outcome::Failed { reason: "offer_call: internal".to_owned() }, None),
-            record("b", Outcome::Unresolved, None),
+            CallRecord { offer_retries: 2, ..record("b", Outcome::Unresolved, None) },
         ];
         let summary = Summary::build(&records, facts(100.0));
         let a = &summary.queues[0];
@@ -679,6 +697,7 @@ mod tests {
         let all = &summary.all;
         assert_eq!((all.calls.offered, all.calls.answered, all.calls.failed, all.calls.unresolved), (9, 4, 1, 1));
         assert_eq!(all.sl_threshold_s, Some(20.0));
+        assert_eq!((all.calls.offer_retries, summary.queues[1].calls.offer_retries), (2, 2));
         assert_eq!(summary.offered_per_real_s, 0.9);
         assert_eq!(summary.answered_per_real_s, 0.2);
         assert_eq!(summary.occupancy, Some(0.7));
@@ -688,6 +707,7 @@ mod tests {
         let text = summary.to_string();
         assert!(text.contains("queue_full 1") && text.contains("max_wait 1"));
         assert!(text.lines().any(|line| line.trim_start().starts_with("all")));
+        assert!(text.contains("failover: 0 informant re-logins (member gone), 2 OfferCall retries"), "{text}");
     }
 
     #[test]

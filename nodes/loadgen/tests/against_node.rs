@@ -16,7 +16,7 @@ use support::RealNode;
 
 fn poisson(target: String, overrides: ProfileOverrides, time_scale: f64, calls: u64) -> Config {
     Config {
-        target,
+        targets: vec![target],
         profile: ProfileKind::Poisson,
         overrides,
         time_scale,
@@ -90,7 +90,7 @@ async fn impatient_callers_abandon_and_every_call_still_ends() {
 async fn the_cai_day_runs_with_all_its_queues() {
     let node = RealNode::start();
     let config = Config {
-        target: node.target.clone(),
+        targets: vec![node.target.clone()],
         profile: ProfileKind::Cai,
         time_scale: 600.0,
         duration: Some(Duration::from_secs(30 * 60)),
@@ -143,7 +143,7 @@ async fn a_stop_signal_ends_the_run_cleanly() {
 async fn an_unreachable_node_fails_fast_with_a_clear_error() {
     // Port 1 on the loopback: nothing listens there.
     let config = Config {
-        target: "http://127.0.0.1:1".to_owned(),
+        targets: vec!["http://127.0.0.1:1".to_owned()],
         retry: Retry { attempts: 2, ..Retry::default() },
         ..Config::default()
     };

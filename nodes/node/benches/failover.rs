@@ -9,10 +9,10 @@
 //!   port closed, revokes the lease);
 //! - `SIGSTOP` of a member (a silent failure, left to its lease): from the
 //!   pause to the member gone, against its lease TTL;
-//! - `kill -9` of the member hosting a queue: from the kill to the first
-//!   call that queue routes again (another member claims it, the informants
-//!   join it again, a gateway retrying through a survivor gets its call
-//!   offered).
+//! - `kill -9` of the member hosting a queue with a call waiting: from the
+//!   kill to that call offered to an informant on a survivor (another
+//!   member claims the queue, reads its calls from etcd, the informants
+//!   join it again).
 //!
 //! Bounded: a fixed number of rounds, each with a deadline.
 
@@ -105,9 +105,9 @@ fn placed_on(kind: ActorKind, prefix: &str, members: [&str; 2], wanted: &str) ->
         .expect("some id lands on each member")
 }
 
-/// One round: a queue on `victim`, an informant on the observer; kill the
-/// victim and time until a call offered through the observer reaches the
-/// informant.
+/// One round: a queue on `victim` with a call waiting, an informant on the
+/// observer (paused until the kill); kill the victim and time until the
+/// waiting call, taken over from etcd, is offered to the informant.
 async fn reroute_once(etcd: &EtcdProcess, observer: &mut Clients, round: usize) -> Duration {
     let id = format!("host-{round}");
     let victim = member(etcd, &id);
@@ -118,13 +118,16 @@ async fn reroute_once(etcd: &EtcdProcess, observer: &mut Clients, round: usize) 
     observer.admin.create_queue(support::queue(&queue, &skill, 1)).await.unwrap();
     let informant = placed_on(ActorKind::Informant, &format!("i{round}"), members, "observer");
     let mut session = Session::open(observer, &informant, vec![support::skill(&skill, 3)]).await;
+    let pause = pb::PauseRequest { informant_id: informant.clone(), reason: "bench".into() };
+    observer.desk.pause(pause).await.unwrap();
+    let call = format!("c{round}");
+    support::offer_retrying(observer, support::offer(&call, &queue)).await;
     // Let the members open their health streams and links to each other.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let start = Instant::now();
     drop(victim);
-    let call = format!("c{round}");
-    support::offer_retrying(observer, support::offer(&call, &queue)).await;
+    observer.desk.resume(pb::InformantRequest { informant_id: informant.clone() }).await.unwrap();
     let (_, offered) = session.next_offer().await;
     let took = start.elapsed();
     assert_eq!(offered, call);
@@ -183,8 +186,8 @@ async fn main() {
         &format!("left to the lease; target < TTL + 1 s = {} s", TTL_S + 1),
     );
     row(
-        "kill -9 of a queue's member → first call that queue routes again",
+        "kill -9 of a queue's member → its waiting call offered again",
         reroutes,
-        "claimed again, informants join, offer retried; target < 1 s",
+        "claimed again, calls read from etcd, informants join; target < 1 s",
     );
 }

@@ -330,3 +330,57 @@ async fn locate_names_this_node_for_what_it_serves_and_refuses_the_rest() {
         assert_eq!((here.node_id.as_str(), here.here), ("solo", true));
     }
 }
+
+#[tokio::test]
+async fn list_actors_tells_what_this_node_hosts_and_refuses_bad_requests() {
+    let node = NodeProcess::start(&["--node-id", "solo", "--require-role", "true"], &[]);
+    let mut c = Clients::new(&node, "cai").await;
+    apply(&mut c, vec![queue("logement", "logement", 1), queue("travail", "travail", 1)]).await;
+    c.desk.login(pb::LoginRequest { informant_id: "ana".into(), skills: vec![skill("travail", 1)] }).await.unwrap();
+    c.desk.pause(pb::PauseRequest { informant_id: "ana".into(), reason: "lunch".into() }).await.unwrap();
+    c.gateway.offer_call(offer("c1", "logement")).await.unwrap();
+    let list = |kind: pb::ActorKind, counts_only: bool| pb::ListActorsRequest { kind: kind as i32, counts_only };
+
+    // Without etcd every actor lives here, with no claim (epoch 0).
+    let all = c.admin.list_actors(list(pb::ActorKind::Unspecified, false)).await.unwrap().into_inner();
+    assert_eq!((all.node_id.as_str(), all.address.as_str(), all.tenant.as_str()), ("solo", node.addr.as_str(), "cai"));
+    assert_eq!((all.queues, all.informants), (2, 1));
+    let queue = |id: &str, waiting: u32| pb::HostedActor {
+        kind: pb::ActorKind::Queue as i32,
+        id: id.into(),
+        waiting,
+        ..Default::default()
+    };
+    let ana = pb::HostedActor {
+        kind: pb::ActorKind::Informant as i32,
+        id: "ana".into(),
+        state: pb::InformantState::Paused as i32,
+        ..Default::default()
+    };
+    assert_eq!(all.actors, vec![queue("logement", 1), queue("travail", 0), ana.clone()]);
+    let informants = c.admin.list_actors(list(pb::ActorKind::Informant, false)).await.unwrap().into_inner();
+    assert_eq!((informants.actors, informants.queues, informants.informants), (vec![ana], 2, 1));
+    let counted = c.admin.list_actors(list(pb::ActorKind::Queue, true)).await.unwrap().into_inner();
+    assert_eq!((counted.actors.len(), counted.queues, counted.informants), (0, 2, 1));
+    // Another tenant's actors are not the caller's.
+    let mut sos = Clients::new(&node, "sos").await;
+    let theirs = sos.admin.list_actors(list(pb::ActorKind::Unspecified, false)).await.unwrap().into_inner();
+    assert_eq!((theirs.tenant.as_str(), theirs.actors.len(), theirs.queues, theirs.informants), ("sos", 0, 0, 0));
+
+    expect(
+        c.admin.list_actors(pb::ListActorsRequest { kind: 7, counts_only: false }).await,
+        Code::InvalidArgument,
+        "kind",
+    );
+    let channel = node.channel().await;
+    let admin = |tenant: &str, role: Option<&str>| {
+        pb::admin_client::AdminClient::with_interceptor(
+            channel.clone(),
+            As { tenant: Some(tenant.into()), role: role.map(Into::into) },
+        )
+    };
+    let request = list(pb::ActorKind::Unspecified, false);
+    expect(admin("cai", Some("gateway")).list_actors(request).await, Code::PermissionDenied, "gateway");
+    expect(admin("nope", Some("admin")).list_actors(request).await, Code::NotFound, "tenant");
+    expect(admin("cai", None).list_actors(request).await, Code::Unauthenticated, "x-relais-role");
+}

@@ -1,8 +1,10 @@
 //! The Admin service: operators configure queues and informants' profiles,
-//! apply routing plans, and read live statistics.
+//! apply routing plans, read live statistics, and see which actors each
+//! member hosts.
 
 use std::sync::Arc;
 
+use ractor::ActorRef;
 use relais_proto::v1 as pb;
 use relais_proto::v1::admin_client::AdminClient;
 use tonic::{Request, Response, Status};
@@ -10,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::actors::informant::InformantMsg;
 use crate::actors::queue::QueueMsg;
 use crate::cluster::Cluster;
+use crate::cluster::placement::ActorKind;
 use crate::error::{NodeError, Result};
 use crate::forward;
 use crate::identity::identity_of;
@@ -41,6 +44,72 @@ impl AdminService {
             entry.parsed.service_level_threshold_ms,
             &figures,
         ))
+    }
+
+    /// The tenant's actors this node hosts: each of `kinds` listed (and
+    /// asked for its figures) unless `counts_only`, every kind counted.
+    async fn hosted_actors(&self, tenant: &Arc<str>, kinds: &[ActorKind], counts_only: bool) -> pb::ListActorsResponse {
+        let directory = &self.node.directory;
+        let mut queues: Vec<(Arc<str>, ActorRef<QueueMsg>)> = self
+            .node
+            .catalog
+            .queues(tenant)
+            .into_iter()
+            .filter_map(|entry| directory.queue(tenant, &entry.parsed.id).map(|actor| (entry.parsed.id, actor)))
+            .collect();
+        let mut informants = directory.informants_of(tenant);
+        let mut out = pb::ListActorsResponse {
+            node_id: self.node.me().node_id.to_string(),
+            address: self.node.me().address.clone(),
+            tenant: tenant.to_string(),
+            actors: Vec::new(),
+            queues: u32::try_from(queues.len()).unwrap_or(u32::MAX),
+            informants: u32::try_from(informants.len()).unwrap_or(u32::MAX),
+        };
+        if counts_only {
+            return out;
+        }
+        let epoch = |kind, id: &Arc<str>| directory.epoch(kind, tenant, id).unwrap_or(0);
+        if kinds.contains(&ActorKind::Queue) {
+            queues.sort_by(|a, b| a.0.cmp(&b.0));
+            // Every actor at once: one slow to answer costs its timeout once.
+            let figures = futures::future::join_all(
+                queues.iter().map(|(_, actor)| ask(actor, |reply| QueueMsg::Figures { reply })),
+            )
+            .await;
+            for ((id, _), figures) in queues.iter().zip(figures) {
+                // A queue that does not answer in time is listed without figures.
+                let figures = figures.ok();
+                out.actors.push(pb::HostedActor {
+                    kind: pb::ActorKind::Queue as i32,
+                    id: id.to_string(),
+                    epoch: epoch(ActorKind::Queue, id),
+                    waiting: figures.as_ref().map_or(0, |f| f.waiting),
+                    offered: figures.as_ref().map_or(0, |f| f.offered),
+                    connected: figures.as_ref().map_or(0, |f| f.connected),
+                    state: pb::InformantState::Unspecified as i32,
+                });
+            }
+        }
+        if kinds.contains(&ActorKind::Informant) {
+            informants.sort_by(|a, b| a.0.cmp(&b.0));
+            let statuses = futures::future::join_all(
+                informants.iter().map(|(_, actor)| ask(actor, |reply| InformantMsg::Get { reply })),
+            )
+            .await;
+            for ((id, _), status) in informants.iter().zip(statuses) {
+                let state =
+                    status.map_or(pb::InformantState::Unspecified, |s| convert::informant_state(s.snapshot.state));
+                out.actors.push(pb::HostedActor {
+                    kind: pb::ActorKind::Informant as i32,
+                    id: id.to_string(),
+                    epoch: epoch(ActorKind::Informant, id),
+                    state: state as i32,
+                    ..Default::default()
+                });
+            }
+        }
+        out
     }
 }
 
@@ -172,6 +241,20 @@ impl pb::admin_server::Admin for AdminService {
                 self.cluster.window().remaining().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             }),
         }))
+    }
+
+    async fn list_actors(
+        &self,
+        request: Request<pb::ListActorsRequest>,
+    ) -> Result<Response<pb::ListActorsResponse>, Status> {
+        let tenant = identity_of(&request)?.tenant;
+        let kinds: &[ActorKind] = match pb::ActorKind::try_from(request.get_ref().kind) {
+            Ok(pb::ActorKind::Unspecified) => &[ActorKind::Queue, ActorKind::Informant],
+            Ok(pb::ActorKind::Queue) => &[ActorKind::Queue],
+            Ok(pb::ActorKind::Informant) => &[ActorKind::Informant],
+            Err(_) => return Err(NodeError::invalid("kind", "unknown value").into()),
+        };
+        Ok(Response::new(self.hosted_actors(&tenant, kinds, request.get_ref().counts_only).await))
     }
 
     async fn drain(&self, request: Request<pb::DrainRequest>) -> Result<Response<pb::DrainResponse>, Status> {
