@@ -17,7 +17,19 @@ CLUSTER_DEMO_ARGS ?= --live
 CLUSTER_DIR ?= target/cluster
 CLUSTER_ETCD_PORT ?= 23790
 
-.PHONY: help deps build run cluster cluster-demo test lint bench clean
+# Container image and compose cluster (deploy/). IMAGE_BASES=local makes the
+# base images without a registry (debootstrap + the host's Rust toolchain,
+# see deploy/docker/offline-bases.sh); IMAGE_BASES=hub uses the Dockerfile's
+# defaults (rust:*-bookworm, debian:bookworm-slim) from a registry.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+DOCKER ?= docker
+IMAGE ?= relais:$(VERSION)
+ETCD_IMAGE ?= relais-etcd:bookworm
+IMAGE_BASES ?= local
+COMPOSE := deploy/compose/compose.sh
+K8S_VENV ?= target/k8s-venv
+
+.PHONY: help deps build run cluster cluster-demo test lint bench clean image etcd-image compose-up compose-down compose-test k8s-check
 
 help:
 	@echo "make run    - one relais node on its embedded default + live CAI-like demo (Ctrl-C stops both)"
@@ -25,13 +37,19 @@ help:
 	@echo "make cluster - etcd + three nodes joined in one membership, and relaisctl members every 2 s (Ctrl-C stops all)"
 	@echo "make cluster-demo - the same cluster under the live CAI-like demo spread over the three nodes; kill -9 one mid-run"
 	@echo "make bench  - routing, memory and end-to-end benchmarks, and a long Erlang C check (see docs/benchmarks.md)"
+	@echo "make image  - the container image $(IMAGE), built without a registry (deploy/docker)"
+	@echo "make compose-up / compose-down - 3 etcd + 3 relais nodes + the demo in Docker (deploy/compose)"
+	@echo "make compose-test - the compose cluster routes on after a member is killed (not part of make test)"
+	@echo "make k8s-check - render, validate and lint the Kubernetes manifests offline (part of make test)"
 
-# System packages: protoc (etcd-client's and our proto build need it) and
-# etcd (the cluster's membership store).
+# System packages: protoc (etcd-client's and our proto build need it),
+# etcd (the cluster's membership store), and Python's venv (k8s-check's
+# tools).
 deps:
 	@missing=""
 	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"
 	command -v etcd >/dev/null || missing="$$missing etcd-server"
+	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"
 	if [ -n "$$missing" ]; then
 	  echo "relais: installing missing Debian packages:$$missing"
 	  $(SUDO) apt-get update -qq
@@ -146,7 +164,7 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: lint
+test: lint k8s-check
 	$(CARGO) test --workspace
 
 # Criterion (routing decisions), memory per actor and per call, end-to-end
@@ -162,3 +180,49 @@ bench: build
 
 clean:
 	$(CARGO) clean
+
+# The image: deploy/docker/Dockerfile, with its base images made locally
+# first (cached: a second run only rebuilds what changed).
+image:
+	@if [ "$(IMAGE_BASES)" = local ]; then
+	  args=$$(CACHE_DIR=target/docker SUDO="$(SUDO)" deploy/docker/offline-bases.sh)
+	else
+	  args=""
+	fi
+	echo "relais: building $(IMAGE) (deploy/docker/Dockerfile $$args)"
+	$(DOCKER) build -f deploy/docker/Dockerfile $$args --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+# etcd for the compose cluster, from Debian's etcd-server package.
+etcd-image:
+	@if [ "$(IMAGE_BASES)" = local ]; then
+	  args=$$(CACHE_DIR=target/docker SUDO="$(SUDO)" deploy/docker/offline-bases.sh runtime)
+	else
+	  args=""
+	fi
+	$(DOCKER) build -q -f deploy/docker/etcd.Dockerfile $$args -t $(ETCD_IMAGE) deploy/docker
+
+# Builds the images that are missing, starts etcd and the relais nodes, then
+# runs the demo in the foreground (DEMO_ARGS); the cluster stays up after it.
+compose-up:
+	@$(DOCKER) image inspect $(IMAGE) >/dev/null 2>&1 || $(MAKE) --no-print-directory image
+	$(DOCKER) image inspect $(ETCD_IMAGE) >/dev/null 2>&1 || $(MAKE) --no-print-directory etcd-image
+	export RELAIS_IMAGE=$(IMAGE) RELAIS_ETCD_IMAGE=$(ETCD_IMAGE)
+	$(COMPOSE) up -d relais-1 relais-2 relais-3
+	for _ in $$(seq 60); do $(COMPOSE) exec -T relais-1 relaisctl members 2>/dev/null && break; sleep 1; done
+	$(COMPOSE) run --rm loadgen $(DEMO_ARGS)
+	echo "relais: the cluster is still up: $(COMPOSE) exec relais-1 relaisctl stats; make compose-down removes it"
+
+compose-down:
+	RELAIS_IMAGE=$(IMAGE) RELAIS_ETCD_IMAGE=$(ETCD_IMAGE) $(COMPOSE) down -v --remove-orphans
+
+# Kills a member under load and checks that calls are still answered
+# (deploy/compose/test.sh). Minutes, and needs Docker: not part of make test.
+compose-test: image etcd-image
+	RELAIS_IMAGE=$(IMAGE) RELAIS_ETCD_IMAGE=$(ETCD_IMAGE) deploy/compose/test.sh
+
+# The Kubernetes manifests, offline: every overlay rendered by kubectl's
+# kustomize, validated against the Kubernetes 1.33 schemas, and linted by
+# checkov (deploy/kubernetes/checkov-skips.txt lists each accepted finding
+# with its reason). The tools live in a venv under target/, installed once.
+k8s-check: deps
+	@K8S_VENV=$(K8S_VENV) deploy/kubernetes/check.sh

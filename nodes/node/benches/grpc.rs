@@ -11,6 +11,11 @@
 //!   states, so the session carries only the offer). The session events
 //!   actually read per lifecycle are counted and reported.
 //!
+//! Then the same on a node that is a one-member cluster in a real etcd: its
+//! queue writes every call to etcd before answering (durable calls), so
+//! its baselines are also etcd's own put rates, measured in the same run
+//! (one client putting in sequence, and 16 at once).
+//!
 //! Figures are reported as ratios to the baseline because the machines are
 //! shared and noisy. Node and benchmark each run one tokio worker thread.
 //! Bounded: every phase stops after a fixed number of calls or seconds.
@@ -26,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use relais_proto::v1 as pb;
+use support::etcd::EtcdProcess;
 use support::*;
 use tokio::sync::oneshot;
 use tonic_health::pb::HealthCheckRequest;
@@ -118,17 +124,70 @@ async fn start_desks(c: &mut Clients) -> Desks {
     Desks { offered_at, finished, events }
 }
 
+/// etcd puts of a 1 KiB value (about a call's record) per second, by
+/// `concurrency` clients, for `PHASE`.
+async fn etcd_puts(etcd: &EtcdProcess, concurrency: usize) -> f64 {
+    let client = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let deadline = Instant::now() + PHASE;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                client.put(format!("/bench/{worker}/{}", n % 64), vec![7u8; 1024], None).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut puts = 0;
+    for t in tasks {
+        puts += t.await.unwrap();
+    }
+    puts as f64 / started.elapsed().as_secs_f64()
+}
+
+/// What one node measured.
+struct Figures {
+    echo_1: Rate,
+    echo_16: Rate,
+    lifecycle_rate: f64,
+    lifecycles: u64,
+    events_per_lifecycle: f64,
+    lat_p50: Duration,
+    lat_p99: Duration,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let node = NodeProcess::start(&[], &[("TOKIO_WORKER_THREADS", "1"), ("RUST_LOG", "warn")]);
-    let mut c = Clients::new(&node, "cai").await;
+    let env = [("TOKIO_WORKER_THREADS", "1"), ("RUST_LOG", "warn")];
+    // Kept until the end: its informants' sessions stay open meanwhile.
+    let single_node = NodeProcess::start(&[], &env);
+    let single = measure(&single_node).await;
+    print_single(&single);
+
+    let etcd = EtcdProcess::start();
+    let puts_1 = etcd_puts(&etcd, 1).await;
+    let puts_16 = etcd_puts(&etcd, CONCURRENCY).await;
+    let node = NodeProcess::start(&["--etcd", &etcd.client_url, "--node-id", "bench"], &env);
+    let clustered = measure(&node).await;
+    print_clustered(&single, &clustered, puts_1, puts_16);
+}
+
+async fn measure(node: &NodeProcess) -> Figures {
+    let mut c = Clients::new(node, "cai").await;
     let mut q = queue("bench", "bench", 1);
     q.max_waiting = 10_000;
     apply(&mut c, vec![q]).await;
+    // In a cluster the queue is hosted a moment after it is created.
+    offer_retrying(&mut c, offer("warm-up", "bench")).await;
+    c.gateway.hang_up(pb::HangUpRequest { call_id: "warm-up".into() }).await.unwrap();
     let desks = start_desks(&mut c).await;
 
-    let echo_1 = baseline(&node, 1).await;
-    let echo_16 = baseline(&node, CONCURRENCY).await;
+    let echo_1 = baseline(node, 1).await;
+    let echo_16 = baseline(node, CONCURRENCY).await;
 
     // Routing latency: one call at a time, every informant idle.
     let mut latencies = Vec::with_capacity(LATENCY_PROBES);
@@ -175,6 +234,12 @@ async fn main() {
     }
     let lifecycle_rate = lifecycles as f64 / started.elapsed().as_secs_f64();
     let events_per_lifecycle = (desks.events.load(Ordering::Relaxed) - events_before) as f64 / lifecycles as f64;
+    Figures { echo_1, echo_16, lifecycle_rate, lifecycles, events_per_lifecycle, lat_p50, lat_p99 }
+}
+
+fn print_single(f: &Figures) {
+    let Figures { echo_1, echo_16, lifecycle_rate, lifecycles, events_per_lifecycle, lat_p50, lat_p99 } = f;
+    let (lifecycle_rate, lat_p50, lat_p99) = (*lifecycle_rate, *lat_p50, *lat_p99);
     let ceiling = echo_16.per_second / 3.0;
 
     println!("## End-to-end over gRPC (one node process, 1 worker thread each side)\n");
@@ -217,5 +282,40 @@ async fn main() {
     println!(
         "\n({LATENCY_PROBES} latency probes; {lifecycles} lifecycles in the throughput phase, \
          {events_per_lifecycle:.2} session events read per lifecycle; {INFORMANTS} informants.)"
+    );
+}
+
+fn print_clustered(single: &Figures, f: &Figures, puts_1: f64, puts_16: f64) {
+    println!("\n## Durable calls: a one-member cluster in a real etcd (same run)\n");
+    println!("| measure | value | baseline | ratio |");
+    println!("|---|---|---|---|");
+    println!("| etcd puts/s (1 KiB), one client in sequence | {puts_1:.0}/s | | |");
+    println!("| etcd puts/s (1 KiB), {CONCURRENCY} clients | {puts_16:.0}/s | | |");
+    println!(
+        "| call lifecycles/s, concurrency {CONCURRENCY} | {:.0}/s | single node {:.0}/s | {:.0} % |",
+        f.lifecycle_rate,
+        single.lifecycle_rate,
+        100.0 * f.lifecycle_rate / single.lifecycle_rate
+    );
+    println!(
+        "| call lifecycles/s against etcd's put rate at concurrency {CONCURRENCY} | {:.0}/s | {puts_16:.0} puts/s | {:.2} lifecycles per put |",
+        f.lifecycle_rate,
+        f.lifecycle_rate / puts_16
+    );
+    println!(
+        "| routing latency p50, offer → offered | {:.0} µs | etcd put p50 ≈ {:.0} µs (1 / sequential rate) | {:.2} puts |",
+        us(f.lat_p50),
+        1e6 / puts_1,
+        f.lat_p50.as_secs_f64() * puts_1
+    );
+    println!(
+        "| routing latency p99, offer → offered | {:.0} µs | echo p50 {:.0} µs | {:.2} round trips |",
+        us(f.lat_p99),
+        us(f.echo_1.p50),
+        f.lat_p99.as_secs_f64() / f.echo_1.p50.as_secs_f64()
+    );
+    println!(
+        "\n({LATENCY_PROBES} latency probes; {} lifecycles in the throughput phase, {:.2} session events read per lifecycle.)",
+        f.lifecycles, f.events_per_lifecycle
     );
 }

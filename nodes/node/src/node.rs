@@ -333,9 +333,9 @@ impl Node {
     }
 
     /// `UNAVAILABLE` while draining a single node: new work goes to another
-    /// node. In a cluster a draining member still takes new work for the
-    /// actors it hosts: no other member hosts them until it hands them over
-    /// (not built yet) or stops, and refusing would turn callers away.
+    /// node. In a cluster a draining member hands its queues over and logs
+    /// its idle informants out (see the placer); until then it serves the
+    /// actors it hosts, since refusing would turn callers away.
     pub fn check_not_draining(&self) -> Result<()> {
         if self.is_draining() && !self.config.clustered() { Err(draining_error()) } else { Ok(()) }
     }
@@ -346,6 +346,7 @@ impl Node {
         let in_flight = self.offers_in_flight.load(std::sync::atomic::Ordering::SeqCst);
         let mut asks = Vec::new();
         let mut informants = 0;
+        let mut talking = Vec::new();
         for tenant in &self.config.tenants {
             let tenant: Arc<str> = tenant.as_str().into();
             for queue in self.catalog.queues(&tenant) {
@@ -353,13 +354,37 @@ impl Node {
                 asks.push(async move { self.live_calls_held(&tenant, &queue.parsed.id).await });
             }
             informants += self.directory.informant_count(&tenant);
+            if self.config.clustered() {
+                // A call's queue may live elsewhere, but its informant's
+                // session is here: the drain waits for it too.
+                for (_, actor) in self.directory.informants_of(&tenant) {
+                    talking.push(async move {
+                        let status = ask(&actor, |reply| InformantMsg::Get { reply }).await;
+                        status.is_ok_and(|s| s.snapshot.state == relais_routing::informant::InformantState::OnCall)
+                    });
+                }
+            }
         }
         // Every queue at once: a slow one costs its timeout once.
         let mut calls = in_flight;
         for count in futures::future::join_all(asks).await {
             calls += count?;
         }
+        calls += futures::future::join_all(talking).await.into_iter().filter(|on_call| *on_call).count();
         Ok((calls, informants))
+    }
+
+    /// Logs out this draining member's informants that hold no call (an
+    /// offer goes back to its queue): their sessions end with `UNAVAILABLE`
+    /// and their desktops log in again through another member.
+    pub(crate) async fn drain_informants(&self, tenant: &Arc<str>) {
+        for (id, actor) in self.directory.informants_of(tenant) {
+            if let Ok(Ok(_)) = ask(&actor, |reply| InformantMsg::Logout { reply }).await {
+                tracing::info!(tenant = %tenant, informant_id = %id, "informant logged out by the drain");
+                // Its claim is given up on the placer's next pass, at once.
+                self.poke_placer();
+            }
+        }
     }
 
     /// Makes this node host the actors placement gives it, and reach the
@@ -1007,6 +1032,12 @@ impl Node {
                         // Its member is gone; the claim goes with its lease.
                         return Err(NodeError::Unavailable(format!(
                             "{informant_id} was logged in on member {owner}, which left; retry in a moment"
+                        )));
+                    }
+                    if placer.is_draining(&owner) {
+                        // Its member logs it out and gives the claim up.
+                        return Err(NodeError::Unavailable(format!(
+                            "{informant_id} was logged in on member {owner}, which is draining; retry in a moment"
                         )));
                     }
                     return Err(NodeError::exists(

@@ -276,7 +276,7 @@ async fn killing_a_busy_queues_member_mid_burst_loses_no_acknowledged_call_and_k
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_draining_member_hands_its_queues_over_with_their_calls() {
+async fn a_draining_member_hands_its_queues_over_with_their_calls_and_moves_its_informants_once_idle() {
     let etcd = EtcdProcess::start();
     let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
     let ids = ["node-a", "node-b", "node-c"];
@@ -288,11 +288,27 @@ async fn a_draining_member_hands_its_queues_over_with_their_calls() {
     let drained = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
     let stays = (0..3).find(|i| *i != drained).unwrap();
     let mut c = Clients::new(&nodes[stays], "cai").await;
-    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+    // A long wrap-up: an informant who finished a call takes no other
+    // until it says so.
+    let justice = pb::QueueConfig { wrap_up_ms: 60_000, ..support::queue("justice", "justice", 1) };
+    support::apply(&mut c, vec![justice.clone()]).await;
     let ana_id = (0..)
         .map(|i| format!("inf-{i}"))
         .find(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) != drained)
         .unwrap();
+    // Two informants on the member to drain: eve on a call, dan idle.
+    let mut d = Clients::new(&nodes[drained], "cai").await;
+    let mut on_drained =
+        (0..).map(|i| format!("dr-{i}")).filter(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) == drained);
+    let (eve_id, dan_id) = (on_drained.next().unwrap(), on_drained.next().unwrap());
+    let mut eve = Session::open(&mut d, &eve_id, vec![support::skill("justice", 3)]).await;
+    support::offer_retrying(&mut c, support::offer("c0", "justice")).await;
+    let (offer_id, call_id) = eve.next_offer().await;
+    assert_eq!(call_id, "c0");
+    d.desk.accept_offer(pb::OfferReply { informant_id: eve_id.clone(), offer_id }).await.unwrap();
+    let mut dan = Session::open(&mut d, &dan_id, vec![support::skill("justice", 3)]).await;
+    d.desk.pause(pb::PauseRequest { informant_id: dan_id.clone(), reason: "test".into() }).await.unwrap();
+
     let mut ana = Session::open(&mut c, &ana_id, vec![support::skill("justice", 3)]).await;
     c.desk.pause(pb::PauseRequest { informant_id: ana_id.clone(), reason: "test".into() }).await.unwrap();
     let waiting = ["c1", "c2", "c3"];
@@ -302,18 +318,9 @@ async fn a_draining_member_hands_its_queues_over_with_their_calls() {
     }
     let epoch_before = kv.get("/relais/owners/queue:cai/justice", None).await.unwrap().kvs()[0].create_revision();
 
-    // The drain: the queue moves to a member that stays, and the drained
-    // member soon holds no call.
-    let mut d = Clients::new(&nodes[drained], "cai").await;
-    let start = Instant::now();
-    loop {
-        let left = d.admin.drain(pb::DrainRequest {}).await.unwrap().into_inner();
-        if left.live_calls == 0 {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "the drained member still holds {left:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The drain: the queue moves to a member that stays; dan, idle, is
+    // logged out and told to log in again; eve's call holds the drain.
+    d.admin.drain(pb::DrainRequest {}).await.unwrap();
     let start = Instant::now();
     let taker = loop {
         let read = kv.get("/relais/owners/queue:cai/justice", None).await.unwrap();
@@ -327,6 +334,32 @@ async fn a_draining_member_hands_its_queues_over_with_their_calls() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     println!("queue handed from {} to {taker} in {:?}", ids[drained], start.elapsed());
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(5), dan.stream.message()).await.expect("dan's session ends") {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("dan's session ended without telling him to log in again"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), tonic::Code::Unavailable, "{ended:?}");
+    // (With another skill this time, so that he takes none of the calls
+    // checked below.)
+    let login = pb::LoginRequest { informant_id: dan_id.clone(), skills: vec![support::skill("logement", 3)] };
+    retrying!("dan logs in again", d.desk.login(login.clone()));
+    let read = kv.get(format!("/relais/owners/informant:cai/{dan_id}"), None).await.unwrap();
+    assert_ne!(read.kvs()[0].value_str().unwrap(), ids[drained], "dan landed on a member that stays");
+    let left = d.admin.drain(pb::DrainRequest {}).await.unwrap().into_inner();
+    assert_eq!(left.live_calls, 1, "eve's call holds the drain: {left:?}");
+    d.desk.finish_call(pb::FinishCallRequest { informant_id: eve_id.clone(), call_id: "c0".into() }).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let left = d.admin.drain(pb::DrainRequest {}).await.unwrap().into_inner();
+        if left.live_calls == 0 && left.informants_logged_in == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the drained member still holds {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Its calls went with it, in their order.
     c.desk.resume(pb::InformantRequest { informant_id: ana_id.clone() }).await.unwrap();
@@ -340,8 +373,7 @@ async fn a_draining_member_hands_its_queues_over_with_their_calls() {
         c.desk.end_wrap_up(pb::InformantRequest { informant_id: ana_id.clone() }).await.ok();
     }
     // A new queue goes to a member that stays.
-    support::apply(&mut c, vec![support::queue("justice", "justice", 1), support::queue("logement", "logement", 1)])
-        .await;
+    support::apply(&mut c, vec![justice, support::queue("logement", "logement", 1)]).await;
     let start = Instant::now();
     loop {
         let read = kv.get("/relais/owners/queue:cai/logement", None).await.unwrap();

@@ -73,6 +73,11 @@ impl Placer {
             .ok_or_else(|| NodeError::Unavailable(format!("member {} is leaving; retry in a moment", record.node_id)))
     }
 
+    /// Whether a member is draining.
+    pub fn is_draining(&self, node_id: &str) -> bool {
+        self.members.borrow().nodes.get(node_id).is_some_and(|m| m.draining)
+    }
+
     /// Where placement would put an actor nobody owns yet.
     pub fn placed(&self, kind: ActorKind, tenant: &str, id: &str) -> Result<Place> {
         let chosen = {
@@ -195,6 +200,9 @@ impl Placer {
                         }
                     }
                 }
+            }
+            if node.is_draining() {
+                node.drain_informants(&tenant).await;
             }
             // Queues hosted here but deleted from the configuration.
             for (id, _) in node.directory.claimed_queues(&tenant) {

@@ -87,10 +87,17 @@ impl pb::informant_server::Informant for InformantService {
         let (tx, rx) = tokio::sync::mpsc::channel(SESSION_BUFFER);
         ask(&actor, |reply| InformantMsg::Attach { sink: tx, reply }).await?;
         let id = request.into_inner().informant_id;
-        let stream = ReceiverStream::new(rx).map(move |out| {
-            let _held = &permit;
-            Ok(convert::informant_event(&id, &out))
-        });
+        let node = self.node.clone();
+        let stream = ReceiverStream::new(rx)
+            .map(move |out| {
+                let _held = &permit;
+                Ok(convert::informant_event(&id, &out))
+            })
+            // A session ended by a drain tells the desktop to log in again.
+            .chain(futures::stream::once(async move { node.is_draining() }).filter_map(|draining| {
+                draining
+                    .then(|| Err(Status::unavailable("this member is draining: log in again (through another member)")))
+            }));
         Ok(Response::new(Box::pin(stream)))
     }
 

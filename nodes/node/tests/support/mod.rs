@@ -188,7 +188,7 @@ pub async fn apply(c: &mut Clients, queues: Vec<pb::QueueConfig>) {
 /// to follow the previous one's sequence with no gap.
 pub struct Session {
     pub id: String,
-    stream: tonic::Streaming<pb::InformantEvent>,
+    pub stream: tonic::Streaming<pb::InformantEvent>,
     /// The sequence of the last event read.
     pub last_sequence: Option<u64>,
 }
