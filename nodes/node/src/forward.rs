@@ -74,6 +74,9 @@ pub struct Forwarder {
     /// This node's id, sent in [`FORWARDED_BY_HEADER`].
     node_id: AsciiMetadataValue,
     peers: Mutex<Peers>,
+    /// Set when the node stops: the streams it proxies end then, so that
+    /// the server's graceful shutdown does not wait for their clients.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -87,7 +90,20 @@ impl Forwarder {
     pub fn new(node_id: &str) -> Result<Self> {
         let node_id =
             node_id.parse().map_err(|_| NodeError::invalid("node_id", "must be ASCII to be sent between members"))?;
-        Ok(Self { node_id, peers: Mutex::new(Peers::default()) })
+        Ok(Self { node_id, peers: Mutex::new(Peers::default()), stopping: tokio::sync::watch::Sender::new(false) })
+    }
+
+    /// Ends every stream this node proxies (the node stops).
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once the node stops.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            let _ = stopping.wait_for(|stopped| *stopped).await;
+        }
     }
 
     /// Sends a unary request on to `peer` through `call` (a method of a
@@ -139,10 +155,12 @@ impl Forwarder {
             .map_err(|status| unreached(peer, status))?;
         let (metadata, items, _) = response.into_parts();
         let peer = peer.clone();
-        let items = items.map(move |item| {
-            let _held = &permit;
-            item.map_err(|status| unreached(&peer, status))
-        });
+        let items = items
+            .map(move |item| {
+                let _held = &permit;
+                item.map_err(|status| unreached(&peer, status))
+            })
+            .take_until(self.stopped());
         Ok(Response::from_parts(metadata, Box::pin(items) as ReplyStream<Res>, Extensions::default()))
     }
 

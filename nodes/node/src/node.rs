@@ -685,6 +685,7 @@ impl Node {
     /// Stops every actor. Their session and watcher channels close with
     /// them, which ends the open streams so the server can finish.
     pub fn stop(&self) {
+        self.forwarder.stop();
         self.supervisor.stop_children(Some("node stopping".into()));
         self.supervisor.stop(Some("node stopping".into()));
     }
@@ -1007,7 +1008,12 @@ impl Node {
 
     /// Logs an informant in: one actor per logged-in informant.
     pub async fn login(&self, tenant: &Arc<str>, informant_id: Arc<str>, skills: &[pb::Skill]) -> Result<StatusReply> {
-        self.check_not_draining()?;
+        // A draining member takes no login, even in a cluster: placement
+        // sends new ones elsewhere, and one that still finds its claim here
+        // (being given up) is asked to retry.
+        if self.is_draining() {
+            return Err(draining_error());
+        }
         let skills = match self.catalog.profile(tenant, &informant_id) {
             Some(profile) => {
                 if !skills.is_empty() {

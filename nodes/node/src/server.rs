@@ -76,8 +76,11 @@ pub async fn serve(
         .max_decoding_message_size(max_message);
     let admin = pb::admin_server::AdminServer::new(AdminService::new(node.clone(), cluster.clone()))
         .max_decoding_message_size(max_message);
-    let peer = relais_proto::peer::v1::peer_server::PeerServer::new(PeerService::new(node.directory.clone()))
-        .max_decoding_message_size(max_message);
+    let peer = relais_proto::peer::v1::peer_server::PeerServer::new(PeerService::new(
+        node.directory.clone(),
+        node.forwarder.stopped(),
+    ))
+    .max_decoding_message_size(max_message);
     let window = cluster.window().clone();
     let members_only = move |request: Request<()>| -> Result<Request<()>, Status> {
         window.check()?;

@@ -636,7 +636,7 @@ impl QueueCore {
     ) -> Vec<QueueEffect> {
         let mut fx = Vec::new();
         let Some(record) = self.calls.get_mut(call_id) else { return fx };
-        let matches = matches!(&record.phase, Phase::Proposed { informant_id: i, offer_id: o } if i.as_ref() == informant_id && o.as_ref() == offer_id);
+        let matches = matches!(&record.phase, Phase::Proposed { informant_id: i, offer_id: o, .. } if i.as_ref() == informant_id && o.as_ref() == offer_id);
         if !matches {
             return fx;
         }
@@ -675,6 +675,16 @@ impl QueueCore {
             // Asked again (the first answer was lost, or the queue was
             // taken over since): nothing changes.
             Phase::Connected { informant_id: i, .. } if i.as_ref() == informant_id => return Ok(Vec::new()),
+            // The informant's yes to the proposal was lost (its queue failed
+            // over meanwhile): connecting says yes too.
+            Phase::Proposed { informant_id: i, offer_id: o }
+                if i.as_ref() == informant_id && o.as_ref() == offer_id =>
+            {
+                let offered = self.proposal_answered(call_id, offer_id, informant_id, true, now);
+                let mut fx = self.connect(call_id, offer_id, informant_id, now)?;
+                fx.splice(0..0, offered);
+                return Ok(fx);
+            }
             _ => return Err(QueueError::NotYourOffer(call_id.clone())),
         };
         let mut fx = Vec::new();
@@ -752,7 +762,7 @@ impl QueueCore {
                 self.record_event(call_id, now, CallEventKind::Completed, &mut fx);
                 CallState::Completed
             }
-            Phase::Proposed { informant_id, offer_id } | Phase::Offered { informant_id, offer_id, .. } => {
+            Phase::Proposed { informant_id, offer_id, .. } | Phase::Offered { informant_id, offer_id, .. } => {
                 self.holders.remove(&informant_id);
                 fx.push(QueueEffect::WithdrawOffer {
                     informant_id,

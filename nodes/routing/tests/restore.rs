@@ -171,3 +171,24 @@ fn a_connect_asked_again_after_a_takeover_is_answered_the_same() {
     assert!(new.connect(&call_id, &offer_id, "bob", 100).is_err(), "not bob's");
     new.check_invariants().expect("consistent");
 }
+
+#[test]
+fn a_connect_whose_proposal_answer_was_lost_connects_the_call() {
+    let mut q = queue(0);
+    q.join("alice".into(), skills());
+    q.offer_call(call("a", 1, 10), 10).expect("accepted");
+    let fx = q.available(entry("alice", 1), 20);
+    let (call_id, offer_id) = proposed(&fx).expect("proposed");
+    // Alice's yes never arrived; her connect does.
+    let fx = q.connect(&call_id, &offer_id, "alice", 30).expect("connects");
+    let kinds: Vec<&CallEventKind> = fx
+        .iter()
+        .filter_map(|e| match e {
+            QueueEffect::Event { event, .. } => Some(&event.kind),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(kinds.as_slice(), [CallEventKind::Offered { .. }, CallEventKind::Connected { .. }]), "{kinds:?}");
+    assert!(q.connect(&call_id, &offer_id, "bob", 31).is_err(), "not bob's");
+    q.check_invariants().expect("consistent");
+}

@@ -18,6 +18,8 @@ use tonic::{Request, Response, Status, Streaming};
 use relais_proto::peer::v1::envelope::Body;
 use relais_routing::queue::QueueError;
 
+use crate::actors::informant::InformantMsg;
+use crate::actors::queue::QueueMsg;
 use crate::directory::{CallLocation, Directory};
 use crate::peer::wire::{self, Incoming};
 
@@ -30,11 +32,15 @@ const STARTING_WAIT: Duration = Duration::from_secs(3);
 
 pub struct PeerService {
     directory: Arc<Directory>,
+    /// Resolves when the node stops: the links other members opened to it
+    /// end then, so that the server's graceful shutdown completes.
+    stopped: futures::future::Shared<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 impl PeerService {
-    pub fn new(directory: Arc<Directory>) -> Self {
-        Self { directory }
+    pub fn new(directory: Arc<Directory>, stopped: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        let stopped: Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(stopped);
+        Self { directory, stopped: futures::FutureExt::shared(stopped) }
     }
 }
 
@@ -48,8 +54,15 @@ impl wire_pb::peer_server::Peer for PeerService {
         let mut incoming = request.into_inner();
         let (replies, out) = mpsc::channel(REPLY_BUFFER);
         let directory = self.directory.clone();
+        let stopped = self.stopped.clone();
         tokio::spawn(async move {
-            while let Some(Ok(envelope)) = incoming.next().await {
+            tokio::pin!(stopped);
+            loop {
+                let envelope = tokio::select! {
+                    envelope = incoming.next() => envelope,
+                    () = &mut stopped => break,
+                };
+                let Some(Ok(envelope)) = envelope else { break };
                 if !deliver(&directory, envelope, &replies).await {
                     break;
                 }
@@ -155,6 +168,19 @@ async fn deliver(
         }
         Incoming::Informant(msg) => {
             let Some(informant) = directory.informant_at(&tenant, &to_id, epoch) else {
+                if let InformantMsg::Propose(proposal) = &msg {
+                    // Nobody here will answer it (the informant logged out
+                    // or moved): say no for it, or its call would stay held.
+                    let no = QueueMsg::Answer {
+                        informant_id: to_id.clone(),
+                        call_id: proposal.call.call_id.clone(),
+                        offer_id: proposal.offer_id.clone(),
+                        accepted: false,
+                    };
+                    if let Some(queue) = directory.queue_addr(&tenant, &proposal.queue_id) {
+                        queue.cast(no);
+                    }
+                }
                 return drop_it("for an informant not hosted at that epoch");
             };
             let _ = informant.cast(msg);

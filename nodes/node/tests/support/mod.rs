@@ -136,6 +136,17 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// Clients of a node at `url` that connect on first use: a node that is
+    /// down makes each request fail instead.
+    pub fn at(url: &str, tenant: &str) -> Self {
+        let channel = Channel::from_shared(url.to_string()).expect("url").connect_lazy();
+        Self {
+            gateway: GatewayClient::with_interceptor(channel.clone(), as_(tenant, "gateway")),
+            desk: InformantClient::with_interceptor(channel.clone(), as_(tenant, "informant")),
+            admin: AdminClient::with_interceptor(channel, as_(tenant, "admin")),
+        }
+    }
+
     pub async fn new(node: &NodeProcess, tenant: &str) -> Self {
         let channel = node.channel().await;
         Self {
