@@ -304,13 +304,27 @@ impl SimulatedInformant {
     }
 
     /// Logs in again after the node forgot the informant (its member died): a new login starts from a
-    /// fresh state, and its session numbers its events from the start again.
+    /// fresh state (but for a call still connected to it, which it keeps), and its session numbers its
+    /// events from the start again.
     async fn log_in_again(&mut self) -> Result<(), Status> {
         log_in(&mut self.targets, self.context.retry, &self.spec).await?;
         warn!(informant_id = %self.id, "logged in again: the node had lost the informant (its member failed?)");
         self.report.relogins += 1;
         self.context.counters.relogged_in();
-        self.held = None;
+        // A cluster logs an informant in again on the call it was connected
+        // to: the conversation goes on, and is finished as planned.
+        let request = InformantRequest { informant_id: self.id.clone() };
+        let still_on = match self.targets.client().get_informant(request).await {
+            Ok(status) => {
+                let status = status.into_inner();
+                status.state == InformantState::OnCall as i32
+                    && self.held.as_ref().is_some_and(|held| held.call_id == status.call_id)
+            }
+            Err(_) => false,
+        };
+        if !still_on {
+            self.held = None;
+        }
         self.last_offer_id = None;
         self.seen_sequence = 0;
         Ok(())

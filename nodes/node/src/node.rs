@@ -10,6 +10,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
 use relais_proto::v1 as pb;
 use relais_routing::SkillSet;
+use relais_routing::informant::OngoingCall;
 use tokio::sync::Semaphore;
 
 use crate::actors::informant::{InformantActor, InformantArgs, InformantMsg, StatusReply};
@@ -1058,12 +1059,20 @@ impl Node {
             }
         }
         let queues = queues_for(&self.catalog.queues(tenant), &skills);
+        let on_call = match self.ongoing_call(tenant, &informant_id).await {
+            Ok(call) => call,
+            Err(e) => {
+                self.directory.unregister_informant(tenant, &informant_id);
+                return Err(e);
+            }
+        };
         let args = InformantArgs {
             tenant: tenant.clone(),
             informant_id: informant_id.clone(),
             skills,
             queues,
             directory: self.directory.clone(),
+            on_call,
         };
         let actor = match Actor::spawn_linked(None, InformantActor, args, self.supervisor.get_cell()).await {
             Ok((actor, _)) => actor,
@@ -1075,6 +1084,21 @@ impl Node {
         // Linked, not recorded: the supervisor finds a failed informant in
         // the directory by its actor id.
         ask(&actor, |reply| InformantMsg::Get { reply }).await
+    }
+}
+
+impl Node {
+    /// In a cluster, the call a queue still holds as connected to this
+    /// informant: its previous session ended with its member while it
+    /// talked, and it logs in on that call again.
+    async fn ongoing_call(&self, tenant: &Arc<str>, informant_id: &str) -> Result<Option<OngoingCall>> {
+        let Some(store) = self.starter.calls.get() else { return Ok(None) };
+        let Some((call_id, queue_id, since_ms)) = store.connected_to(tenant, informant_id).await? else {
+            return Ok(None);
+        };
+        let wrap_up_ms = self.catalog.queue(tenant, &queue_id).map_or(0, |q| q.parsed.wrap_up_ms);
+        tracing::info!(tenant = %tenant, informant_id, call_id = %call_id, "informant logs in on its ongoing call");
+        Ok(Some(OngoingCall { call_id, queue_id, since_ms, wrap_up_ms }))
     }
 }
 

@@ -390,3 +390,43 @@ async fn a_draining_member_hands_its_queues_over_with_their_calls_and_moves_its_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_informant_whose_member_dies_mid_call_logs_in_again_on_that_call() {
+    let etcd = EtcdProcess::start();
+    let ids = ["node-a", "node-b", "node-c"];
+    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
+    for node in nodes.iter().flatten() {
+        until_members(node, 3).await;
+    }
+    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let queue_home = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
+    // The informant lives on another member, which dies during her call.
+    let ivy = (0..)
+        .map(|i| format!("ivy-{i}"))
+        .find(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) != queue_home)
+        .unwrap();
+    let doomed = placed(&actor_key(ActorKind::Informant, "cai", &ivy));
+    let mut c = Clients::new(nodes[queue_home].as_ref().unwrap(), "cai").await;
+    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+    let mut session = Session::open(&mut c, &ivy, vec![support::skill("justice", 3)]).await;
+    support::offer_retrying(&mut c, support::offer("k1", "justice")).await;
+    let mut watch = Watch::open(&mut c, "k1", 0).await;
+    let (offer_id, _) = session.next_offer().await;
+    c.desk.accept_offer(pb::OfferReply { informant_id: ivy.clone(), offer_id }).await.unwrap();
+
+    drop(nodes[doomed].take());
+    // Her desktop logs in again (through the queue's member): she is on
+    // her call still, and the caller with her.
+    let login = pb::LoginRequest { informant_id: ivy.clone(), skills: vec![support::skill("justice", 3)] };
+    let status = retrying!("login again", c.desk.login(login.clone()));
+    assert_eq!(status.state, pb::InformantState::OnCall as i32, "{status:?}");
+    assert_eq!(status.call_id, "k1");
+    let call = c.gateway.get_call(pb::GetCallRequest { call_id: "k1".into() }).await.unwrap().into_inner();
+    assert_eq!(support::state_of(&call), pb::CallState::Connected);
+
+    // She finishes it when the conversation ends: it ends once.
+    c.desk.finish_call(pb::FinishCallRequest { informant_id: ivy.clone(), call_id: "k1".into() }).await.unwrap();
+    let events = watch.rest().await;
+    assert_eq!(support::history(&events), ["queued", "offered", "connected", "completed"]);
+}

@@ -59,6 +59,16 @@ enum Phase {
     Paused { reason: Arc<str> },
 }
 
+/// A call an informant is connected to, as its queue holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OngoingCall {
+    pub call_id: Arc<str>,
+    pub queue_id: Arc<str>,
+    pub since_ms: Millis,
+    /// The queue's wrap-up time, for after the call.
+    pub wrap_up_ms: Millis,
+}
+
 /// The informant as shown to clients.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InformantSnapshot {
@@ -367,6 +377,23 @@ impl InformantCore {
         fx
     }
 
+    /// Logs in an informant whose call goes on: its previous session ended
+    /// with its member while it talked, and the call's queue still holds
+    /// the call as connected to it. It is on that call again, as if it had
+    /// never left, and announces itself when it finishes.
+    pub fn login_on_call(&mut self, queues: Vec<Arc<str>>, call: OngoingCall, now: Millis) -> Vec<InformantEffect> {
+        let mut fx = Vec::new();
+        self.queues = queues;
+        self.logged_in_ms = now;
+        for queue_id in &self.queues {
+            fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone() });
+        }
+        self.call_started_ms = call.since_ms.min(now);
+        let phase = Phase::OnCall { call_id: call.call_id, queue_id: call.queue_id, wrap_up_ms: call.wrap_up_ms };
+        self.enter(phase, now, Cause::Request, &mut fx);
+        fx
+    }
+
     /// The tenant's queues changed: join the new ones, leave the gone ones.
     pub fn set_queues(&mut self, queues: Vec<Arc<str>>, now: Millis) -> Vec<InformantEffect> {
         let mut fx = Vec::new();
@@ -512,6 +539,14 @@ impl InformantCore {
                 &mut fx,
             );
         } else {
+            // The queue may still hold the call for this offer (its answer
+            // to the connect was lost): give it back before announcing.
+            fx.push(InformantEffect::OfferEnded {
+                queue_id: ticket.queue_id.clone(),
+                call_id: ticket.call_id.clone(),
+                offer_id: ticket.offer_id.clone(),
+                declined: false,
+            });
             fx.push(InformantEffect::Session(SessionEvent::OfferWithdrawn {
                 offer_id: ticket.offer_id.clone(),
                 reason: "call_gone".into(),

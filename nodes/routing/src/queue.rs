@@ -721,7 +721,10 @@ impl QueueCore {
     ) -> Vec<QueueEffect> {
         let mut fx = Vec::new();
         let Some(record) = self.calls.get_mut(call_id) else { return fx };
-        let matches = matches!(&record.phase, Phase::Offered { informant_id: i, offer_id: o, .. } if i.as_ref() == informant_id && o.as_ref() == offer_id);
+        // Still proposed, when the informant's yes was lost.
+        let matches = matches!(&record.phase,
+            Phase::Offered { informant_id: i, offer_id: o, .. } | Phase::Proposed { informant_id: i, offer_id: o }
+                if i.as_ref() == informant_id && o.as_ref() == offer_id);
         if !matches {
             return fx;
         }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use relais_routing::SkillSet;
 use relais_routing::informant::{
-    InformantCore, InformantEffect, InformantError, InformantSnapshot, InformantState as Held, SessionEvent,
+    InformantCore, InformantEffect, InformantError, InformantSnapshot, InformantState as Held, OngoingCall,
+    SessionEvent,
 };
 use relais_routing::queue::Proposal;
 use tokio::sync::mpsc;
@@ -112,6 +113,9 @@ pub struct InformantArgs {
     pub skills: SkillSet,
     pub queues: Vec<Arc<str>>,
     pub directory: Arc<Directory>,
+    /// The call it is still connected to, when it logs in again after its
+    /// member failed.
+    pub on_call: Option<OngoingCall>,
 }
 
 /// A pending `send_after`.
@@ -153,7 +157,10 @@ impl Actor for InformantActor {
         };
         // Registered before announcing, so queues can reach it at once.
         state.directory.register_informant(&state.tenant, state.core.id(), myself.clone());
-        let fx = state.core.login(args.queues, now);
+        let fx = match args.on_call {
+            Some(call) => state.core.login_on_call(args.queues, call, now),
+            None => state.core.login(args.queues, now),
+        };
         state.apply(&myself, fx);
         Ok(state)
     }

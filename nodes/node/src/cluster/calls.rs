@@ -68,6 +68,12 @@ impl CallStore {
     /// that does not decode is skipped with an error in the log: it cannot
     /// be routed, and refusing the whole queue would strand the others.
     pub async fn load(&self, tenant: &str, queue_id: &str) -> Result<Vec<DurableCall>> {
+        let calls = self.read(tenant).await?;
+        Ok(calls.into_iter().filter(|call| call.queue_id.as_ref() == queue_id).collect())
+    }
+
+    /// Every live call of `tenant` (see [`Self::load`] for unreadable ones).
+    async fn read(&self, tenant: &str) -> Result<Vec<DurableCall>> {
         let mut client = self.client.clone();
         let response = tokio::time::timeout(
             READ_STEP,
@@ -82,14 +88,25 @@ impl CallStore {
                 .map_err(|e| NodeError::Internal(e.to_string()))
                 .and_then(wire::stored_call_in);
             match decoded {
-                Ok(call) if call.queue_id.as_ref() == queue_id => calls.push(call),
-                Ok(_) => {}
+                Ok(call) => calls.push(call),
                 Err(e) => {
                     tracing::error!(key = %String::from_utf8_lossy(kv.key()), error = %e, "unreadable call record skipped")
                 }
             }
         }
         Ok(calls)
+    }
+
+    /// The live call connected to `informant_id`, if a queue holds one:
+    /// (call id, queue id, connected since).
+    pub async fn connected_to(&self, tenant: &str, informant_id: &str) -> Result<Option<(Arc<str>, Arc<str>, u64)>> {
+        let calls = self.read(tenant).await?;
+        Ok(calls.into_iter().find_map(|call| match call.connected {
+            Some((informant, since_ms)) if informant.as_ref() == informant_id => {
+                Some((call.call.info.call_id, call.queue_id, since_ms))
+            }
+            _ => None,
+        }))
     }
 
     /// Writes `writes` for `tenant`'s queue `queue_id`, only while this
