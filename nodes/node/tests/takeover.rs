@@ -430,3 +430,47 @@ async fn an_informant_whose_member_dies_mid_call_logs_in_again_on_that_call() {
     let events = watch.rest().await;
     assert_eq!(support::history(&events), ["queued", "offered", "connected", "completed"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_of_etcd_loses_no_waiting_call() {
+    let mut etcd = EtcdProcess::start();
+    let ids = ["node-a", "node-b", "node-c"];
+    let nodes: Vec<NodeProcess> = ids.iter().map(|id| member(&etcd, id)).collect();
+    for node in &nodes {
+        until_members(node, 3).await;
+    }
+    let mut c = Clients::new(&nodes[0], "cai").await;
+    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+    let mut ana = Session::open(&mut c, "ana", vec![support::skill("justice", 3)]).await;
+    c.desk.pause(pb::PauseRequest { informant_id: "ana".into(), reason: "test".into() }).await.unwrap();
+    for id in ["w1", "w2", "w3"] {
+        support::offer_retrying(&mut c, support::offer(id, "justice")).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+
+    // etcd is down for a second and a half, then back on the same data.
+    etcd.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    etcd.restart();
+
+    // Routing goes on with every call: the waiting ones in their order,
+    // then one offered after the restart (retried while refused).
+    retrying!("offer after", c.gateway.offer_call(support::offer("w4", "justice")));
+    retrying!("resume", c.desk.resume(pb::InformantRequest { informant_id: "ana".into() }));
+    for expected in ["w1", "w2", "w3", "w4"] {
+        let (offer_id, call_id) =
+            tokio::time::timeout(Duration::from_secs(20), ana.next_offer_forever()).await.expect("an offer in time");
+        assert_eq!(call_id, expected);
+        let accept = pb::OfferReply { informant_id: "ana".into(), offer_id };
+        retrying!("accept", c.desk.accept_offer(accept.clone()));
+        let finish = pb::FinishCallRequest { informant_id: "ana".into(), call_id };
+        retrying!("finish", c.desk.finish_call(finish.clone()));
+        c.desk.end_wrap_up(pb::InformantRequest { informant_id: "ana".into() }).await.ok();
+    }
+    let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let start = Instant::now();
+    while !stored_calls(&mut kv).await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "ended calls still in etcd");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

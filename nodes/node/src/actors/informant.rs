@@ -359,7 +359,9 @@ impl InformantState {
         if connected {
             Ok(self.status(now_ms()))
         } else {
-            Err(NodeError::precondition(format!("offer {offer_id:?} can no longer be accepted: the caller hung up")))
+            Err(NodeError::precondition(format!(
+                "offer {offer_id:?} can no longer be accepted: its call is gone (the caller hung up, or the call is offered again after a failover)"
+            )))
         }
     }
 
