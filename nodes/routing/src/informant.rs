@@ -112,6 +112,8 @@ pub enum InformantEffect {
     },
     Leave {
         queue_id: Arc<str>,
+        /// The informant logs out: it will answer nothing any more.
+        logged_out: bool,
     },
     Announce {
         queue_id: Arc<str>,
@@ -401,7 +403,7 @@ impl InformantCore {
             return fx;
         }
         for gone in self.queues.iter().filter(|q| !queues.contains(q)) {
-            fx.push(InformantEffect::Leave { queue_id: gone.clone() });
+            fx.push(InformantEffect::Leave { queue_id: gone.clone(), logged_out: false });
         }
         let added: Vec<Arc<str>> = queues.iter().filter(|q| !self.queues.contains(q)).cloned().collect();
         for queue_id in &added {
@@ -704,7 +706,7 @@ impl InformantCore {
             Phase::WrapUp { .. } | Phase::Paused { .. } => {}
         }
         for queue_id in &self.queues {
-            fx.push(InformantEffect::Leave { queue_id: queue_id.clone() });
+            fx.push(InformantEffect::Leave { queue_id: queue_id.clone(), logged_out: true });
         }
         self.enter(Phase::Offline, now, Cause::Request, &mut fx);
         Ok(fx)

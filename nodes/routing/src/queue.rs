@@ -574,10 +574,26 @@ impl QueueCore {
         self.members.insert(informant_id, skills);
     }
 
-    /// An informant logged out.
-    pub fn leave(&mut self, informant_id: &str) {
+    /// An informant no longer belongs to the queue. When it logged out, a
+    /// call held for it goes back to its place: its answer can no longer
+    /// come (an informant's messages arrive in order, and this is its last;
+    /// a proposal on its way to it is lost with it).
+    pub fn leave(&mut self, informant_id: &str, logged_out: bool, now: Millis) -> Vec<QueueEffect> {
         self.members.remove(informant_id);
         self.pool.remove(informant_id);
+        let mut fx = Vec::new();
+        if logged_out && let Some(call_id) = self.holders.get(informant_id).cloned() {
+            let record = self.calls.get_mut(&call_id);
+            if let Some(record) = record {
+                record.phase = Phase::Waiting;
+                if let Some(entry) = self.line.get_mut(&record.key) {
+                    entry.busy = false;
+                }
+            }
+            self.holders.remove(informant_id);
+            self.dispatch_call(&call_id, now, &mut fx);
+        }
+        fx
     }
 
     /// An informant says it is available: propose the best call it suits,

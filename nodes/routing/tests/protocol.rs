@@ -28,7 +28,7 @@ use relais_routing::{QueueConfig, Requirement, SkillSet};
 #[derive(Clone, Debug)]
 enum ToQueue {
     Join(Arc<str>, SkillSet),
-    Leave(Arc<str>),
+    Leave(Arc<str>, bool),
     Announce(relais_routing::pool::PoolEntry),
     Unavailable(Arc<str>),
     Answer { informant: Arc<str>, call: Arc<str>, offer: Arc<str>, accepted: bool },
@@ -191,8 +191,8 @@ impl Switchboard {
                 InformantEffect::Join { queue_id, skills } => {
                     self.send_queue(informant, &queue_id, ToQueue::Join(informant.clone(), skills));
                 }
-                InformantEffect::Leave { queue_id } => {
-                    self.send_queue(informant, &queue_id, ToQueue::Leave(informant.clone()));
+                InformantEffect::Leave { queue_id, logged_out } => {
+                    self.send_queue(informant, &queue_id, ToQueue::Leave(informant.clone(), logged_out));
                 }
                 InformantEffect::Announce { queue_id, entry } => {
                     self.send_queue(informant, &queue_id, ToQueue::Announce(entry))
@@ -263,10 +263,9 @@ impl Switchboard {
                 core.join(id, skills);
                 Vec::new()
             }
-            ToQueue::Leave(id) => {
+            ToQueue::Leave(id, logged_out) => {
                 self.joined.remove(&(to.clone(), id.clone()));
-                core.leave(&id);
-                Vec::new()
+                core.leave(&id, logged_out, now)
             }
             ToQueue::Announce(entry) => core.available(entry, now),
             ToQueue::Unavailable(id) => {

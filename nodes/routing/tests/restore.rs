@@ -192,3 +192,21 @@ fn a_connect_whose_proposal_answer_was_lost_connects_the_call() {
     assert!(q.connect(&call_id, &offer_id, "bob", 31).is_err(), "not bob's");
     q.check_invariants().expect("consistent");
 }
+
+#[test]
+fn an_informant_logging_out_with_a_proposal_on_its_way_gives_the_call_back() {
+    let mut q = queue(0);
+    q.join("alice".into(), skills());
+    q.join("bob".into(), skills());
+    q.offer_call(call("a", 1, 10), 10).expect("accepted");
+    let fx = q.available(entry("alice", 1), 20);
+    assert_eq!(proposed(&fx).map(|(c, _)| c).as_deref(), Some("a"));
+    q.available(entry("bob", 1), 25);
+    // Leaving to join again keeps the proposal: alice will answer it.
+    assert!(proposed(&q.leave("alice", false, 28)).is_none());
+    q.join("alice".into(), skills());
+    // Logging out gives the call back: her answer will never come.
+    let fx = q.leave("alice", true, 30);
+    assert_eq!(proposed(&fx).map(|(c, _)| c).as_deref(), Some("a"), "proposed to bob instead");
+    q.check_invariants().expect("consistent");
+}

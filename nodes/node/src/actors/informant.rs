@@ -374,8 +374,8 @@ impl InformantState {
                 InformantEffect::Join { queue_id, skills } => {
                     self.cast_queue(&queue_id, QueueMsg::Join { informant_id: id.clone(), skills });
                 }
-                InformantEffect::Leave { queue_id } => {
-                    self.cast_queue(&queue_id, QueueMsg::Leave { informant_id: id.clone() });
+                InformantEffect::Leave { queue_id, logged_out } => {
+                    self.cast_queue(&queue_id, QueueMsg::Leave { informant_id: id.clone(), logged_out });
                 }
                 InformantEffect::Announce { queue_id, entry } => {
                     let generation = entry.generation;

@@ -78,6 +78,8 @@ pub enum QueueMsg {
     },
     Leave {
         informant_id: Arc<str>,
+        /// It logged out (rather than left this queue to join it again).
+        logged_out: bool,
     },
     Announce(PoolEntry),
     Unavailable {
@@ -284,7 +286,10 @@ impl Actor for QueueActor {
                 });
             }
             QueueMsg::Join { informant_id, skills } => state.core.join(informant_id, skills),
-            QueueMsg::Leave { informant_id } => state.core.leave(&informant_id),
+            QueueMsg::Leave { informant_id, logged_out } => {
+                let fx = state.core.leave(&informant_id, logged_out, now);
+                state.apply(fx);
+            }
             QueueMsg::Announce(entry) => {
                 let fx = state.core.available(entry, now);
                 state.apply(fx);
@@ -473,7 +478,8 @@ impl QueueState {
                         // whose link is full or broken for a moment stays
                         // (it announces itself again).
                         if !matches!(to, Some(Addr::Remote(_))) {
-                            self.core.leave(&informant_id);
+                            let more = self.core.leave(&informant_id, false, now);
+                            self.follow(more, &mut work);
                         }
                         let more = self.core.proposal_answered(&call_id, &offer_id, &informant_id, false, now);
                         self.follow(more, &mut work);

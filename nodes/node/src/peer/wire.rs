@@ -56,7 +56,9 @@ pub fn queue_msg_out(msg: QueueMsg) -> Result<Outgoing, QueueMsg> {
         QueueMsg::Join { informant_id, skills } => {
             Body::Join(pb::Join { informant_id: informant_id.to_string(), skills: skills_out(&skills) })
         }
-        QueueMsg::Leave { informant_id } => Body::Leave(pb::Leave { informant_id: informant_id.to_string() }),
+        QueueMsg::Leave { informant_id, logged_out } => {
+            Body::Leave(pb::Leave { informant_id: informant_id.to_string(), logged_out })
+        }
         QueueMsg::Announce(entry) => Body::Announce(pb::Announce { entry: Some(pool_entry_out(&entry)) }),
         QueueMsg::Unavailable { informant_id } => {
             Body::Unavailable(pb::Unavailable { informant_id: informant_id.to_string() })
@@ -184,7 +186,10 @@ pub fn incoming(body: Body) -> Result<Incoming> {
             informant_id: id("join.informant_id", m.informant_id)?,
             skills: skills_in("join.skills", m.skills)?,
         }),
-        Body::Leave(m) => Incoming::Queue(QueueMsg::Leave { informant_id: id("leave.informant_id", m.informant_id)? }),
+        Body::Leave(m) => Incoming::Queue(QueueMsg::Leave {
+            informant_id: id("leave.informant_id", m.informant_id)?,
+            logged_out: m.logged_out,
+        }),
         Body::Announce(m) => {
             Incoming::Queue(QueueMsg::Announce(pool_entry_in("announce.entry", required("announce.entry", m.entry)?)?))
         }
@@ -651,8 +656,8 @@ mod tests {
             QueueMsg::Join { informant_id, skills: s } => assert_eq!((&*informant_id, s), ("ana", skills.clone())),
             _ => panic!("not a join"),
         }
-        match queue_round_trip(QueueMsg::Leave { informant_id: "ana".into() }) {
-            QueueMsg::Leave { informant_id } => assert_eq!(&*informant_id, "ana"),
+        match queue_round_trip(QueueMsg::Leave { informant_id: "ana".into(), logged_out: true }) {
+            QueueMsg::Leave { informant_id, logged_out } => assert_eq!((&*informant_id, logged_out), ("ana", true)),
             _ => panic!("not a leave"),
         }
         let entry = PoolEntry {
@@ -833,7 +838,10 @@ mod tests {
         let nameless =
             pb::Join { informant_id: "ana".into(), skills: vec![pb::Skill { name: "".into(), proficiency: 1 }] };
         assert_eq!(refused(Body::Join(nameless)), "join.skills[0].name");
-        assert_eq!(refused(Body::Leave(pb::Leave { informant_id: "".into() })), "leave.informant_id");
+        assert_eq!(
+            refused(Body::Leave(pb::Leave { informant_id: "".into(), logged_out: false })),
+            "leave.informant_id"
+        );
         assert_eq!(refused(Body::Announce(pb::Announce { entry: None })), "announce.entry");
         let crowded = pb::PoolEntry { informant_id: "ana".into(), occupancy_permille: 70_000, ..Default::default() };
         assert_eq!(refused(Body::Announce(pb::Announce { entry: Some(crowded) })), "announce.entry.occupancy_permille");
