@@ -68,6 +68,11 @@ pub fn route(place: Place, metadata: &MetadataMap) -> Result<Option<PeerAddr>> {
     }
 }
 
+/// Resolves once `stopping` says the node stops.
+pub async fn until_stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stopped| *stopped).await;
+}
+
 /// Sends requests on to other members, over one lazily connected channel
 /// per member (at most [`MAX_PEERS`]).
 pub struct Forwarder {
@@ -100,10 +105,12 @@ impl Forwarder {
 
     /// Resolves once the node stops.
     pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut stopping = self.stopping.subscribe();
-        async move {
-            let _ = stopping.wait_for(|stopped| *stopped).await;
-        }
+        until_stopped(self.stopping.subscribe())
+    }
+
+    /// Whether the node stops, to follow (see [`until_stopped`]).
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// Sends a unary request on to `peer` through `call` (a method of a

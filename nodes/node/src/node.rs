@@ -1085,9 +1085,7 @@ impl Node {
         // the directory by its actor id.
         ask(&actor, |reply| InformantMsg::Get { reply }).await
     }
-}
 
-impl Node {
     /// In a cluster, the call a queue still holds as connected to this
     /// informant: its previous session ended with its member while it
     /// talked, and it logs in on that call again.

@@ -78,7 +78,7 @@ pub async fn serve(
         .max_decoding_message_size(max_message);
     let peer = relais_proto::peer::v1::peer_server::PeerServer::new(PeerService::new(
         node.directory.clone(),
-        node.forwarder.stopped(),
+        node.forwarder.stopping(),
     ))
     .max_decoding_message_size(max_message);
     let window = cluster.window().clone();

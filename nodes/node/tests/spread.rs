@@ -13,14 +13,7 @@ use etcd_client::GetOptions;
 use relais_node::cluster::placement::{ActorKind, actor_key, owner};
 use relais_proto::v1 as pb;
 use support::etcd::EtcdProcess;
-use support::{Clients, NodeProcess, Session, Watch};
-
-fn member(etcd: &EtcdProcess, id: &str) -> NodeProcess {
-    NodeProcess::start(
-        &["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", "5"],
-        &[("RUST_LOG", "info,ractor=warn,relais_node=debug")],
-    )
-}
+use support::{Clients, NodeProcess, Session, Watch, member, until_members};
 
 /// Every claim in etcd: actor key → owner's node id.
 async fn owners(etcd: &mut etcd_client::Client) -> std::collections::BTreeMap<String, String> {
@@ -196,16 +189,6 @@ async fn when_a_queues_member_is_killed_another_member_takes_the_queue_and_route
         }
     }
     assert_ne!(owner_of(&mut kv, &format!("informant:cai/{lost}")).await, ids[doomed]);
-}
-
-/// Waits until `node` lists `n` members.
-async fn until_members(node: &NodeProcess, n: usize) {
-    let mut c = Clients::new(node, "cai").await;
-    let start = Instant::now();
-    while c.admin.list_members(pb::ListRequest {}).await.map_or(0, |r| r.into_inner().members.len()) < n {
-        assert!(start.elapsed() < Duration::from_secs(10), "every member sees the {n} members");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The epoch of `actor`'s claim (its owner key's create revision).

@@ -14,25 +14,9 @@ use etcd_client::GetOptions;
 use relais_node::cluster::placement::{ActorKind, actor_key, owner};
 use relais_proto::v1 as pb;
 use support::etcd::EtcdProcess;
-use support::{Clients, NodeProcess, Session, Watch};
+use support::{Clients, NodeProcess, Session, Watch, member, until_members};
 
 const NUMBER: &str = "+33612345678";
-
-fn member(etcd: &EtcdProcess, id: &str) -> NodeProcess {
-    NodeProcess::start(
-        &["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", "5"],
-        &[("RUST_LOG", "info,ractor=warn,relais_node=debug")],
-    )
-}
-
-async fn until_members(node: &NodeProcess, n: usize) {
-    let mut c = Clients::new(node, "cai").await;
-    let start = Instant::now();
-    while c.admin.list_members(pb::ListRequest {}).await.map_or(0, |r| r.into_inner().members.len()) < n {
-        assert!(start.elapsed() < Duration::from_secs(10), "every member sees the {n} members");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The call records etcd holds: key → value.
 async fn stored_calls(etcd: &mut etcd_client::Client) -> Vec<(String, Vec<u8>)> {

@@ -581,19 +581,13 @@ impl QueueCore {
     pub fn leave(&mut self, informant_id: &str, logged_out: bool, now: Millis) -> Vec<QueueEffect> {
         self.members.remove(informant_id);
         self.pool.remove(informant_id);
-        let mut fx = Vec::new();
-        if logged_out && let Some(call_id) = self.holders.get(informant_id).cloned() {
-            let record = self.calls.get_mut(&call_id);
-            if let Some(record) = record {
-                record.phase = Phase::Waiting;
-                if let Some(entry) = self.line.get_mut(&record.key) {
-                    entry.busy = false;
-                }
-            }
-            self.holders.remove(informant_id);
-            self.dispatch_call(&call_id, now, &mut fx);
-        }
-        fx
+        let Some(call_id) = self.holders.get(informant_id).cloned().filter(|_| logged_out) else { return Vec::new() };
+        let offer_id = match self.calls.get(&call_id).map(|r| &r.phase) {
+            Some(Phase::Proposed { offer_id, .. } | Phase::Offered { offer_id, .. }) => offer_id.clone(),
+            _ => return Vec::new(),
+        };
+        // As if its offer ended unanswered.
+        self.offer_ended(&call_id, &offer_id, informant_id, false, now)
     }
 
     /// An informant says it is available: propose the best call it suits,
@@ -652,7 +646,7 @@ impl QueueCore {
     ) -> Vec<QueueEffect> {
         let mut fx = Vec::new();
         let Some(record) = self.calls.get_mut(call_id) else { return fx };
-        let matches = matches!(&record.phase, Phase::Proposed { informant_id: i, offer_id: o, .. } if i.as_ref() == informant_id && o.as_ref() == offer_id);
+        let matches = matches!(&record.phase, Phase::Proposed { informant_id: i, offer_id: o } if i.as_ref() == informant_id && o.as_ref() == offer_id);
         if !matches {
             return fx;
         }
@@ -781,7 +775,7 @@ impl QueueCore {
                 self.record_event(call_id, now, CallEventKind::Completed, &mut fx);
                 CallState::Completed
             }
-            Phase::Proposed { informant_id, offer_id, .. } | Phase::Offered { informant_id, offer_id, .. } => {
+            Phase::Proposed { informant_id, offer_id } | Phase::Offered { informant_id, offer_id, .. } => {
                 self.holders.remove(&informant_id);
                 fx.push(QueueEffect::WithdrawOffer {
                     informant_id,

@@ -21,14 +21,12 @@ use prost::Message;
 use relais_proto::peer::v1 as pb;
 use relais_routing::queue::DurableCall;
 
+use crate::cluster::catalog_store::MAX_TXN_OPS;
 use crate::cluster::ownership::{Epoch, Ownership};
 use crate::cluster::placement::{ActorKind, actor_key};
 use crate::error::{NodeError, Result};
 use crate::peer::wire;
 
-/// Most writes in one transaction (etcd's default limit is 128 operations
-/// and 1.5 MiB per request; a call's record is at most a few KiB).
-pub const MAX_WRITES_PER_TXN: usize = 64;
 /// Deadline of one read of a tenant's calls.
 const READ_STEP: Duration = Duration::from_secs(5);
 /// How long a batch of writes is tried before the queue gives up (and
@@ -111,7 +109,8 @@ impl CallStore {
 
     /// Writes `writes` for `tenant`'s queue `queue_id`, only while this
     /// member owns it at `epoch`, in transactions of at most
-    /// [`MAX_WRITES_PER_TXN`] in order. `FAILED_PRECONDITION` when the
+    /// [`MAX_TXN_OPS`] in order (a call's record is at most a few KiB, so
+    /// a transaction stays well under etcd's 1.5 MiB). `FAILED_PRECONDITION` when the
     /// epoch is stale, `UNAVAILABLE` when etcd does not answer.
     pub async fn write(&self, tenant: &str, queue_id: &str, epoch: Epoch, writes: Vec<CallWrite>) -> Result<()> {
         let claim = actor_key(ActorKind::Queue, tenant, queue_id);
@@ -127,7 +126,7 @@ impl CallStore {
             })
             .collect();
         while !ops.is_empty() {
-            let rest = ops.split_off(ops.len().min(MAX_WRITES_PER_TXN));
+            let rest = ops.split_off(ops.len().min(MAX_TXN_OPS));
             self.fenced_with_retries(&claim, epoch, ops).await?;
             ops = rest;
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use relais_proto::peer::v1 as wire_pb;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -21,6 +21,7 @@ use relais_routing::queue::QueueError;
 use crate::actors::informant::InformantMsg;
 use crate::actors::queue::QueueMsg;
 use crate::directory::{CallLocation, Directory};
+use crate::forward::until_stopped;
 use crate::peer::wire::{self, Incoming};
 
 /// Connect answers buffered per link before the link is closed.
@@ -32,15 +33,14 @@ const STARTING_WAIT: Duration = Duration::from_secs(3);
 
 pub struct PeerService {
     directory: Arc<Directory>,
-    /// Resolves when the node stops: the links other members opened to it
-    /// end then, so that the server's graceful shutdown completes.
-    stopped: futures::future::Shared<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    /// Set when the node stops: the links other members opened to it end
+    /// then, so that the server's graceful shutdown completes.
+    stopping: watch::Receiver<bool>,
 }
 
 impl PeerService {
-    pub fn new(directory: Arc<Directory>, stopped: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
-        let stopped: Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(stopped);
-        Self { directory, stopped: futures::FutureExt::shared(stopped) }
+    pub fn new(directory: Arc<Directory>, stopping: watch::Receiver<bool>) -> Self {
+        Self { directory, stopping }
     }
 }
 
@@ -54,7 +54,7 @@ impl wire_pb::peer_server::Peer for PeerService {
         let mut incoming = request.into_inner();
         let (replies, out) = mpsc::channel(REPLY_BUFFER);
         let directory = self.directory.clone();
-        let stopped = self.stopped.clone();
+        let stopped = until_stopped(self.stopping.clone());
         tokio::spawn(async move {
             tokio::pin!(stopped);
             loop {

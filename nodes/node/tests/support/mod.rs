@@ -157,6 +157,24 @@ impl Clients {
     }
 }
 
+/// A member of the cluster in `etcd` (lease TTL 5 s), logging debug.
+pub fn member(etcd: &etcd::EtcdProcess, id: &str) -> NodeProcess {
+    NodeProcess::start(
+        &["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", "5"],
+        &[("RUST_LOG", "info,ractor=warn,relais_node=debug")],
+    )
+}
+
+/// Waits until `node` lists `n` members.
+pub async fn until_members(node: &NodeProcess, n: usize) {
+    let mut c = Clients::new(node, "cai").await;
+    let start = std::time::Instant::now();
+    while c.admin.list_members(pb::ListRequest {}).await.map_or(0, |r| r.into_inner().members.len()) < n {
+        assert!(start.elapsed() < Duration::from_secs(10), "every member sees the {n} members");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn skill(name: &str, proficiency: u32) -> pb::Skill {
     pb::Skill { name: name.into(), proficiency }
 }
