@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use ractor::{ActorId, ActorRef};
+use ractor::{ActorId, ActorRef, RpcReplyPort};
 use relais_routing::EventLog;
-use relais_routing::queue::CallSnapshot;
+use relais_routing::queue::{CallSnapshot, QueueError};
 
 use crate::actors::informant::InformantMsg;
 use crate::actors::queue::{QueueMsg, Watcher};
@@ -67,7 +67,7 @@ impl Addr<QueueMsg> {
             Self::Local(actor) => actor.cast(msg).is_ok(),
             Self::Remote(remote) => match wire::queue_msg_out(msg) {
                 Ok(wire::Outgoing::Cast(body)) => remote.send(body),
-                Ok(wire::Outgoing::Connect { .. }) | Err(_) => false,
+                Ok(wire::Outgoing::Ask { .. }) | Err(_) => false,
             },
         }
     }
@@ -122,47 +122,53 @@ impl Addr<QueueMsg> {
     }
 
     /// Asks the queue to connect its offered call to the informant.
-    pub async fn connect(&self, informant_id: Arc<str>, call_id: Arc<str>, offer_id: Arc<str>) -> ConnectOutcome {
+    pub async fn connect(&self, informant_id: Arc<str>, call_id: Arc<str>, offer_id: Arc<str>) -> AskOutcome {
+        self.ask(|reply| QueueMsg::Connect { informant_id, call_id, offer_id, reply }).await
+    }
+
+    /// Asks the queue to end the call the informant finished; answered
+    /// once the end is durable.
+    pub async fn complete(&self, informant_id: Arc<str>, call_id: Arc<str>) -> AskOutcome {
+        self.ask(|reply| QueueMsg::Complete { informant_id, call_id, reply }).await
+    }
+
+    /// Sends a message that carries its reply port and waits for the
+    /// queue's yes or no.
+    async fn ask(&self, msg: impl FnOnce(RpcReplyPort<Result<(), QueueError>>) -> QueueMsg) -> AskOutcome {
         match self {
-            Self::Local(actor) => {
-                let asked = actor
-                    .call(
-                        |reply| QueueMsg::Connect { informant_id, call_id, offer_id, reply },
-                        Some(crate::node::ASK_TIMEOUT),
-                    )
-                    .await;
-                match asked {
-                    Ok(ractor::rpc::CallResult::Success(Ok(()))) => ConnectOutcome::Connected,
-                    Ok(ractor::rpc::CallResult::Success(Err(_))) => ConnectOutcome::Refused,
-                    // The actor stopped (it starts again from etcd) or is
-                    // slow: it may or may not have connected the call.
-                    _ => ConnectOutcome::Unknown,
-                }
-            }
+            Self::Local(actor) => match actor.call(msg, Some(crate::node::ASK_TIMEOUT)).await {
+                Ok(ractor::rpc::CallResult::Success(Ok(()))) => AskOutcome::Yes,
+                Ok(ractor::rpc::CallResult::Success(Err(_))) => AskOutcome::Refused,
+                // The actor stopped (it starts again from etcd) or is
+                // slow: it may or may not have done it.
+                _ => AskOutcome::Unknown,
+            },
             Self::Remote(remote) => {
                 let (reply, _) = ractor::concurrency::oneshot();
-                match wire::queue_msg_out(QueueMsg::Connect { informant_id, call_id, offer_id, reply: reply.into() }) {
-                    Ok(wire::Outgoing::Connect { body, .. }) => match remote.request(body).await {
-                        Ok(()) => ConnectOutcome::Connected,
-                        Err(RequestFailed::Refused) => ConnectOutcome::Refused,
-                        Err(RequestFailed::NotSent | RequestFailed::Unknown) => ConnectOutcome::Unknown,
+                match wire::queue_msg_out(msg(reply.into())) {
+                    Ok(wire::Outgoing::Ask { body, .. }) => match remote.request(body).await {
+                        Ok(()) => AskOutcome::Yes,
+                        Err(RequestFailed::Refused) => AskOutcome::Refused,
+                        Err(RequestFailed::NotSent | RequestFailed::Unknown) => AskOutcome::Unknown,
                     },
-                    _ => ConnectOutcome::Refused,
+                    _ => AskOutcome::Refused,
                 }
             }
         }
     }
 }
 
-/// How a connect ended. A queue connects the same call to the same
-/// informant again without change, so an unknown outcome is asked again.
+/// How a connect or a complete ended. A queue connects the same call to
+/// the same informant again without change, and refuses to end a call it
+/// no longer holds, so an unknown outcome is asked again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectOutcome {
-    Connected,
-    /// The queue said no: the offer is gone.
+pub enum AskOutcome {
+    Yes,
+    /// The queue said no: the offer is gone, or the call is not (or no
+    /// longer) connected to that informant.
     Refused,
     /// No answer (the queue's member died, its actor restarted, a link
-    /// broke): it may have connected the call.
+    /// broke): it may have done it.
     Unknown,
 }
 

@@ -458,3 +458,50 @@ async fn a_restart_of_etcd_loses_no_waiting_call() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finish_is_answered_once_the_call_is_ended_in_etcd_so_a_failover_never_brings_it_back() {
+    let etcd = EtcdProcess::start();
+    let ids = ["node-a", "node-b", "node-c"];
+    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
+    for node in nodes.iter().flatten() {
+        until_members(node, 3).await;
+    }
+    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let queue_home = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
+    // The informant lives on another member: her finish crosses a link.
+    let ivy = (0..)
+        .map(|i| format!("ivy-{i}"))
+        .find(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) != queue_home)
+        .unwrap();
+    let her_home = placed(&actor_key(ActorKind::Informant, "cai", &ivy));
+    // Through her member: the finish's answer takes the shortest way back.
+    let mut c = Clients::new(nodes[her_home].as_ref().unwrap(), "cai").await;
+    let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+    let mut session = Session::open(&mut c, &ivy, vec![support::skill("justice", 3)]).await;
+    for round in 0..5 {
+        let call_id = format!("k{round}");
+        support::offer_retrying(&mut c, support::offer(&call_id, "justice")).await;
+        let (offer_id, _) = session.next_offer().await;
+        c.desk.accept_offer(pb::OfferReply { informant_id: ivy.clone(), offer_id }).await.unwrap();
+        assert_eq!(stored_calls(&mut kv).await.len(), 1, "the connected call is in etcd");
+        let finish = pb::FinishCallRequest { informant_id: ivy.clone(), call_id: call_id.clone() };
+        c.desk.finish_call(finish).await.unwrap();
+        // Read at once: the answer came after the call's end was written.
+        assert_eq!(stored_calls(&mut kv).await, Vec::new(), "call {call_id} still stored after its finish");
+    }
+
+    // Her member dies right after a finish: she logs in again free, not
+    // on the call she finished.
+    support::offer_retrying(&mut c, support::offer("last", "justice")).await;
+    let (offer_id, _) = session.next_offer().await;
+    c.desk.accept_offer(pb::OfferReply { informant_id: ivy.clone(), offer_id }).await.unwrap();
+    c.desk.finish_call(pb::FinishCallRequest { informant_id: ivy.clone(), call_id: "last".into() }).await.unwrap();
+    drop(nodes[her_home].take());
+    let mut c = Clients::new(nodes[queue_home].as_ref().unwrap(), "cai").await;
+    let login = pb::LoginRequest { informant_id: ivy.clone(), skills: vec![support::skill("justice", 3)] };
+    let status = retrying!("login again", c.desk.login(login.clone()));
+    assert_ne!(status.state, pb::InformantState::OnCall as i32, "{status:?}");
+    assert_eq!(status.call_id, "");
+}

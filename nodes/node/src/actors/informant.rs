@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::queue::QueueMsg;
 use crate::clock::now_ms;
-use crate::directory::{Addr, CallLocation, ConnectOutcome, Directory};
+use crate::directory::{Addr, AskOutcome, CallLocation, Directory};
 use crate::error::NodeError;
 
 /// One numbered event for the desktop.
@@ -40,10 +40,10 @@ pub struct StatusReply {
 /// Events buffered for a desktop before a slow session is closed (the
 /// desktop reopens it and gets a fresh snapshot).
 pub const SESSION_BUFFER: usize = 64;
-/// How long an accept keeps asking a queue whose answer is unknown (its
-/// member failing over), and how often.
-const CONNECT_PATIENCE: Duration = Duration::from_secs(4);
-const CONNECT_RETRY: Duration = Duration::from_millis(100);
+/// How long an accept or a finish keeps asking a queue whose answer is
+/// unknown (its member failing over), and how often.
+const ASK_PATIENCE: Duration = Duration::from_secs(4);
+const ASK_RETRY: Duration = Duration::from_millis(100);
 
 type Reply = RpcReplyPort<Result<StatusReply, NodeError>>;
 
@@ -174,12 +174,13 @@ impl Actor for InformantActor {
         Ok(())
     }
 
-    /// Every message but `Accept` is handled here, synchronously, when
-    /// ractor asks for the handler's future (it awaits it at once). The
-    /// future returned only carries a pending accept, the one handler that
-    /// awaits: ractor keeps this future inside the boxed message loop of
-    /// every informant's task, so a future holding the message and the
-    /// handler's locals would make every idle informant bigger.
+    /// Every message but `Accept` and `Finish` is handled here,
+    /// synchronously, when ractor asks for the handler's future (it awaits
+    /// it at once). The future returned only carries a pending accept or
+    /// finish, the handlers that await a queue: ractor keeps this future
+    /// inside the boxed message loop of every informant's task, so a future
+    /// holding the message and the handler's locals would make every idle
+    /// informant bigger.
     fn handle(
         &self,
         myself: ActorRef<InformantMsg>,
@@ -187,7 +188,7 @@ impl Actor for InformantActor {
         state: &mut InformantState,
     ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
         let now = now_ms();
-        let mut accepting = None;
+        let mut asking: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
         match msg {
             InformantMsg::Propose(proposal) => {
                 let fx = state.core.proposed(*proposal, now);
@@ -219,7 +220,7 @@ impl Actor for InformantActor {
             }
             InformantMsg::Accept { offer_id, reply } => {
                 // Boxed: the accept's state lives on the heap while it waits.
-                accepting = Some(Box::pin(async move {
+                asking = Some(Box::pin(async move {
                     let result = state.accept(&myself, &offer_id).await;
                     state.deliver(reply, result);
                 }));
@@ -229,8 +230,10 @@ impl Actor for InformantActor {
                 state.answer(&myself, result, reply);
             }
             InformantMsg::Finish { call_id, reply } => {
-                let result = state.core.finish(&call_id, now);
-                state.answer(&myself, result, reply);
+                asking = Some(Box::pin(async move {
+                    let result = state.finish(&myself, &call_id).await;
+                    state.deliver(reply, result);
+                }));
             }
             InformantMsg::EndWrapUp { reply } => {
                 let result = state.core.end_wrap_up(now);
@@ -270,8 +273,8 @@ impl Actor for InformantActor {
             }
         }
         async move {
-            if let Some(accept) = accepting {
-                accept.await;
+            if let Some(asking) = asking {
+                asking.await;
             }
             Ok(())
         }
@@ -281,6 +284,15 @@ impl Actor for InformantActor {
 impl InformantState {
     fn queue(&self, id: &Arc<str>) -> Option<Addr<QueueMsg>> {
         self.directory.queue_addr(&self.tenant, id)
+    }
+
+    /// The queue a call is in now: where the directory sees it live (a
+    /// transferred call moved), else `queue_id`.
+    fn call_queue(&self, call_id: &Arc<str>, queue_id: Arc<str>) -> Arc<str> {
+        match self.directory.call(&self.tenant, call_id) {
+            Some(CallLocation::Live(now_in)) => now_in,
+            _ => queue_id,
+        }
     }
 
     fn cast_queue(&self, queue_id: &Arc<str>, msg: QueueMsg) -> bool {
@@ -334,26 +346,14 @@ impl InformantState {
     /// informant, so this wait cannot deadlock.
     async fn accept(&mut self, myself: &ActorRef<InformantMsg>, offer_id: &str) -> Result<StatusReply, NodeError> {
         let ticket = self.core.accept(offer_id).map_err(informant_error)?;
-        // Asked again while the outcome is unknown: the queue may be
-        // failing over to another member, which knows the call connected
-        // or not from etcd.
-        let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
-        let connected = loop {
-            let outcome = match self.queue(&ticket.queue_id) {
-                Some(queue) => {
-                    queue.connect(self.core.id().clone(), ticket.call_id.clone(), ticket.offer_id.clone()).await
-                }
-                None => ConnectOutcome::Refused,
-            };
-            match outcome {
-                ConnectOutcome::Connected => break true,
-                ConnectOutcome::Refused => break false,
-                ConnectOutcome::Unknown if tokio::time::Instant::now() + CONNECT_RETRY < deadline => {
-                    tokio::time::sleep(CONNECT_RETRY).await;
-                }
-                ConnectOutcome::Unknown => break false,
-            }
-        };
+        let (me, call_id, offer) = (self.core.id().clone(), ticket.call_id.clone(), ticket.offer_id.clone());
+        let outcome = self
+            .ask_queue(&ticket.call_id, &ticket.queue_id, AskOutcome::Refused, move |queue| {
+                let (me, call_id, offer) = (me.clone(), call_id.clone(), offer.clone());
+                async move { queue.connect(me, call_id, offer).await }
+            })
+            .await;
+        let connected = outcome == AskOutcome::Yes;
         let fx = self.core.connected(&ticket, connected, now_ms());
         self.apply(myself, fx);
         if connected {
@@ -362,6 +362,64 @@ impl InformantState {
             Err(NodeError::precondition(format!(
                 "offer {offer_id:?} can no longer be accepted: its call is gone (the caller hung up, or the call is offered again after a failover)"
             )))
+        }
+    }
+
+    /// Finishes the call: the informant moves on (wrap-up or available)
+    /// once the call's queue has ended the call durably, so that an
+    /// informant whose member then fails never logs in again on a call
+    /// she finished. A queue that does not answer in time (it is failing
+    /// over) ends the call when she next announces herself.
+    async fn finish(&mut self, myself: &ActorRef<InformantMsg>, call_id: &str) -> Result<StatusReply, NodeError> {
+        let fx = self.core.finish(call_id, now_ms()).map_err(informant_error)?;
+        let (completes, rest): (Vec<_>, Vec<_>) =
+            fx.into_iter().partition(|effect| matches!(effect, InformantEffect::Complete { .. }));
+        for complete in completes {
+            let InformantEffect::Complete { call_id, queue_id } = complete else { continue };
+            let me = self.core.id().clone();
+            let asked = call_id.clone();
+            let outcome = self
+                .ask_queue(&call_id, &queue_id, AskOutcome::Unknown, move |queue| {
+                    let (me, call_id) = (me.clone(), asked.clone());
+                    async move { queue.complete(me, call_id).await }
+                })
+                .await;
+            if outcome != AskOutcome::Yes {
+                tracing::debug!(call_id = %call_id, ?outcome, "finish not confirmed by the call's queue");
+            }
+        }
+        self.apply(myself, rest);
+        Ok(self.status(now_ms()))
+    }
+
+    /// Asks the queue the call is in now (see [`Self::call_queue`]) until
+    /// it answers, for up to [`ASK_PATIENCE`]: the queue may be failing
+    /// over to another member, which knows from etcd whether it already did
+    /// it. `missing` is the outcome while the queue cannot be reached at
+    /// all.
+    async fn ask_queue<F, Fut>(
+        &self,
+        call_id: &Arc<str>,
+        queue_id: &Arc<str>,
+        missing: AskOutcome,
+        ask: F,
+    ) -> AskOutcome
+    where
+        F: Fn(Addr<QueueMsg>) -> Fut,
+        Fut: Future<Output = AskOutcome>,
+    {
+        let deadline = tokio::time::Instant::now() + ASK_PATIENCE;
+        loop {
+            let outcome = match self.queue(&self.call_queue(call_id, queue_id.clone())) {
+                Some(queue) => ask(queue).await,
+                None => missing,
+            };
+            match outcome {
+                AskOutcome::Unknown if tokio::time::Instant::now() + ASK_RETRY < deadline => {
+                    tokio::time::sleep(ASK_RETRY).await;
+                }
+                outcome => return outcome,
+            }
         }
     }
 
@@ -399,12 +457,14 @@ impl InformantState {
                         QueueMsg::OfferEnded { informant_id: id.clone(), call_id, offer_id, declined },
                     );
                 }
+                // A finish asks and awaits its queue (see `finish`); any
+                // other end of a call is told without waiting.
                 InformantEffect::Complete { call_id, queue_id } => {
-                    let queue_id = match self.directory.call(&self.tenant, &call_id) {
-                        Some(CallLocation::Live(now_in)) => now_in,
-                        _ => queue_id,
-                    };
-                    self.cast_queue(&queue_id, QueueMsg::Complete { informant_id: id.clone(), call_id });
+                    let queue = self.call_queue(&call_id, queue_id);
+                    if let Some(queue) = self.queue(&queue) {
+                        let me = id.clone();
+                        tokio::spawn(async move { queue.complete(me, call_id).await });
+                    }
                 }
                 InformantEffect::Session(event) => self.emit(event),
                 InformantEffect::OfferTimer { offer_id, after_ms } => {

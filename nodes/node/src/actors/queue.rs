@@ -97,9 +97,12 @@ pub enum QueueMsg {
         offer_id: Arc<str>,
         declined: bool,
     },
+    /// The informant finished the call. Answered once the call's end is
+    /// durable; refused when the call is not connected to that informant.
     Complete {
         informant_id: Arc<str>,
         call_id: Arc<str>,
+        reply: RpcReplyPort<Result<(), QueueError>>,
     },
     Connect {
         informant_id: Arc<str>,
@@ -303,16 +306,15 @@ impl Actor for QueueActor {
                 let fx = state.core.offer_ended(&call_id, &offer_id, &informant_id, declined, now);
                 state.apply(fx);
             }
-            QueueMsg::Complete { informant_id, call_id } => {
+            QueueMsg::Complete { informant_id, call_id, reply } => {
                 // A transfer's first informant leaving changes the call
                 // without an event.
                 state.touch(&call_id);
-                match state.core.complete(&call_id, &informant_id, now) {
-                    Ok(fx) => state.apply(fx),
-                    Err(e) => {
-                        tracing::debug!(call_id = %call_id, informant_id = %informant_id, error = %e, "complete ignored")
-                    }
+                let result = state.core.complete(&call_id, &informant_id, now).map(|fx| state.apply(fx));
+                if let Err(e) = &result {
+                    tracing::debug!(call_id = %call_id, informant_id = %informant_id, error = %e, "complete refused");
                 }
+                state.reply(reply, result);
             }
             QueueMsg::Connect { informant_id, call_id, offer_id, reply } => {
                 let result = state.core.connect(&call_id, &offer_id, &informant_id, now).map(|fx| state.apply(fx));

@@ -23,7 +23,8 @@ use crate::peer::wire;
 
 /// Messages queued for one peer before senders see the link as full.
 pub const LINK_BUFFER: usize = 8192;
-/// Connects awaiting their answer on one link.
+/// Requests (connects, completes, adoptions) awaiting their answer on one
+/// link.
 const MAX_PENDING: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RETRY_FIRST: Duration = Duration::from_millis(50);
@@ -68,7 +69,7 @@ impl Link {
         self.tx.try_send(self.numbered(envelope)).is_ok()
     }
 
-    /// Sends a message that expects an answer (a connect, an adoption) and
+    /// Sends a message that expects an answer (a connect, a complete, an adoption) and
     /// waits for it; an error when the link breaks first.
     pub async fn request(&self, envelope: wire_pb::Envelope) -> Result<(), RequestFailed> {
         if self.pending.len() >= MAX_PENDING {
@@ -77,7 +78,7 @@ impl Link {
         let envelope = self.numbered(envelope);
         let (answer, answered) = oneshot::channel();
         self.pending.insert(envelope.seq, answer);
-        // However this ends, the connect is no longer pending: a connect
+        // However this ends, the request is no longer pending: a request
         // still queued when it is given up is not sent at all.
         let _forget = Forget(&self.pending, envelope.seq);
         if self.tx.try_send(envelope).is_err() {
@@ -97,7 +98,7 @@ impl Link {
     }
 }
 
-/// Removes a connect from the pending ones when dropped.
+/// Removes a request from the pending ones when dropped.
 struct Forget<'a>(&'a Pending, u64);
 
 impl Drop for Forget<'_> {
@@ -150,7 +151,7 @@ async fn run(
             Ok(()) => return,
             Err(e) => {
                 tracing::debug!(peer = %node_id, error = %e, "peer link broken; reopening");
-                // Connects in flight are lost with the stream.
+                // Requests in flight are lost with the stream.
                 pending.clear();
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(RETRY_MAX);
@@ -180,7 +181,11 @@ async fn stream_to(address: &str, rx: &mut mpsc::Receiver<wire_pb::Envelope>, pe
                 let Some(envelope) = envelope else { return Ok(()) };
                 let given_up = matches!(
                     envelope.body,
-                    Some(wire_pb::envelope::Body::Connect(_) | wire_pb::envelope::Body::Adopt(_))
+                    Some(
+                        wire_pb::envelope::Body::Connect(_)
+                            | wire_pb::envelope::Body::Complete(_)
+                            | wire_pb::envelope::Body::Adopt(_)
+                    )
                 ) && !pending.contains_key(&envelope.seq);
                 if !given_up {
                     out.send(envelope).await.map_err(|_| "peer closed the link".to_string())?;

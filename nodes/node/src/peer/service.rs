@@ -106,14 +106,14 @@ impl wire_pb::peer_server::Peer for PeerService {
     }
 }
 
-/// The answer to the connect numbered `seq`.
-fn connect_answer(seq: u64, result: Result<(), QueueError>) -> wire_pb::LinkReply {
+/// The answer to the request (connect, complete or adopt) numbered `seq`.
+fn ask_answer(seq: u64, result: Result<(), QueueError>) -> wire_pb::LinkReply {
     wire_pb::LinkReply { seq, result: Some(wire_pb::link_reply::Result::Connected(wire::connect_result_out(&result))) }
 }
 
 /// Hands one envelope to its local actor, if this node hosts it at the
 /// envelope's epoch; anything else is dropped (the sender's view was
-/// stale: its timers recover), except a connect, which is always answered,
+/// stale: its timers recover), except a request, which is always answered,
 /// with a refusal when it cannot be delivered. False when the reply stream
 /// is gone.
 async fn deliver(
@@ -122,12 +122,13 @@ async fn deliver(
     replies: &mpsc::Sender<wire_pb::LinkReply>,
 ) -> bool {
     let seq = envelope.seq;
-    // Connects and adoptions are answered; the rest are not.
+    // Connects, completes and adoptions are answered; the rest are not.
     let refusal = match &envelope.body {
-        Some(Body::Connect(c)) => Some(connect_answer(seq, Err(QueueError::UnknownCall(c.call_id.as_str().into())))),
+        Some(Body::Connect(c)) => Some(ask_answer(seq, Err(QueueError::UnknownCall(c.call_id.as_str().into())))),
+        Some(Body::Complete(c)) => Some(ask_answer(seq, Err(QueueError::UnknownCall(c.call_id.as_str().into())))),
         Some(Body::Adopt(a)) => {
             let call_id = a.call.as_ref().and_then(|c| c.info.as_ref()).map_or("", |i| i.call_id.as_str());
-            Some(connect_answer(seq, Err(QueueError::UnknownCall(call_id.into()))))
+            Some(ask_answer(seq, Err(QueueError::UnknownCall(call_id.into()))))
         }
         _ => None,
     };
@@ -163,7 +164,7 @@ async fn deliver(
             }
             if refusal.is_some() {
                 // An adoption, now in the queue's mailbox.
-                return replies.try_send(connect_answer(seq, Ok(()))).is_ok();
+                return replies.try_send(ask_answer(seq, Ok(()))).is_ok();
             }
         }
         Incoming::Informant(msg) => {
@@ -185,17 +186,17 @@ async fn deliver(
             };
             let _ = informant.cast(msg);
         }
-        Incoming::Connect(connect) => {
+        Incoming::Ask(ask) => {
             let Some(queue) = directory.queue_at_soon(&tenant, &to_id, epoch, STARTING_WAIT).await else {
                 return drop_it("for a queue not hosted at that epoch");
             };
-            // Cast now, so that the connect keeps its place among the
+            // Cast now, so that the request keeps its place among the
             // link's messages; only the answer is awaited apart. (An
             // answer later than the sender's wait is a known gap: the
             // queue may connect a call its informant gave up.)
             let (port, answered) = ractor::concurrency::oneshot();
-            let call_id = connect.call_id.clone();
-            if queue.cast(connect.into_queue_msg(port.into())).is_err() {
+            let call_id = ask.call_id().clone();
+            if queue.cast(ask.into_queue_msg(port.into())).is_err() {
                 return drop_it("for a queue that stopped");
             }
             let replies = replies.clone();
@@ -204,7 +205,7 @@ async fn deliver(
                     Ok(Ok(result)) => result,
                     _ => Err(QueueError::UnknownCall(call_id)),
                 };
-                let _ = replies.send(connect_answer(seq, result)).await;
+                let _ = replies.send(ask_answer(seq, result)).await;
             });
         }
     }

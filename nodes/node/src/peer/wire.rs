@@ -37,8 +37,9 @@ pub enum Outgoing {
     /// Sent and forgotten, like a local cast.
     Cast(Body),
     /// Sent, and answered by the receiving node with a `ConnectResult`,
-    /// which the link hands to `reply` (see [`connect_result_in`]).
-    Connect { body: Body, reply: RpcReplyPort<Result<(), QueueError>> },
+    /// which the link hands to `reply` (see [`connect_result_in`]): a
+    /// connect or a complete.
+    Ask { body: Body, reply: RpcReplyPort<Result<(), QueueError>> },
 }
 
 /// Encodes a message for a queue on another node, or gives it back if it
@@ -75,8 +76,10 @@ pub fn queue_msg_out(msg: QueueMsg) -> Result<Outgoing, QueueMsg> {
             offer_id: offer_id.to_string(),
             declined,
         }),
-        QueueMsg::Complete { informant_id, call_id } => {
-            Body::Complete(pb::Complete { informant_id: informant_id.to_string(), call_id: call_id.to_string() })
+        QueueMsg::Complete { informant_id, call_id, reply } => {
+            let body =
+                Body::Complete(pb::Complete { informant_id: informant_id.to_string(), call_id: call_id.to_string() });
+            return Ok(Outgoing::Ask { body, reply });
         }
         QueueMsg::Connect { informant_id, call_id, offer_id, reply } => {
             let body = Body::Connect(pb::Connect {
@@ -84,7 +87,7 @@ pub fn queue_msg_out(msg: QueueMsg) -> Result<Outgoing, QueueMsg> {
                 call_id: call_id.to_string(),
                 offer_id: offer_id.to_string(),
             });
-            return Ok(Outgoing::Connect { body, reply });
+            return Ok(Outgoing::Ask { body, reply });
         }
         QueueMsg::Adopt { call, watchers: _ } => Body::Adopt(pb::Adopt { call: Some(moved_call_out(&call)) }),
         // Listed one by one, so that a new variant has to be placed on one
@@ -158,23 +161,34 @@ pub enum Incoming {
     /// For a queue; cast it.
     Queue(QueueMsg),
     /// For a queue, expecting an answer: the link supplies the reply port
-    /// ([`ConnectRequest::into_queue_msg`]) and sends the answer back.
-    Connect(ConnectRequest),
+    /// ([`Ask::into_queue_msg`]) and sends the answer back.
+    Ask(Ask),
     /// For an informant; cast it.
     Informant(InformantMsg),
 }
 
-/// A received `Connect`, waiting for the port its answer goes through.
+/// A received `Connect` or `Complete`, waiting for the port its answer
+/// goes through.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnectRequest {
-    pub informant_id: Arc<str>,
-    pub call_id: Arc<str>,
-    pub offer_id: Arc<str>,
+pub enum Ask {
+    Connect { informant_id: Arc<str>, call_id: Arc<str>, offer_id: Arc<str> },
+    Complete { informant_id: Arc<str>, call_id: Arc<str> },
 }
 
-impl ConnectRequest {
+impl Ask {
+    pub fn call_id(&self) -> &Arc<str> {
+        match self {
+            Self::Connect { call_id, .. } | Self::Complete { call_id, .. } => call_id,
+        }
+    }
+
     pub fn into_queue_msg(self, reply: RpcReplyPort<Result<(), QueueError>>) -> QueueMsg {
-        QueueMsg::Connect { informant_id: self.informant_id, call_id: self.call_id, offer_id: self.offer_id, reply }
+        match self {
+            Self::Connect { informant_id, call_id, offer_id } => {
+                QueueMsg::Connect { informant_id, call_id, offer_id, reply }
+            }
+            Self::Complete { informant_id, call_id } => QueueMsg::Complete { informant_id, call_id, reply },
+        }
     }
 }
 
@@ -208,11 +222,11 @@ pub fn incoming(body: Body) -> Result<Incoming> {
             offer_id: id("offer_ended.offer_id", m.offer_id)?,
             declined: m.declined,
         }),
-        Body::Complete(m) => Incoming::Queue(QueueMsg::Complete {
+        Body::Complete(m) => Incoming::Ask(Ask::Complete {
             informant_id: id("complete.informant_id", m.informant_id)?,
             call_id: id("complete.call_id", m.call_id)?,
         }),
-        Body::Connect(m) => Incoming::Connect(ConnectRequest {
+        Body::Connect(m) => Incoming::Ask(Ask::Connect {
             informant_id: id("connect.informant_id", m.informant_id)?,
             call_id: id("connect.call_id", m.call_id)?,
             offer_id: id("connect.offer_id", m.offer_id)?,
@@ -240,7 +254,7 @@ pub fn incoming(body: Body) -> Result<Incoming> {
     })
 }
 
-/// A queue's answer to a `Connect`, for the wire.
+/// A queue's answer to a `Connect` or a `Complete`, for the wire.
 pub fn connect_result_out(result: &Result<(), QueueError>) -> pb::ConnectResult {
     use pb::queue_error::Kind;
     let error = result.as_ref().err().map(|error| {
@@ -256,9 +270,9 @@ pub fn connect_result_out(result: &Result<(), QueueError>) -> pb::ConnectResult 
     pb::ConnectResult { error }
 }
 
-/// A queue's answer to a `Connect`, from the wire. An error of a kind this
-/// node does not know reads as `UnknownCall`: still a refusal, never a
-/// connect.
+/// A queue's answer to a `Connect` or a `Complete`, from the wire. An
+/// error of a kind this node does not know reads as `UnknownCall`: still a
+/// refusal, never a yes.
 pub fn connect_result_in(result: pb::ConnectResult) -> Result<(), QueueError> {
     use pb::queue_error::Kind;
     let Some(error) = result.error else { return Ok(()) };
@@ -573,7 +587,7 @@ mod tests {
     fn cast(msg: QueueMsg) -> Body {
         match queue_msg_out(msg) {
             Ok(Outgoing::Cast(body)) => body,
-            Ok(Outgoing::Connect { .. }) => panic!("a cast became a connect"),
+            Ok(Outgoing::Ask { .. }) => panic!("a cast became a request"),
             Err(_) => panic!("an inter-actor message was kept local"),
         }
     }
@@ -703,10 +717,16 @@ mod tests {
                 _ => panic!("not an offer ended"),
             }
         }
-        match queue_round_trip(QueueMsg::Complete { informant_id: "ana".into(), call_id: "c1".into() }) {
-            QueueMsg::Complete { informant_id, call_id } => assert_eq!((&*informant_id, &*call_id), ("ana", "c1")),
-            _ => panic!("not a complete"),
-        }
+    }
+
+    #[test]
+    fn complete_is_asked_and_round_trips() {
+        let (tx, _rx) = ractor::concurrency::oneshot();
+        let msg = QueueMsg::Complete { informant_id: "ana".into(), call_id: "c1".into(), reply: tx.into() };
+        let Ok(Outgoing::Ask { body, .. }) = queue_msg_out(msg) else { panic!("not asked") };
+        let Incoming::Ask(request) = through_the_wire(body) else { panic!("not asked") };
+        assert_eq!(request, Ask::Complete { informant_id: "ana".into(), call_id: "c1".into() });
+        assert_eq!(&**request.call_id(), "c1");
     }
 
     #[test]
@@ -735,12 +755,9 @@ mod tests {
             offer_id: "c1/1".into(),
             reply: tx.into(),
         };
-        let Ok(Outgoing::Connect { body, reply }) = queue_msg_out(msg) else { panic!("not a connect") };
-        let Incoming::Connect(request) = through_the_wire(body) else { panic!("not a connect") };
-        assert_eq!(
-            request,
-            ConnectRequest { informant_id: "ana".into(), call_id: "c1".into(), offer_id: "c1/1".into() }
-        );
+        let Ok(Outgoing::Ask { body, reply }) = queue_msg_out(msg) else { panic!("not a connect") };
+        let Incoming::Ask(request) = through_the_wire(body) else { panic!("not a connect") };
+        assert_eq!(request, Ask::Connect { informant_id: "ana".into(), call_id: "c1".into(), offer_id: "c1/1".into() });
 
         // The receiving node hands the request its own port; the queue's
         // answer travels back and reaches the sender's port.
