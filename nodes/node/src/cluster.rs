@@ -99,6 +99,7 @@ impl Cluster {
             window: membership.window(),
             poke: tokio::sync::Notify::new(),
             seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+            joined: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let peers = Peers::new(&me.node_id, membership.window(), owners, membership.subscribe());
         node.place_with(placer, peers, calls);

@@ -505,3 +505,72 @@ async fn a_finish_is_answered_once_the_call_is_ended_in_etcd_so_a_failover_never
     assert_ne!(status.state, pb::InformantState::OnCall as i32, "{status:?}");
     assert_eq!(status.call_id, "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_that_join_take_their_share_of_the_queues_with_their_calls_in_their_order() {
+    let etcd = EtcdProcess::start();
+    let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let ids = ["node-a", "node-b", "node-c"];
+    let first = member(&etcd, ids[0]);
+    until_members(&first, 1).await;
+    let mut c = Clients::new(&first, "cai").await;
+    let queues: Vec<String> = (0..6).map(|i| format!("q{i}")).collect();
+    let placed = |q: &str| owner(ids, &actor_key(ActorKind::Queue, "cai", q)).unwrap();
+    assert!(queues.iter().any(|q| placed(q) != ids[0]), "some queue should move");
+    support::apply(&mut c, queues.iter().map(|q| support::queue(q, "justice", 1)).collect()).await;
+    let mut ana = Session::open(&mut c, "ana", vec![support::skill("justice", 3)]).await;
+    c.desk.pause(pb::PauseRequest { informant_id: "ana".into(), reason: "test".into() }).await.unwrap();
+    // Calls wait in every queue; across queues of one priority an
+    // informant takes them by arrival.
+    let mut offered = Vec::new();
+    for round in 0..2 {
+        for q in &queues {
+            let call_id = format!("{q}-{round}");
+            support::offer_retrying(&mut c, support::offer(&call_id, q)).await;
+            offered.push(call_id);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    // Two members join: each queue placement now gives them moves there,
+    // and only those.
+    let joined = Instant::now();
+    let _others: Vec<NodeProcess> = ids[1..].iter().map(|id| member(&etcd, id)).collect();
+    loop {
+        let owners: Vec<String> = {
+            let mut out = Vec::new();
+            for q in &queues {
+                let read = kv.get(format!("/relais/owners/queue:cai/{q}"), None).await.unwrap();
+                out.push(read.kvs().first().map(|kv| kv.value_str().unwrap().to_string()).unwrap_or_default());
+            }
+            out
+        };
+        if queues.iter().zip(&owners).all(|(q, o)| o == placed(q)) {
+            break;
+        }
+        assert!(joined.elapsed() < Duration::from_secs(20), "queues not placed on the members that joined: {owners:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("queues rebalanced {:?} after two members joined", joined.elapsed());
+
+    // Every call is still there, each queue's in arrival order. (Across
+    // queues, an informant takes the best call among the queues that
+    // answer her in time; a queue still starting on its new member may
+    // not.)
+    retrying!("resume", c.desk.resume(pb::InformantRequest { informant_id: "ana".into() }));
+    let mut served = Vec::new();
+    for _ in &offered {
+        let (offer_id, call_id) =
+            tokio::time::timeout(Duration::from_secs(20), ana.next_offer_forever()).await.expect("an offer in time");
+        let accept = pb::OfferReply { informant_id: "ana".into(), offer_id };
+        retrying!("accept", c.desk.accept_offer(accept.clone()));
+        let finish = pb::FinishCallRequest { informant_id: "ana".into(), call_id: call_id.clone() };
+        retrying!("finish", c.desk.finish_call(finish.clone()));
+        served.push(call_id);
+    }
+    for q in &queues {
+        let in_queue: Vec<&String> = served.iter().filter(|id| id.starts_with(&format!("{q}-"))).collect();
+        assert_eq!(in_queue, [&format!("{q}-0"), &format!("{q}-1")], "queue {q}'s calls out of order: {served:?}");
+    }
+    assert_eq!(stored_calls(&mut kv).await, Vec::new(), "ended calls still in etcd");
+}

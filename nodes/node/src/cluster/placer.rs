@@ -1,13 +1,17 @@
 //! Puts this node's share of the actors on it: claims the queues that
 //! placement gives it and nobody owns, hosts the actors it holds claims
-//! for, stops those whose claim it lost, and gives up claims it no longer
-//! uses.
+//! for, stops those whose claim it lost, hands over the queues placement
+//! now gives another member, and gives up claims it no longer uses.
 //!
-//! Claims are sticky: an actor stays with the member that claimed it while
-//! that member's lease lives, even when a member joins and placement would
-//! now choose the newcomer (moving a live actor needs its state handed
-//! over). Placement decides who claims an actor nobody owns: a new queue,
-//! or the queues of a member that died.
+//! Placement decides who claims a queue nobody owns (a new queue, or the
+//! queues of a member that died), and where a queue should live: when a
+//! member joins, the queues whose rendezvous winner it is — and only those
+//! — move to it, with their calls (the owner writes them, hands the queue
+//! over, then releases its claim; the newcomer claims it and reads them).
+//! A newcomer is given its share once it has been a member for
+//! [`SETTLE`], so that a member that comes and goes does not pull queues
+//! back and forth. Informants' claims are sticky: an informant stays on the
+//! member that hosts its desktop's session until it logs out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +27,9 @@ use crate::node::{Node, PeerAddr, Place};
 
 /// Longest pause between two passes when nothing changes.
 const PERIOD: Duration = Duration::from_millis(500);
+/// How long a member must have been in the member list before queues are
+/// handed over to it.
+pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// This node's hand in placement.
 pub struct Placer {
@@ -38,6 +45,8 @@ pub struct Placer {
     /// started afresh on its owner, and this node's informants join it
     /// again.
     pub seen: std::sync::Mutex<std::collections::HashMap<String, Epoch>>,
+    /// When this node first saw each member (under its current lease).
+    pub joined: std::sync::Mutex<std::collections::HashMap<(String, i64), tokio::time::Instant>>,
 }
 
 impl Placer {
@@ -98,6 +107,33 @@ impl Placer {
         }
     }
 
+    /// Notes the members that joined since the last look, forgets those
+    /// that left.
+    fn note_members(&self) {
+        let members = self.members.borrow();
+        let mut joined = self.joined.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        joined.retain(|(id, lease), _| members.nodes.get(id).is_some_and(|m| m.lease_id == *lease));
+        let now = tokio::time::Instant::now();
+        for m in members.nodes.values() {
+            joined.entry((m.node_id.clone(), m.lease_id)).or_insert(now);
+        }
+    }
+
+    /// Whether this node, owning the queue, hands it over to the member
+    /// placement now chooses: always when this node drains, else once
+    /// that member has settled.
+    fn moves_away(&self, node: &Node, tenant: &str, id: &str) -> bool {
+        let Ok(Place::There(to)) = self.placed(ActorKind::Queue, tenant, id) else { return false };
+        if node.is_draining() {
+            return true;
+        }
+        let lease = self.members.borrow().nodes.get(to.node_id.as_ref()).map(|m| m.lease_id);
+        let joined = self.joined.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        lease
+            .and_then(|lease| joined.get(&(to.node_id.to_string(), lease)))
+            .is_some_and(|since| since.elapsed() >= SETTLE)
+    }
+
     /// Claims an actor for this node; the epoch, or who holds it.
     pub async fn claim(&self, kind: ActorKind, tenant: &str, id: &str) -> Result<Claim> {
         let key = actor_key(kind, tenant, id);
@@ -141,6 +177,7 @@ impl Placer {
 
     /// One look at every actor this node could host.
     async fn pass(&self, node: &Arc<Node>) {
+        self.note_members();
         for tenant in &node.config.tenants {
             let tenant: Arc<str> = tenant.as_str().into();
             let configured = node.catalog.queues(&tenant);
@@ -156,18 +193,16 @@ impl Placer {
                     }
                 }
                 match current {
-                    // Draining: the queue goes to the member placement
-                    // chooses now, with its calls (in etcd).
-                    Some(record)
-                        if self.is_mine(&record)
-                            && node.is_draining()
-                            && !matches!(self.placed(ActorKind::Queue, &tenant, id), Ok(Place::Here)) =>
-                    {
+                    // Draining, or a member joined that placement prefers:
+                    // the queue goes to the member placement chooses now,
+                    // with its calls (in etcd).
+                    Some(record) if self.is_mine(&record) && self.moves_away(node, &tenant, id) => {
                         node.hand_over_queue(&tenant, id).await;
+                        let why = if node.is_draining() { "draining" } else { "a member joined" };
                         match self.release(ActorKind::Queue, &tenant, id, record.epoch).await {
-                            Ok(()) => tracing::info!(tenant = %tenant, queue_id = %id, "queue handed over (draining)"),
+                            Ok(()) => tracing::info!(tenant = %tenant, queue_id = %id, why, "queue handed over"),
                             Err(e) => {
-                                tracing::warn!(tenant = %tenant, queue_id = %id, error = %e, "releasing a drained queue failed")
+                                tracing::warn!(tenant = %tenant, queue_id = %id, error = %e, "releasing a handed-over queue failed")
                             }
                         }
                     }
