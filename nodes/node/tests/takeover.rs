@@ -574,3 +574,68 @@ async fn members_that_join_take_their_share_of_the_queues_with_their_calls_in_th
     }
     assert_eq!(stored_calls(&mut kv).await, Vec::new(), "ended calls still in etcd");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_offered_to_an_informant_whose_member_dies_goes_to_someone_else() {
+    let etcd = EtcdProcess::start();
+    let ids = ["node-a", "node-b", "node-c"];
+    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
+    for node in nodes.iter().flatten() {
+        until_members(node, 3).await;
+    }
+    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let queue_home = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
+    // Ivy and Zoe each on one of the two other members.
+    let (ivy_home, zoe_home) = {
+        let others: Vec<usize> = (0..3).filter(|i| *i != queue_home).collect();
+        (others[0], others[1])
+    };
+    let on = |home: usize| {
+        (0..)
+            .map(|i| format!("inf-{i}"))
+            .find(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) == home)
+            .unwrap()
+    };
+    let (ivy, zoe) = (&on(ivy_home), &on(zoe_home));
+    let bob = (0..)
+        .map(|i| format!("bob-{i}"))
+        .find(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) == queue_home)
+        .unwrap();
+    // Offers that do not expire on their own during the test.
+    let justice = pb::QueueConfig { offer_timeout_ms: 60_000, ..support::queue("justice", "justice", 1) };
+    let mut c = Clients::new(nodes[queue_home].as_ref().unwrap(), "cai").await;
+    support::apply(&mut c, vec![justice]).await;
+    let mut b = Session::open(&mut c, &bob, vec![support::skill("justice", 3)]).await;
+    c.desk.pause(pb::PauseRequest { informant_id: bob.clone(), reason: "test".into() }).await.unwrap();
+
+    // Ivy is offered a call, then her member dies; she never comes back.
+    let doomed = ivy_home;
+    let mut d = Clients::new(nodes[doomed].as_ref().unwrap(), "cai").await;
+    let mut i = Session::open(&mut d, ivy, vec![support::skill("justice", 3)]).await;
+    support::offer_retrying(&mut c, support::offer("k1", "justice")).await;
+    let (_, call_id) = i.next_offer().await;
+    assert_eq!(call_id, "k1");
+    drop(nodes[doomed].take());
+    // The call does not wait for her: Bob is offered it.
+    c.desk.resume(pb::InformantRequest { informant_id: bob.clone() }).await.unwrap();
+    let (offer_id, call_id) =
+        tokio::time::timeout(Duration::from_secs(10), b.next_offer_forever()).await.expect("k1 offered again");
+    assert_eq!(call_id, "k1");
+    c.desk.accept_offer(pb::OfferReply { informant_id: bob.clone(), offer_id }).await.unwrap();
+
+    // Zoe is offered a call, her member dies, and she logs in again at
+    // once elsewhere: she is offered it again.
+    let mut z = Clients::new(nodes[zoe_home].as_ref().unwrap(), "cai").await;
+    let mut first = Session::open(&mut z, zoe, vec![support::skill("justice", 3)]).await;
+    support::offer_retrying(&mut c, support::offer("k2", "justice")).await;
+    let (_, call_id) = first.next_offer().await;
+    assert_eq!(call_id, "k2");
+    drop(nodes[zoe_home].take());
+    let login = pb::LoginRequest { informant_id: zoe.clone(), skills: vec![support::skill("justice", 3)] };
+    retrying!("zoe logs in again", c.desk.login(login.clone()));
+    let mut again = Session::attach(&mut c, zoe).await;
+    let (offer_id, call_id) =
+        tokio::time::timeout(Duration::from_secs(10), again.next_offer_forever()).await.expect("k2 offered again");
+    assert_eq!(call_id, "k2");
+    c.desk.accept_offer(pb::OfferReply { informant_id: zoe.clone(), offer_id }).await.unwrap();
+}

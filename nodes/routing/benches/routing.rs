@@ -177,7 +177,7 @@ impl World {
         let mut qualified = vec![Vec::new(); QUEUES];
         for (i, informant) in informants.iter().enumerate() {
             for &(q, _) in &informant.queues {
-                queues[q].join(informant.id.clone(), informant.skills.clone());
+                queues[q].join(informant.id.clone(), informant.skills.clone(), true, LOGIN_MS);
                 members[q].push(i);
                 if informant.qualifies_for(q) {
                     qualified[q].push(i);

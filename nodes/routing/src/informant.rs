@@ -109,6 +109,9 @@ pub enum InformantEffect {
     Join {
         queue_id: Arc<str>,
         skills: SkillSet,
+        /// A new login: whatever the queue held for an earlier login of
+        /// this informant is void.
+        login: bool,
     },
     Leave {
         queue_id: Arc<str>,
@@ -373,7 +376,7 @@ impl InformantCore {
         self.queues = queues;
         self.logged_in_ms = now;
         for queue_id in &self.queues {
-            fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone() });
+            fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone(), login: true });
         }
         self.announce(now, Cause::Request, &mut fx);
         fx
@@ -388,7 +391,7 @@ impl InformantCore {
         self.queues = queues;
         self.logged_in_ms = now;
         for queue_id in &self.queues {
-            fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone() });
+            fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone(), login: true });
         }
         self.call_started_ms = call.since_ms.min(now);
         let phase = Phase::OnCall { call_id: call.call_id, queue_id: call.queue_id, wrap_up_ms: call.wrap_up_ms };
@@ -407,7 +410,7 @@ impl InformantCore {
         }
         let added: Vec<Arc<str>> = queues.iter().filter(|q| !self.queues.contains(q)).cloned().collect();
         for queue_id in &added {
-            fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone() });
+            fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone(), login: false });
         }
         self.queues = queues;
         match &mut self.phase {

@@ -570,8 +570,15 @@ impl QueueCore {
     }
 
     /// An informant logged in and holds the queue's skill names.
-    pub fn join(&mut self, informant_id: Arc<str>, skills: SkillSet) {
+    /// An informant joins the queue. On a new `login`, a call still held
+    /// for it was held for its earlier login, which ended without a logout
+    /// (its member died): the call goes back to its place. (An informant
+    /// that leaves and joins again within one login — the queue restarted,
+    /// its queues changed — will still answer what it was proposed.)
+    pub fn join(&mut self, informant_id: Arc<str>, skills: SkillSet, login: bool, now: Millis) -> Vec<QueueEffect> {
+        let fx = if login { self.release_held(&informant_id, now) } else { Vec::new() };
         self.members.insert(informant_id, skills);
+        fx
     }
 
     /// An informant no longer belongs to the queue. When it logged out, a
@@ -581,7 +588,19 @@ impl QueueCore {
     pub fn leave(&mut self, informant_id: &str, logged_out: bool, now: Millis) -> Vec<QueueEffect> {
         self.members.remove(informant_id);
         self.pool.remove(informant_id);
-        let Some(call_id) = self.holders.get(informant_id).cloned().filter(|_| logged_out) else { return Vec::new() };
+        if logged_out { self.release_held(informant_id, now) } else { Vec::new() }
+    }
+
+    /// Every informant this queue knows of: those that joined, and those
+    /// it holds a call for.
+    pub fn informants(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.members.keys().chain(self.holders.keys().filter(|id| !self.members.contains_key(*id)))
+    }
+
+    /// Puts a call held for `informant_id` back at its place, as if its
+    /// offer had ended unanswered.
+    fn release_held(&mut self, informant_id: &str, now: Millis) -> Vec<QueueEffect> {
+        let Some(call_id) = self.holders.get(informant_id).cloned() else { return Vec::new() };
         let offer_id = match self.calls.get(&call_id).map(|r| &r.phase) {
             Some(Phase::Proposed { offer_id, .. } | Phase::Offered { offer_id, .. }) => offer_id.clone(),
             _ => return Vec::new(),

@@ -27,7 +27,7 @@ use relais_routing::{QueueConfig, Requirement, SkillSet};
 
 #[derive(Clone, Debug)]
 enum ToQueue {
-    Join(Arc<str>, SkillSet),
+    Join(Arc<str>, SkillSet, bool),
     Leave(Arc<str>, bool),
     Announce(relais_routing::pool::PoolEntry),
     Unavailable(Arc<str>),
@@ -188,8 +188,8 @@ impl Switchboard {
     fn apply_informant(&mut self, informant: &Arc<str>, fx: Vec<InformantEffect>) {
         for effect in fx {
             match effect {
-                InformantEffect::Join { queue_id, skills } => {
-                    self.send_queue(informant, &queue_id, ToQueue::Join(informant.clone(), skills));
+                InformantEffect::Join { queue_id, skills, login } => {
+                    self.send_queue(informant, &queue_id, ToQueue::Join(informant.clone(), skills, login));
                 }
                 InformantEffect::Leave { queue_id, logged_out } => {
                     self.send_queue(informant, &queue_id, ToQueue::Leave(informant.clone(), logged_out));
@@ -258,10 +258,9 @@ impl Switchboard {
         let now = self.now;
         let core = &mut self.queues.get_mut(&to).expect("queue").1;
         let fx = match msg {
-            ToQueue::Join(id, skills) => {
+            ToQueue::Join(id, skills, login) => {
                 self.joined.insert((to.clone(), id.clone()));
-                core.join(id, skills);
-                Vec::new()
+                core.join(id, skills, login, now)
             }
             ToQueue::Leave(id, logged_out) => {
                 self.joined.remove(&(to.clone(), id.clone()));

@@ -55,14 +55,14 @@ fn take_next(q: &mut QueueCore, informant: &str, generation: u64, now: u64) -> A
 #[test]
 fn restored_calls_keep_their_order_informant_and_events() {
     let mut old = queue(0);
-    old.join("alice".into(), skills());
+    old.join("alice".into(), skills(), true, 0);
     // b and c arrive in the same millisecond: their sequence orders them.
     for (id, priority, at) in [("a", 1, 10), ("b", 1, 20), ("c", 1, 20), ("v", 5, 30)] {
         old.offer_call(call(id, priority, at), at).expect("accepted");
     }
     assert_eq!(take_next(&mut old, "alice", 1, 40).as_ref(), "v");
     // An offer in progress is not kept: its call waits again.
-    old.join("bob".into(), skills());
+    old.join("bob".into(), skills(), true, 0);
     let fx = old.available(entry("bob", 1), 50);
     assert_eq!(proposed(&fx).map(|(c, _)| c).as_deref(), Some("a"));
 
@@ -83,9 +83,9 @@ fn restored_calls_keep_their_order_informant_and_events() {
     assert_eq!(new.live_calls(), 4);
 
     // Waiting calls are served in their original order.
-    new.join("bob".into(), skills());
-    new.join("carol".into(), skills());
-    new.join("dave".into(), skills());
+    new.join("bob".into(), skills(), true, 0);
+    new.join("carol".into(), skills(), true, 0);
+    new.join("dave".into(), skills(), true, 0);
     let served: Vec<Arc<str>> = ["bob", "carol", "dave"].iter().map(|i| take_next(&mut new, i, 2, 1_100)).collect();
     assert_eq!(served.iter().map(|c| c.as_ref()).collect::<Vec<_>>(), ["a", "b", "c"]);
 
@@ -111,7 +111,7 @@ fn a_new_call_after_a_restore_queues_behind_restored_calls_of_the_same_milliseco
     let mut new = queue(10);
     new.restore(written, 10);
     new.offer_call(call("b", 1, 10), 10).expect("accepted");
-    new.join("bob".into(), skills());
+    new.join("bob".into(), skills(), true, 0);
     assert_eq!(take_next(&mut new, "bob", 1, 11).as_ref(), "a");
 }
 
@@ -125,7 +125,7 @@ fn a_call_moving_here_is_restored_behind_its_arrival() {
     let mut target = queue(10);
     target.offer_call(call("late", 1, 8), 8).expect("accepted");
     target.restore(vec![moving], 10);
-    target.join("bob".into(), skills());
+    target.join("bob".into(), skills(), true, 0);
     assert_eq!(take_next(&mut target, "bob", 1, 11).as_ref(), "m", "arrived earlier, served first");
     target.check_invariants().expect("consistent");
 }
@@ -133,7 +133,7 @@ fn a_call_moving_here_is_restored_behind_its_arrival() {
 #[test]
 fn an_informant_announcing_itself_ends_the_call_a_lost_finish_left_connected() {
     let mut old = queue(0);
-    old.join("alice".into(), skills());
+    old.join("alice".into(), skills(), true, 0);
     old.offer_call(call("v", 1, 10), 10).expect("accepted");
     assert_eq!(take_next(&mut old, "alice", 1, 20).as_ref(), "v");
     // Alice finished v, but the member that held the queue died before
@@ -141,7 +141,7 @@ fn an_informant_announcing_itself_ends_the_call_a_lost_finish_left_connected() {
     let mut new = queue(100);
     new.restore(vec![old.durable("v").expect("live")], 100);
     new.offer_call(call("w", 1, 50), 100).expect("accepted");
-    new.join("alice".into(), skills());
+    new.join("alice".into(), skills(), true, 0);
     let fx = new.available(entry("alice", 2), 200);
     assert!(
         fx.iter().any(|e| matches!(e, QueueEffect::Event { call_id, event } if call_id.as_ref() == "v" && event.kind == CallEventKind::Completed)),
@@ -157,7 +157,7 @@ fn an_informant_announcing_itself_ends_the_call_a_lost_finish_left_connected() {
 #[test]
 fn a_connect_asked_again_after_a_takeover_is_answered_the_same() {
     let mut old = queue(0);
-    old.join("alice".into(), skills());
+    old.join("alice".into(), skills(), true, 0);
     old.offer_call(call("v", 1, 10), 10).expect("accepted");
     let fx = old.available(entry("alice", 1), 20);
     let (call_id, offer_id) = proposed(&fx).expect("proposed");
@@ -175,7 +175,7 @@ fn a_connect_asked_again_after_a_takeover_is_answered_the_same() {
 #[test]
 fn a_connect_whose_proposal_answer_was_lost_connects_the_call() {
     let mut q = queue(0);
-    q.join("alice".into(), skills());
+    q.join("alice".into(), skills(), true, 0);
     q.offer_call(call("a", 1, 10), 10).expect("accepted");
     let fx = q.available(entry("alice", 1), 20);
     let (call_id, offer_id) = proposed(&fx).expect("proposed");
@@ -196,17 +196,53 @@ fn a_connect_whose_proposal_answer_was_lost_connects_the_call() {
 #[test]
 fn an_informant_logging_out_with_a_proposal_on_its_way_gives_the_call_back() {
     let mut q = queue(0);
-    q.join("alice".into(), skills());
-    q.join("bob".into(), skills());
+    q.join("alice".into(), skills(), true, 0);
+    q.join("bob".into(), skills(), true, 0);
     q.offer_call(call("a", 1, 10), 10).expect("accepted");
     let fx = q.available(entry("alice", 1), 20);
     assert_eq!(proposed(&fx).map(|(c, _)| c).as_deref(), Some("a"));
     q.available(entry("bob", 1), 25);
     // Leaving to join again keeps the proposal: alice will answer it.
     assert!(proposed(&q.leave("alice", false, 28)).is_none());
-    q.join("alice".into(), skills());
+    q.join("alice".into(), skills(), false, 28);
     // Logging out gives the call back: her answer will never come.
     let fx = q.leave("alice", true, 30);
     assert_eq!(proposed(&fx).map(|(c, _)| c).as_deref(), Some("a"), "proposed to bob instead");
     q.check_invariants().expect("consistent");
+}
+
+#[test]
+fn a_call_held_for_an_informant_that_joins_again_goes_back_to_its_place() {
+    let mut q = queue(0);
+    q.join("alice".into(), skills(), true, 0);
+    q.offer_call(call("v", 1, 10), 10).expect("accepted");
+    q.offer_call(call("w", 1, 11), 11).expect("accepted");
+    let fx = q.available(entry("alice", 1), 20);
+    assert_eq!(proposed(&fx).map(|(c, _)| c).as_deref(), Some("v"));
+    // Her member died with the proposal: she logs in again elsewhere and
+    // joins the queue, which gives up the call it held for her.
+    q.join("alice".into(), skills(), true, 30);
+    q.check_invariants().expect("consistent");
+    // Anyone, her included, is proposed v first again.
+    assert_eq!(take_next(&mut q, "alice", 2, 40).as_ref(), "v");
+    q.join("bob".into(), skills(), true, 40);
+    assert_eq!(take_next(&mut q, "bob", 1, 50).as_ref(), "w");
+    q.check_invariants().expect("consistent");
+}
+
+#[test]
+fn the_informants_a_queue_knows_include_those_it_holds_a_call_for() {
+    let mut q = queue(0);
+    q.join("alice".into(), skills(), true, 0);
+    q.join("bob".into(), skills(), true, 0);
+    q.offer_call(call("v", 1, 10), 10).expect("accepted");
+    assert!(proposed(&q.available(entry("alice", 1), 20)).is_some());
+    // Alice leaves without logging out (to join again): the queue still
+    // holds v for her.
+    q.leave("alice", false, 30);
+    let mut known: Vec<&str> = q.informants().map(|i| i.as_ref()).collect();
+    known.sort_unstable();
+    assert_eq!(known, ["alice", "bob"]);
+    q.leave("alice", true, 40);
+    assert_eq!(q.informants().map(|i| i.as_ref()).collect::<Vec<_>>(), ["bob"]);
 }

@@ -429,8 +429,8 @@ impl InformantState {
         let id = self.core.id().clone();
         while let Some(effect) = work.pop_front() {
             match effect {
-                InformantEffect::Join { queue_id, skills } => {
-                    self.cast_queue(&queue_id, QueueMsg::Join { informant_id: id.clone(), skills });
+                InformantEffect::Join { queue_id, skills, login } => {
+                    self.cast_queue(&queue_id, QueueMsg::Join { informant_id: id.clone(), skills, login });
                 }
                 InformantEffect::Leave { queue_id, logged_out } => {
                     self.cast_queue(&queue_id, QueueMsg::Leave { informant_id: id.clone(), logged_out });

@@ -38,6 +38,11 @@ pub const MAX_WATCHERS_PER_CALL: usize = 4;
 /// reconnects with its last sequence and loses nothing). Room for a whole
 /// call's log, so a replay always fits.
 pub const WATCHER_BUFFER: usize = relais_routing::EventLog::MAX_EVENTS + 16;
+/// How long an informant of the queue may be nowhere (no actor here, no
+/// claim on another member) before the queue counts it as logged out: its
+/// member died and its desktop has not logged in again. Longer than a
+/// claim takes to reach every member's mirror.
+const GONE_AFTER_MS: u64 = 1_000;
 
 pub enum QueueMsg {
     Offer {
@@ -75,6 +80,8 @@ pub enum QueueMsg {
     Join {
         informant_id: Arc<str>,
         skills: SkillSet,
+        /// A new login (see `QueueCore::join`).
+        login: bool,
     },
     Leave {
         informant_id: Arc<str>,
@@ -176,6 +183,8 @@ pub struct QueueState {
     /// later is replayed no further, the rest comes as live events.
     published: HashMap<Arc<str>, u64>,
     journal: Option<Journal>,
+    /// Informants of the queue found nowhere, since when.
+    missing: HashMap<Arc<str>, u64>,
 }
 
 pub struct QueueActor;
@@ -207,6 +216,7 @@ impl Actor for QueueActor {
             watchers: HashMap::new(),
             ticker,
             published,
+            missing: HashMap::new(),
             journal: args.durability.map(|durability| Journal {
                 durability,
                 dirty: HashSet::new(),
@@ -288,7 +298,10 @@ impl Actor for QueueActor {
                     let _ = reply.send(s.watch(call_id, after, sink));
                 });
             }
-            QueueMsg::Join { informant_id, skills } => state.core.join(informant_id, skills),
+            QueueMsg::Join { informant_id, skills, login } => {
+                let fx = state.core.join(informant_id, skills, login, now);
+                state.apply(fx);
+            }
             QueueMsg::Leave { informant_id, logged_out } => {
                 let fx = state.core.leave(&informant_id, logged_out, now);
                 state.apply(fx);
@@ -339,6 +352,7 @@ impl Actor for QueueActor {
                     .is_some_and(|o| state.directory.queue_addr(&state.tenant, &o.queue_id).is_some());
                 let fx = state.core.tick(now, overflow_ready);
                 state.apply(fx);
+                state.sweep_gone(now);
             }
             QueueMsg::HandOver { reply } => state.reply(reply, ()),
             QueueMsg::Written(result) => {
@@ -362,6 +376,26 @@ impl Actor for QueueActor {
 impl QueueState {
     fn informant(&self, id: &Arc<str>) -> Option<Addr<InformantMsg>> {
         self.directory.informant_addr(&self.tenant, id)
+    }
+
+    /// Counts as logged out the informants found nowhere for
+    /// [`GONE_AFTER_MS`]: their member died, and with it their claim. A
+    /// call held for one goes back to its place, so no caller waits on an
+    /// informant that is gone. (One that logs in again sooner gives it
+    /// back by joining: see `QueueCore::join`.)
+    fn sweep_gone(&mut self, now: u64) {
+        let nowhere: Vec<Arc<str>> =
+            self.core.informants().filter(|id| self.informant(id).is_none()).cloned().collect();
+        self.missing.retain(|id, _| nowhere.contains(id));
+        for id in nowhere {
+            let since = *self.missing.entry(id.clone()).or_insert(now);
+            if now.saturating_sub(since) >= GONE_AFTER_MS {
+                self.missing.remove(&id);
+                tracing::info!(tenant = %self.tenant, queue_id = %self.core.id(), informant_id = %id, "informant gone without logging out");
+                let fx = self.core.leave(&id, true, now);
+                self.apply(fx);
+            }
+        }
     }
 
     /// Sends `value` to `reply` once the writes before it are in etcd.

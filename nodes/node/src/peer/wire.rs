@@ -54,8 +54,8 @@ pub enum Outgoing {
 #[allow(clippy::result_large_err)]
 pub fn queue_msg_out(msg: QueueMsg) -> Result<Outgoing, QueueMsg> {
     let body = match msg {
-        QueueMsg::Join { informant_id, skills } => {
-            Body::Join(pb::Join { informant_id: informant_id.to_string(), skills: skills_out(&skills) })
+        QueueMsg::Join { informant_id, skills, login } => {
+            Body::Join(pb::Join { informant_id: informant_id.to_string(), skills: skills_out(&skills), login })
         }
         QueueMsg::Leave { informant_id, logged_out } => {
             Body::Leave(pb::Leave { informant_id: informant_id.to_string(), logged_out })
@@ -199,6 +199,7 @@ pub fn incoming(body: Body) -> Result<Incoming> {
         Body::Join(m) => Incoming::Queue(QueueMsg::Join {
             informant_id: id("join.informant_id", m.informant_id)?,
             skills: skills_in("join.skills", m.skills)?,
+            login: m.login,
         }),
         Body::Leave(m) => Incoming::Queue(QueueMsg::Leave {
             informant_id: id("leave.informant_id", m.informant_id)?,
@@ -666,8 +667,10 @@ mod tests {
     #[test]
     fn queue_casts_round_trip() {
         let skills = SkillSet::new([("logement", 4), ("lang:fr", 5), ("ecoute", 1)]);
-        match queue_round_trip(QueueMsg::Join { informant_id: "ana".into(), skills: skills.clone() }) {
-            QueueMsg::Join { informant_id, skills: s } => assert_eq!((&*informant_id, s), ("ana", skills.clone())),
+        match queue_round_trip(QueueMsg::Join { informant_id: "ana".into(), skills: skills.clone(), login: true }) {
+            QueueMsg::Join { informant_id, skills: s, login } => {
+                assert_eq!((&*informant_id, s, login), ("ana", skills.clone(), true))
+            }
             _ => panic!("not a join"),
         }
         match queue_round_trip(QueueMsg::Leave { informant_id: "ana".into(), logged_out: true }) {
@@ -849,11 +852,15 @@ mod tests {
     fn bad_bodies_are_refused() {
         let skill = |proficiency| pb::Skill { name: "logement".into(), proficiency };
         for proficiency in [0, 6, 9, 300] {
-            let join = pb::Join { informant_id: "ana".into(), skills: vec![skill(3), skill(proficiency)] };
+            let join =
+                pb::Join { informant_id: "ana".into(), skills: vec![skill(3), skill(proficiency)], login: false };
             assert_eq!(refused(Body::Join(join)), "join.skills[1].proficiency");
         }
-        let nameless =
-            pb::Join { informant_id: "ana".into(), skills: vec![pb::Skill { name: "".into(), proficiency: 1 }] };
+        let nameless = pb::Join {
+            informant_id: "ana".into(),
+            skills: vec![pb::Skill { name: "".into(), proficiency: 1 }],
+            login: false,
+        };
         assert_eq!(refused(Body::Join(nameless)), "join.skills[0].name");
         assert_eq!(
             refused(Body::Leave(pb::Leave { informant_id: "".into(), logged_out: false })),
