@@ -14,6 +14,7 @@ pub mod owners;
 pub mod ownership;
 pub mod placement;
 pub mod placer;
+pub mod standing;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use crate::cluster::catalog_store::CatalogStore;
 use crate::cluster::owners::Owners;
 use crate::cluster::ownership::Ownership;
 use crate::cluster::placer::Placer;
+use crate::cluster::standing::StandingStore;
 use crate::config::NodeConfig;
 use crate::error::Result;
 use crate::node::Node;
@@ -89,7 +91,8 @@ impl Cluster {
         let owners = Owners::new(&config.cluster_prefix);
         let owners_task = tokio::spawn(owners.clone().follow(client.clone()));
         let ownership = Ownership::new(client.clone(), &config.cluster_prefix, &me.node_id, membership.lease_id());
-        let calls = Arc::new(CallStore::new(client, &config.cluster_prefix, ownership.clone()));
+        let calls = Arc::new(CallStore::new(client.clone(), &config.cluster_prefix, ownership.clone()));
+        let standing = Arc::new(StandingStore::new(client, &config.cluster_prefix, ownership.clone()));
         let placer = Arc::new(Placer {
             me: me.node_id.as_str().into(),
             owners: owners.clone(),
@@ -102,7 +105,7 @@ impl Cluster {
             joined: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let peers = Peers::new(&me.node_id, membership.window(), owners, membership.subscribe());
-        node.place_with(placer, peers, calls);
+        node.place_with(placer, peers, calls, standing);
         Ok(Arc::new(Self {
             me,
             window: membership.window(),

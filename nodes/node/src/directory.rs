@@ -290,7 +290,9 @@ impl Directory {
     }
 
     /// Like [`Self::queue_at`], but when the queue is starting under `epoch`
-    /// waits for it, up to `patience`.
+    /// (or this node's claim at `epoch` may not have reached its own mirror
+    /// yet: another member learnt of it first) waits for it, up to
+    /// `patience`.
     pub async fn queue_at_soon(
         &self,
         tenant: &Arc<str>,
@@ -303,7 +305,8 @@ impl Directory {
             if let Some(queue) = self.queue_at(tenant, id, epoch) {
                 return Some(queue);
             }
-            let starting = self.queues_starting.get(&key(tenant, id)).map(|e| *e) == Some(epoch);
+            let starting = self.queues_starting.get(&key(tenant, id)).map(|e| *e) == Some(epoch)
+                || self.peers.get().is_some_and(|peers| peers.claim_on_its_way(tenant, id, epoch));
             if !starting || tokio::time::Instant::now() >= deadline {
                 return None;
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
 use relais_proto::v1 as pb;
 use relais_routing::SkillSet;
-use relais_routing::informant::OngoingCall;
+use relais_routing::informant::{OngoingCall, Standing};
 use tokio::sync::Semaphore;
 
 use crate::actors::informant::{InformantActor, InformantArgs, InformantMsg, StatusReply};
@@ -22,6 +22,7 @@ use crate::cluster::catalog_store::{CatalogStore, Change};
 use crate::cluster::ownership::{Claim, Epoch};
 use crate::cluster::placement::ActorKind;
 use crate::cluster::placer::Placer;
+use crate::cluster::standing::StandingStore;
 use crate::config::NodeConfig;
 use crate::directory::{CallLocation, Directory};
 use crate::error::{NodeError, Result};
@@ -211,6 +212,8 @@ pub struct Node {
     offers_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// In a cluster: which member hosts which actor.
     placer: std::sync::OnceLock<Arc<Placer>>,
+    /// Where informants' standing is kept, once this node is in a cluster.
+    standing: std::sync::OnceLock<Arc<StandingStore>>,
 }
 
 impl Node {
@@ -262,6 +265,7 @@ impl Node {
             draining: std::sync::atomic::AtomicBool::new(false),
             offers_in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             placer: std::sync::OnceLock::new(),
+            standing: std::sync::OnceLock::new(),
         }))
     }
 
@@ -390,9 +394,16 @@ impl Node {
 
     /// Makes this node host the actors placement gives it, and reach the
     /// others through their owners.
-    pub fn place_with(self: &Arc<Self>, placer: Arc<Placer>, peers: Arc<crate::peer::Peers>, calls: Arc<CallStore>) {
+    pub fn place_with(
+        self: &Arc<Self>,
+        placer: Arc<Placer>,
+        peers: Arc<crate::peer::Peers>,
+        calls: Arc<CallStore>,
+        standing: Arc<StandingStore>,
+    ) {
         self.directory.set_peers(peers);
         let _ = self.starter.calls.set(calls);
+        let _ = self.standing.set(standing);
         if self.placer.set(placer.clone()).is_ok() {
             tokio::spawn(placer.run(Arc::downgrade(self)));
         }
@@ -1066,6 +1077,13 @@ impl Node {
                 return Err(e);
             }
         };
+        let (durability, standing) = match self.standing_of(tenant, &informant_id, on_call.is_some()).await {
+            Ok(found) => found,
+            Err(e) => {
+                self.directory.unregister_informant(tenant, &informant_id);
+                return Err(e);
+            }
+        };
         let args = InformantArgs {
             tenant: tenant.clone(),
             informant_id: informant_id.clone(),
@@ -1073,6 +1091,8 @@ impl Node {
             queues,
             directory: self.directory.clone(),
             on_call,
+            durability,
+            standing,
         };
         let actor = match Actor::spawn_linked(None, InformantActor, args, self.supervisor.get_cell()).await {
             Ok((actor, _)) => actor,
@@ -1084,6 +1104,28 @@ impl Node {
         // Linked, not recorded: the supervisor finds a failed informant in
         // the directory by its actor id.
         ask(&actor, |reply| InformantMsg::Get { reply }).await
+    }
+
+    /// In a cluster, where the informant's standing is kept (under the
+    /// claim this login holds) and the standing its earlier login left,
+    /// which it starts from unless it is on a call.
+    async fn standing_of(
+        &self,
+        tenant: &Arc<str>,
+        informant_id: &Arc<str>,
+        on_call: bool,
+    ) -> Result<(Option<(Arc<StandingStore>, Epoch)>, Standing)> {
+        let (Some(store), Some(epoch)) =
+            (self.standing.get(), self.directory.epoch(ActorKind::Informant, tenant, informant_id))
+        else {
+            return Ok((None, Standing::Free));
+        };
+        let standing = store.read(tenant, informant_id).await?;
+        if standing != Standing::Free {
+            tracing::info!(tenant = %tenant, informant_id = %informant_id, ?standing, on_call, "informant logs in where it was");
+        }
+        let standing = if on_call { Standing::Free } else { standing };
+        Ok((Some((store.clone(), epoch)), standing))
     }
 
     /// In a cluster, the call a queue still holds as connected to this

@@ -56,6 +56,17 @@ impl Peers {
     }
 
     /// The actor, if another member owns it.
+    /// Whether a queue claim at `epoch` may be this member's, on its way
+    /// to being hosted: the mirror says so, or has not reached that
+    /// revision yet (the sender learnt of the claim from etcd first).
+    pub fn claim_on_its_way(&self, tenant: &Arc<str>, id: &Arc<str>, epoch: Epoch) -> bool {
+        let mine = self
+            .owners
+            .get(&actor_key(ActorKind::Queue, tenant, id))
+            .is_some_and(|record| record.epoch == epoch && record.node_id == self.me);
+        mine || epoch > self.owners.revision()
+    }
+
     pub fn remote(self: &Arc<Self>, kind: ActorKind, tenant: &Arc<str>, id: &Arc<str>) -> Option<Remote> {
         let owner = self.owners.get(&actor_key(kind, tenant, id))?;
         if owner.node_id == self.me {

@@ -639,3 +639,58 @@ async fn a_call_offered_to_an_informant_whose_member_dies_goes_to_someone_else()
     assert_eq!(call_id, "k2");
     c.desk.accept_offer(pb::OfferReply { informant_id: zoe.clone(), offer_id }).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn informants_whose_member_dies_log_in_again_in_their_pause_or_their_wrap_up() {
+    let etcd = EtcdProcess::start();
+    let ids = ["node-a", "node-b", "node-c"];
+    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
+    for node in nodes.iter().flatten() {
+        until_members(node, 3).await;
+    }
+    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let queue_home = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
+    let doomed = (0..3).find(|i| *i != queue_home).unwrap();
+    let mut on_doomed =
+        (0..).map(|i| format!("inf-{i}")).filter(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) == doomed);
+    let (ivy, zoe) = (on_doomed.next().unwrap(), on_doomed.next().unwrap());
+    let justice = pb::QueueConfig { wrap_up_ms: 60_000, ..support::queue("justice", "justice", 1) };
+    let mut c = Clients::new(nodes[queue_home].as_ref().unwrap(), "cai").await;
+    support::apply(&mut c, vec![justice]).await;
+    let mut d = Clients::new(nodes[doomed].as_ref().unwrap(), "cai").await;
+    // Ivy goes to lunch; Zoe takes a call and is in her wrap-up.
+    let _ivy_session = Session::open(&mut d, &ivy, vec![support::skill("justice", 3)]).await;
+    d.desk.pause(pb::PauseRequest { informant_id: ivy.clone(), reason: "lunch".into() }).await.unwrap();
+    let mut zoe_session = Session::open(&mut d, &zoe, vec![support::skill("justice", 3)]).await;
+    support::offer_retrying(&mut c, support::offer("k1", "justice")).await;
+    let (offer_id, _) = zoe_session.next_offer().await;
+    d.desk.accept_offer(pb::OfferReply { informant_id: zoe.clone(), offer_id }).await.unwrap();
+    let status =
+        d.desk.finish_call(pb::FinishCallRequest { informant_id: zoe.clone(), call_id: "k1".into() }).await.unwrap();
+    assert_eq!(status.into_inner().state, pb::InformantState::WrapUp as i32);
+
+    drop(nodes[doomed].take());
+    // Both log in again through the queue's member, where they were.
+    let login =
+        |id: &str| pb::LoginRequest { informant_id: id.to_string(), skills: vec![support::skill("justice", 3)] };
+    let status = retrying!("ivy logs in again", c.desk.login(login(&ivy)));
+    assert_eq!(status.state, pb::InformantState::Paused as i32, "{status:?}");
+    assert_eq!(status.reason, "lunch");
+    let status = retrying!("zoe logs in again", c.desk.login(login(&zoe)));
+    assert_eq!(status.state, pb::InformantState::WrapUp as i32, "{status:?}");
+    // Neither is offered a call meanwhile; Ivy is once back from lunch.
+    let mut ivy_session = Session::attach(&mut c, &ivy).await;
+    support::offer_retrying(&mut c, support::offer("k2", "justice")).await;
+    let quiet = ivy_session.drain(Duration::from_millis(1500)).await;
+    assert!(!quiet.iter().any(|e| matches!(e, pb::informant_event::Kind::Offer(_))), "{quiet:?}");
+    c.desk.resume(pb::InformantRequest { informant_id: ivy.clone() }).await.unwrap();
+    let (_, call_id) = ivy_session.next_offer().await;
+    assert_eq!(call_id, "k2");
+    // Zoe ends her wrap-up; logged out, she leaves no standing behind.
+    c.desk.end_wrap_up(pb::InformantRequest { informant_id: zoe.clone() }).await.unwrap();
+    c.desk.logout(pb::InformantRequest { informant_id: zoe.clone() }).await.unwrap();
+    let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let left = kv.get("/relais/informants/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    let keys: Vec<&str> = left.kvs().iter().map(|kv| kv.key_str().unwrap()).collect();
+    assert_eq!(keys, Vec::<&str>::new(), "standing left in etcd");
+}

@@ -55,8 +55,25 @@ enum Phase {
     Available { collecting: Option<Box<Collecting>> },
     Reserved { offer: Box<Proposal> },
     OnCall { call_id: Arc<str>, queue_id: Arc<str>, wrap_up_ms: Millis },
-    WrapUp { token: u64 },
+    WrapUp { token: u64, until_ms: Millis },
     Paused { reason: Arc<str> },
+}
+
+/// What of an informant's state outlives its member (in a cluster it is
+/// kept in etcd, and a login after the member died starts from it): a
+/// pause and its reason, or a wrap-up and when it ends. A call it is on is
+/// kept by the call's queue (see [`OngoingCall`]); an offer is not kept
+/// (the queue offers the call again).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Standing {
+    #[default]
+    Free,
+    Paused {
+        reason: Arc<str>,
+    },
+    WrapUp {
+        until_ms: Millis,
+    },
 }
 
 /// A call an informant is connected to, as its queue holds it.
@@ -372,14 +389,59 @@ impl InformantCore {
 
     /// Logs in to `queues` (the tenant's queues whose skill names it holds).
     pub fn login(&mut self, queues: Vec<Arc<str>>, now: Millis) -> Vec<InformantEffect> {
-        let mut fx = Vec::new();
-        self.queues = queues;
-        self.logged_in_ms = now;
-        for queue_id in &self.queues {
-            fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone(), login: true });
-        }
+        let mut fx = self.join_all(queues, now);
         self.announce(now, Cause::Request, &mut fx);
         fx
+    }
+
+    /// Logs in an informant whose earlier login ended with its member: it
+    /// starts where its `standing` says (paused, or in its wrap-up until
+    /// it ends), or available.
+    pub fn login_standing(&mut self, queues: Vec<Arc<str>>, standing: Standing, now: Millis) -> Vec<InformantEffect> {
+        match standing {
+            Standing::Paused { reason } => {
+                let mut fx = self.join_all(queues, now);
+                self.enter(Phase::Paused { reason }, now, Cause::Request, &mut fx);
+                fx
+            }
+            Standing::WrapUp { until_ms } if until_ms > now => {
+                let mut fx = self.join_all(queues, now);
+                self.wrap_up(until_ms, now, Cause::Request, &mut fx);
+                fx
+            }
+            Standing::WrapUp { .. } | Standing::Free => self.login(queues, now),
+        }
+    }
+
+    /// What of its state outlives its member.
+    pub fn standing(&self) -> Standing {
+        match &self.phase {
+            Phase::Paused { reason } => Standing::Paused { reason: reason.clone() },
+            Phase::WrapUp { until_ms, .. } => Standing::WrapUp { until_ms: *until_ms },
+            _ => Standing::Free,
+        }
+    }
+
+    /// Joins `queues` as a new login, announcing nothing yet.
+    fn join_all(&mut self, queues: Vec<Arc<str>>, now: Millis) -> Vec<InformantEffect> {
+        self.queues = queues;
+        self.logged_in_ms = now;
+        self.queues
+            .iter()
+            .map(|queue_id| InformantEffect::Join {
+                queue_id: queue_id.clone(),
+                skills: self.skills.clone(),
+                login: true,
+            })
+            .collect()
+    }
+
+    /// Enters a wrap-up that ends at `until_ms`.
+    fn wrap_up(&mut self, until_ms: Millis, now: Millis, cause: Cause, fx: &mut Vec<InformantEffect>) {
+        self.next_token += 1;
+        let token = self.next_token;
+        self.enter(Phase::WrapUp { token, until_ms }, now, cause, fx);
+        fx.push(InformantEffect::WrapUpTimer { token, after_ms: until_ms.saturating_sub(now) });
     }
 
     /// Logs in an informant whose call goes on: its previous session ended
@@ -387,12 +449,7 @@ impl InformantCore {
     /// the call as connected to it. It is on that call again, as if it had
     /// never left, and announces itself when it finishes.
     pub fn login_on_call(&mut self, queues: Vec<Arc<str>>, call: OngoingCall, now: Millis) -> Vec<InformantEffect> {
-        let mut fx = Vec::new();
-        self.queues = queues;
-        self.logged_in_ms = now;
-        for queue_id in &self.queues {
-            fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone(), login: true });
-        }
+        let mut fx = self.join_all(queues, now);
         self.call_started_ms = call.since_ms.min(now);
         let phase = Phase::OnCall { call_id: call.call_id, queue_id: call.queue_id, wrap_up_ms: call.wrap_up_ms };
         self.enter(phase, now, Cause::Request, &mut fx);
@@ -609,10 +666,7 @@ impl InformantCore {
         if wrap_up_ms == 0 {
             self.announce(now, cause, fx);
         } else {
-            self.next_token += 1;
-            let token = self.next_token;
-            self.enter(Phase::WrapUp { token }, now, cause, fx);
-            fx.push(InformantEffect::WrapUpTimer { token, after_ms: wrap_up_ms });
+            self.wrap_up(now + wrap_up_ms, now, cause, fx);
         }
     }
 
@@ -643,7 +697,7 @@ impl InformantCore {
     /// The wrap-up timer fired.
     pub fn wrap_up_done(&mut self, token: u64, now: Millis) -> Vec<InformantEffect> {
         let mut fx = Vec::new();
-        if self.phase == (Phase::WrapUp { token }) {
+        if matches!(self.phase, Phase::WrapUp { token: t, .. } if t == token) {
             self.announce(now, Cause::Elsewhere, &mut fx);
         }
         fx
@@ -829,13 +883,49 @@ mod tests {
     }
 
     #[test]
+    fn the_standing_says_what_outlives_a_member_and_a_login_starts_from_it() {
+        // Wrap-up after a call ends at a known time.
+        let mut core = offered(50);
+        assert_eq!(core.standing(), Standing::Free, "an offer is not kept");
+        let ticket = core.accept("c1/1").unwrap();
+        core.connected(&ticket, true, 2);
+        assert_eq!(core.standing(), Standing::Free, "a call is kept by its queue");
+        core.finish("c1", 10).unwrap();
+        assert_eq!(core.standing(), Standing::WrapUp { until_ms: 60 });
+        core.pause("lunch".into(), 20).unwrap();
+        assert_eq!(core.standing(), Standing::Paused { reason: "lunch".into() });
+        core.resume(30).unwrap();
+        assert_eq!(core.standing(), Standing::Free);
+
+        // A login in a pause joins its queues and announces nothing.
+        let mut again = InformantCore::new("ana".into(), SkillSet::new([("s", 1)]), 100);
+        let fx = again.login_standing(vec!["q".into()], Standing::Paused { reason: "lunch".into() }, 100);
+        assert_eq!(again.state(), InformantState::Paused);
+        assert!(fx.iter().any(|e| matches!(e, InformantEffect::Join { login: true, .. })));
+        assert!(announced(&fx).is_empty(), "{fx:?}");
+        assert_eq!(again.snapshot(100).reason.as_deref(), Some("lunch"));
+
+        // A login in a wrap-up that is not over finishes it, for the time
+        // left; one that is over is available at once.
+        let mut again = InformantCore::new("ana".into(), SkillSet::new([("s", 1)]), 100);
+        let fx = again.login_standing(vec!["q".into()], Standing::WrapUp { until_ms: 130 }, 100);
+        assert_eq!(again.state(), InformantState::WrapUp);
+        assert!(fx.iter().any(|e| matches!(e, InformantEffect::WrapUpTimer { after_ms: 30, .. })), "{fx:?}");
+        assert_eq!(again.standing(), Standing::WrapUp { until_ms: 130 });
+        let mut late = InformantCore::new("ana".into(), SkillSet::new([("s", 1)]), 200);
+        let fx = late.login_standing(vec!["q".into()], Standing::WrapUp { until_ms: 130 }, 200);
+        assert_eq!(late.state(), InformantState::Available);
+        assert_eq!(announced(&fx), ["q"]);
+    }
+
+    #[test]
     fn changes_the_desktop_did_not_cause_are_told_by_the_session() {
         // The wrap-up timer ends wrap-up.
         let mut core = offered(50);
         let ticket = core.accept("c1/1").unwrap();
         core.connected(&ticket, true, 2);
         core.finish("c1", 3).unwrap();
-        let Phase::WrapUp { token } = core.phase else { panic!("in wrap-up") };
+        let Phase::WrapUp { token, .. } = core.phase else { panic!("in wrap-up") };
         assert_eq!(told_states(&core.wrap_up_done(token, 60)), vec![(InformantState::Available, None)]);
 
         // A missed offer pauses (the limit here is one miss).

@@ -8,7 +8,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use relais_routing::SkillSet;
 use relais_routing::informant::{
     InformantCore, InformantEffect, InformantError, InformantSnapshot, InformantState as Held, OngoingCall,
-    SessionEvent,
+    SessionEvent, Standing,
 };
 use relais_routing::queue::Proposal;
 use tokio::sync::mpsc;
@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 
 use crate::actors::queue::QueueMsg;
 use crate::clock::now_ms;
+use crate::cluster::ownership::Epoch;
+use crate::cluster::standing::StandingStore;
 use crate::directory::{Addr, AskOutcome, CallLocation, Directory};
 use crate::error::NodeError;
 
@@ -116,6 +118,20 @@ pub struct InformantArgs {
     /// The call it is still connected to, when it logs in again after its
     /// member failed.
     pub on_call: Option<OngoingCall>,
+    /// In a cluster: where its standing is kept, under its claim, and the
+    /// standing it logs in with (as its earlier login left it).
+    pub durability: Option<(Arc<StandingStore>, Epoch)>,
+    pub standing: Standing,
+}
+
+/// An informant's standing in etcd, in a cluster.
+struct Durability {
+    store: Arc<StandingStore>,
+    epoch: Epoch,
+    /// The standing last written.
+    written: Standing,
+    /// A request's answer, sent once the standing it changed is written.
+    unsent: Option<(Reply, Result<StatusReply, NodeError>)>,
 }
 
 /// A pending `send_after`.
@@ -131,6 +147,7 @@ pub struct InformantState {
     /// that a busy node does not carry thousands of sleeping timer tasks.
     offer_timer: Option<Timer>,
     collect_timer: Option<Timer>,
+    durability: Option<Box<Durability>>,
 }
 
 pub struct InformantActor;
@@ -154,12 +171,15 @@ impl Actor for InformantActor {
             sequence: 0,
             offer_timer: None,
             collect_timer: None,
+            durability: args.durability.map(|(store, epoch)| {
+                Box::new(Durability { store, epoch, written: args.standing.clone(), unsent: None })
+            }),
         };
         // Registered before announcing, so queues can reach it at once.
         state.directory.register_informant(&state.tenant, state.core.id(), myself.clone());
         let fx = match args.on_call {
             Some(call) => state.core.login_on_call(args.queues, call, now),
-            None => state.core.login(args.queues, now),
+            None => state.core.login_standing(args.queues, args.standing, now),
         };
         state.apply(&myself, fx);
         Ok(state)
@@ -187,91 +207,22 @@ impl Actor for InformantActor {
         msg: InformantMsg,
         state: &mut InformantState,
     ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
-        let now = now_ms();
-        let mut asking: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
-        match msg {
-            InformantMsg::Propose(proposal) => {
-                let fx = state.core.proposed(*proposal, now);
-                state.apply(&myself, fx);
+        let asking: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>> = match msg {
+            // Boxed: the request's state lives on the heap while it waits.
+            InformantMsg::Accept { offer_id, reply } => Some(Box::pin(async move {
+                let result = state.accept(&myself, &offer_id).await;
+                state.deliver_saved(reply, result).await;
+            })),
+            InformantMsg::Finish { call_id, reply } => Some(Box::pin(async move {
+                let result = state.finish(&myself, &call_id).await;
+                state.deliver_saved(reply, result).await;
+            })),
+            msg => {
+                state.handle_now(&myself, msg);
+                // A changed standing is written before what waits for it.
+                state.unsaved().is_some().then(|| Box::pin(state.save()) as _)
             }
-            InformantMsg::Nothing { queue_id, generation } => {
-                let fx = state.core.nothing_from(&queue_id, generation, now);
-                state.apply(&myself, fx);
-            }
-            InformantMsg::Withdraw { offer_id, reason } => {
-                let fx = state.core.withdrawn(&offer_id, &reason, now);
-                state.apply(&myself, fx);
-            }
-            InformantMsg::EndCall { call_id, reason } => {
-                let fx = state.core.call_ended(&call_id, &reason, now);
-                state.apply(&myself, fx);
-            }
-            InformantMsg::OfferTimer { offer_id } => {
-                let fx = state.core.offer_expired(&offer_id, now);
-                state.apply(&myself, fx);
-            }
-            InformantMsg::WrapUpTimer { token } => {
-                let fx = state.core.wrap_up_done(token, now);
-                state.apply(&myself, fx);
-            }
-            InformantMsg::CollectTimer { generation } => {
-                let fx = state.core.collect_timed_out(generation, now);
-                state.apply(&myself, fx);
-            }
-            InformantMsg::Accept { offer_id, reply } => {
-                // Boxed: the accept's state lives on the heap while it waits.
-                asking = Some(Box::pin(async move {
-                    let result = state.accept(&myself, &offer_id).await;
-                    state.deliver(reply, result);
-                }));
-            }
-            InformantMsg::Decline { offer_id, reply } => {
-                let result = state.core.decline(&offer_id, now);
-                state.answer(&myself, result, reply);
-            }
-            InformantMsg::Finish { call_id, reply } => {
-                asking = Some(Box::pin(async move {
-                    let result = state.finish(&myself, &call_id).await;
-                    state.deliver(reply, result);
-                }));
-            }
-            InformantMsg::EndWrapUp { reply } => {
-                let result = state.core.end_wrap_up(now);
-                state.answer(&myself, result, reply);
-            }
-            InformantMsg::Pause { reason, reply } => {
-                let result = state.core.pause(reason, now);
-                state.answer(&myself, result, reply);
-            }
-            InformantMsg::Resume { reply } => {
-                let result = state.core.resume(now);
-                state.answer(&myself, result, reply);
-            }
-            InformantMsg::Logout { reply } => {
-                let result = state.core.logout(now);
-                let ok = result.is_ok();
-                state.answer(&myself, result, reply);
-                if ok {
-                    state.session = None;
-                    myself.stop(Some("logged out".into()));
-                }
-            }
-            InformantMsg::Get { reply } => {
-                let _ = reply.send(state.status(now));
-            }
-            InformantMsg::Attach { sink, reply } => {
-                state.session = Some(sink);
-                state.emit(SessionEvent::State(state.core.snapshot(now)));
-                if let Some(offer) = state.core.pending_offer(now) {
-                    state.emit(offer);
-                }
-                let _ = reply.send(());
-            }
-            InformantMsg::SetQueues(queues) => {
-                let fx = state.core.set_queues(queues, now);
-                state.apply(&myself, fx);
-            }
-        }
+        };
         async move {
             if let Some(asking) = asking {
                 asking.await;
@@ -282,6 +233,84 @@ impl Actor for InformantActor {
 }
 
 impl InformantState {
+    /// Handles a message that awaits nothing.
+    fn handle_now(&mut self, myself: &ActorRef<InformantMsg>, msg: InformantMsg) {
+        let now = now_ms();
+        match msg {
+            InformantMsg::Propose(proposal) => {
+                let fx = self.core.proposed(*proposal, now);
+                self.apply(myself, fx);
+            }
+            InformantMsg::Nothing { queue_id, generation } => {
+                let fx = self.core.nothing_from(&queue_id, generation, now);
+                self.apply(myself, fx);
+            }
+            InformantMsg::Withdraw { offer_id, reason } => {
+                let fx = self.core.withdrawn(&offer_id, &reason, now);
+                self.apply(myself, fx);
+            }
+            InformantMsg::EndCall { call_id, reason } => {
+                let fx = self.core.call_ended(&call_id, &reason, now);
+                self.apply(myself, fx);
+            }
+            InformantMsg::OfferTimer { offer_id } => {
+                let fx = self.core.offer_expired(&offer_id, now);
+                self.apply(myself, fx);
+            }
+            InformantMsg::WrapUpTimer { token } => {
+                let fx = self.core.wrap_up_done(token, now);
+                self.apply(myself, fx);
+            }
+            InformantMsg::CollectTimer { generation } => {
+                let fx = self.core.collect_timed_out(generation, now);
+                self.apply(myself, fx);
+            }
+            InformantMsg::Decline { offer_id, reply } => {
+                let result = self.core.decline(&offer_id, now);
+                self.answer(myself, result, reply);
+            }
+            InformantMsg::EndWrapUp { reply } => {
+                let result = self.core.end_wrap_up(now);
+                self.answer(myself, result, reply);
+            }
+            InformantMsg::Pause { reason, reply } => {
+                let result = self.core.pause(reason, now);
+                self.answer(myself, result, reply);
+            }
+            InformantMsg::Resume { reply } => {
+                let result = self.core.resume(now);
+                self.answer(myself, result, reply);
+            }
+            InformantMsg::Logout { reply } => {
+                let result = self.core.logout(now);
+                let ok = result.is_ok();
+                self.answer(myself, result, reply);
+                if ok {
+                    self.session = None;
+                    myself.stop(Some("logged out".into()));
+                }
+            }
+            InformantMsg::Get { reply } => {
+                let _ = reply.send(self.status(now));
+            }
+            InformantMsg::Attach { sink, reply } => {
+                self.session = Some(sink);
+                self.emit(SessionEvent::State(self.core.snapshot(now)));
+                if let Some(offer) = self.core.pending_offer(now) {
+                    self.emit(offer);
+                }
+                let _ = reply.send(());
+            }
+            InformantMsg::SetQueues(queues) => {
+                let fx = self.core.set_queues(queues, now);
+                self.apply(myself, fx);
+            }
+            InformantMsg::Accept { .. } | InformantMsg::Finish { .. } => {
+                unreachable!("accept and finish await their queue in `handle`")
+            }
+        }
+    }
+
     fn queue(&self, id: &Arc<str>) -> Option<Addr<QueueMsg>> {
         self.directory.queue_addr(&self.tenant, id)
     }
@@ -328,7 +357,69 @@ impl InformantState {
             }
             Err(e) => Err(informant_error(e)),
         };
-        self.deliver(reply, out);
+        if out.is_ok()
+            && self.unsaved().is_some()
+            && let Some(durability) = &mut self.durability
+        {
+            // Answered by `save`, once the change is written.
+            durability.unsent = Some((reply, out));
+        } else {
+            self.deliver(reply, out);
+        }
+    }
+
+    /// The standing to write, if it changed since it was last written. A
+    /// wrap-up that ended on time needs no write: read after its end, it
+    /// counts as free.
+    fn unsaved(&self) -> Option<Standing> {
+        let durability = self.durability.as_ref()?;
+        let now = self.core.standing();
+        match (&durability.written, &now) {
+            (written, now) if written == now => None,
+            (Standing::WrapUp { until_ms }, Standing::Free) if *until_ms <= now_ms() => None,
+            _ => Some(now),
+        }
+    }
+
+    /// Writes the standing if it changed, then sends the answer that waited
+    /// for it. A write that fails (etcd away longer than a write's
+    /// patience, or the claim lost) answers `UNAVAILABLE`: the desktop asks
+    /// again.
+    async fn save(&mut self) {
+        if let Some(standing) = self.unsaved()
+            && let Some(durability) = &self.durability
+        {
+            let (store, epoch) = (durability.store.clone(), durability.epoch);
+            let written = store.write(&self.tenant, self.core.id(), epoch, &standing).await;
+            let Some(durability) = &mut self.durability else { return };
+            match written {
+                Ok(()) => durability.written = standing,
+                Err(e) => {
+                    tracing::warn!(tenant = %self.tenant, informant_id = %self.core.id(), error = %e, "informant's standing not saved");
+                    if let Some((reply, _)) = durability.unsent.take() {
+                        let _ = reply.send(Err(NodeError::Unavailable(
+                            "the informant's new state could not be saved; ask again".into(),
+                        )));
+                    }
+                }
+            }
+        }
+        if let Some((reply, out)) = self.durability.as_mut().and_then(|d| d.unsent.take()) {
+            self.deliver(reply, out);
+        }
+    }
+
+    /// Sends a request's answer once the standing it changed is written.
+    async fn deliver_saved(&mut self, reply: Reply, out: Result<StatusReply, NodeError>) {
+        if out.is_ok()
+            && self.unsaved().is_some()
+            && let Some(durability) = &mut self.durability
+        {
+            durability.unsent = Some((reply, out));
+            self.save().await;
+        } else {
+            self.deliver(reply, out);
+        }
     }
 
     /// Sends a request's reply. A reply that changed the state but that

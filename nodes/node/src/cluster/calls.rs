@@ -29,11 +29,6 @@ use crate::peer::wire;
 
 /// Deadline of one read of a tenant's calls.
 const READ_STEP: Duration = Duration::from_secs(5);
-/// How long a batch of writes is tried before the queue gives up (and
-/// starts again from etcd): about a leader election with pre-vote.
-const WRITE_PATIENCE: Duration = Duration::from_secs(3);
-const RETRY_FIRST: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_millis(500);
 
 /// One change to a call's record.
 #[derive(Clone, Debug, PartialEq)]
@@ -127,28 +122,9 @@ impl CallStore {
             .collect();
         while !ops.is_empty() {
             let rest = ops.split_off(ops.len().min(MAX_TXN_OPS));
-            self.fenced_with_retries(&claim, epoch, ops).await?;
+            self.ownership.fenced_patiently(&claim, epoch, ops).await?;
             ops = rest;
         }
         Ok(())
-    }
-
-    /// One fenced transaction, tried again while etcd does not answer (an
-    /// endpoint down, a leader election), for at most [`WRITE_PATIENCE`].
-    /// Writing whole records makes a repeat harmless.
-    async fn fenced_with_retries(&self, claim: &str, epoch: Epoch, ops: Vec<TxnOp>) -> Result<()> {
-        let start = tokio::time::Instant::now();
-        let mut pause = RETRY_FIRST;
-        loop {
-            match self.ownership.fenced(claim, epoch, ops.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(NodeError::Unavailable(why)) if start.elapsed() + pause < WRITE_PATIENCE => {
-                    tracing::debug!(actor = claim, error = %why, "writing calls again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RETRY_MAX);
-                }
-                Err(e) => return Err(e),
-            }
-        }
     }
 }

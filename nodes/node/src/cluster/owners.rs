@@ -84,6 +84,11 @@ impl Owners {
     }
 
     /// Changes whenever the mirror does.
+    /// The etcd revision the mirror reflects.
+    pub fn revision(&self) -> i64 {
+        *self.revision.borrow()
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.revision.subscribe()
     }

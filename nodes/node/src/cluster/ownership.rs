@@ -23,6 +23,11 @@ use crate::error::{NodeError, Result};
 
 /// Deadline of one etcd exchange.
 const STEP: Duration = Duration::from_secs(2);
+/// How long a fenced write is tried before its writer gives up (and its
+/// actor starts again from etcd): about a leader election with pre-vote.
+const WRITE_PATIENCE: Duration = Duration::from_secs(3);
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_millis(500);
 
 /// A claim's fencing token: the revision at which the owner key was created
 /// (always positive).
@@ -126,6 +131,25 @@ impl Ownership {
             )));
         }
         revision_of(&response)
+    }
+
+    /// [`Self::fenced`], tried again while etcd does not answer (an
+    /// endpoint down, a leader election), for at most [`WRITE_PATIENCE`].
+    /// Callers write whole records, so a repeat is harmless.
+    pub async fn fenced_patiently(&self, actor_key: &str, epoch: Epoch, ops: Vec<TxnOp>) -> Result<()> {
+        let start = tokio::time::Instant::now();
+        let mut pause = RETRY_FIRST;
+        loop {
+            match self.fenced(actor_key, epoch, ops.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(NodeError::Unavailable(why)) if start.elapsed() + pause < WRITE_PATIENCE => {
+                    tracing::debug!(actor = actor_key, error = %why, "writing again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Gives `actor_key` up (a drain), deleting `also` with it in the same
