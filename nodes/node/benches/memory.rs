@@ -252,7 +252,7 @@ async fn run() -> Vec<Row> {
     let config = NodeConfig::default();
     let tenant: Arc<str> = config.tenants[0].as_str().into();
     let bound = config.listen;
-    let node = Node::start(config, bound).await.expect("start a node");
+    let node = Node::start(config, bound, Default::default()).await.expect("start a node");
     let mut rows = Vec::new();
 
     log_in(0..WARM_UP, &node, &tenant).await;

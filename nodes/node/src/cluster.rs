@@ -83,6 +83,7 @@ impl Cluster {
             node_id: me.node_id.clone(),
             address: me.address.clone(),
             lease_ttl: Duration::from_secs(config.lease_ttl_s),
+            metrics: node.directory.metrics().clone(),
         };
         let client = Membership::connect(&options).await?;
         let catalog = CatalogStore::new(client.clone(), &config.cluster_prefix);
@@ -91,7 +92,12 @@ impl Cluster {
         let owners = Owners::new(&config.cluster_prefix);
         let owners_task = tokio::spawn(owners.clone().follow(client.clone()));
         let ownership = Ownership::new(client.clone(), &config.cluster_prefix, &me.node_id, membership.lease_id());
-        let calls = Arc::new(CallStore::new(client.clone(), &config.cluster_prefix, ownership.clone()));
+        let calls = Arc::new(CallStore::new(
+            client.clone(),
+            &config.cluster_prefix,
+            ownership.clone(),
+            node.directory.metrics().clone(),
+        ));
         let standing = Arc::new(StandingStore::new(client, &config.cluster_prefix, ownership.clone()));
         let placer = Arc::new(Placer {
             me: me.node_id.as_str().into(),

@@ -44,6 +44,10 @@ pub struct NodeConfig {
     pub ended_call_ttl_ms: u64,
     /// Log lines as JSON instead of text.
     pub log_json: bool,
+    /// Address of the Prometheus `/metrics` endpoint (port 0 picks a free
+    /// port). Empty: no endpoint (metrics may still go out by OTLP, as the
+    /// `OTEL_*` environment says).
+    pub metrics_listen: String,
     /// etcd endpoints of the cluster to join. Empty: a single node on its
     /// embedded default, state in memory.
     pub etcd_endpoints: Vec<String>,
@@ -75,6 +79,7 @@ impl Default for NodeConfig {
             ended_calls_kept: 100_000,
             ended_call_ttl_ms: 3_600_000,
             log_json: false,
+            metrics_listen: String::new(),
             etcd_endpoints: Vec::new(),
             cluster_prefix: "/relais".into(),
             node_id: String::new(),
@@ -106,6 +111,10 @@ pub struct Args {
     pub tick_ms: Option<u64>,
     #[arg(long, env = "RELAIS_LOG_JSON")]
     pub log_json: Option<bool>,
+    /// Address of the Prometheus /metrics endpoint, e.g. 0.0.0.0:9464
+    /// ("" for none).
+    #[arg(long, env = "RELAIS_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Comma-separated etcd endpoints: join that cluster.
     #[arg(long = "etcd", env = "RELAIS_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Option<Vec<String>>,
@@ -151,6 +160,9 @@ impl NodeConfig {
         }
         if let Some(v) = args.log_json {
             config.log_json = v;
+        }
+        if let Some(v) = &args.metrics_listen {
+            config.metrics_listen = v.clone();
         }
         if let Some(v) = &args.etcd_endpoints {
             config.etcd_endpoints = v.clone();
@@ -210,6 +222,7 @@ impl NodeConfig {
                 return Err(NodeError::invalid("etcd_endpoints", format!("{endpoint:?} is not an endpoint")));
             }
         }
+        self.metrics_address()?;
         if !self.cluster_prefix.starts_with('/') || self.cluster_prefix.len() > 128 {
             return Err(NodeError::invalid("cluster_prefix", "must start with / and have at most 128 bytes"));
         }
@@ -229,6 +242,21 @@ impl NodeConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Where the `/metrics` endpoint listens, if it is on.
+    pub fn metrics_address(&self) -> Result<Option<SocketAddr>> {
+        if self.metrics_listen.is_empty() {
+            return Ok(None);
+        }
+        let address: SocketAddr = self
+            .metrics_listen
+            .parse()
+            .map_err(|_| NodeError::invalid("metrics_listen", "must be empty or an address such as 0.0.0.0:9464"))?;
+        if address == self.listen && address.port() != 0 {
+            return Err(NodeError::invalid("metrics_listen", "must differ from listen"));
+        }
+        Ok(Some(address))
     }
 
     fn advertised_on_loopback(&self) -> bool {
@@ -305,6 +333,15 @@ mod tests {
         assert!(NodeConfig::from_toml("lease_ttl_s = 1").is_err());
         assert!(NodeConfig::from_toml("node_id = \"a/b\"").is_err());
         assert!(NodeConfig::from_toml("cluster_prefix = \"relais\"").is_err());
+        assert!(NodeConfig::from_toml("metrics_listen = \"9464\"").is_err(), "an address, not a port");
+        assert!(NodeConfig::from_toml("metrics_listen = \"127.0.0.1:50051\"").is_err(), "not the gRPC port");
+        assert_eq!(
+            NodeConfig::from_toml("metrics_listen = \"0.0.0.0:9464\"")
+                .expect("valid")
+                .metrics_address()
+                .expect("valid"),
+            Some(SocketAddr::from(([0, 0, 0, 0], 9464)))
+        );
         assert!(
             NodeConfig::from_toml("listen = \"0.0.0.0:1\"\netcd_endpoints = [\"127.0.0.1:2379\"]").is_err(),
             "a cluster member on 0.0.0.0 must say its address"

@@ -20,6 +20,7 @@ use crate::actors::queue::{QueueMsg, Watcher};
 use crate::clock::now_ms;
 use crate::cluster::ownership::Epoch;
 use crate::cluster::placement::ActorKind;
+use crate::metrics::Metrics;
 use crate::peer::link::RequestFailed;
 use crate::peer::{Peers, Remote, wire};
 
@@ -202,10 +203,17 @@ pub struct Directory {
     ended: Mutex<VecDeque<(Key, u64)>>,
     ended_calls_kept: usize,
     ended_call_ttl_ms: u64,
+    /// What the actors hosted here record into.
+    metrics: Metrics,
 }
 
 impl Directory {
+    /// A directory whose actors' metrics only [`Metrics::render`] reads.
     pub fn new(ended_calls_kept: usize, ended_call_ttl_ms: u64) -> Self {
+        Self::with_metrics(ended_calls_kept, ended_call_ttl_ms, Metrics::default())
+    }
+
+    pub fn with_metrics(ended_calls_kept: usize, ended_call_ttl_ms: u64, metrics: Metrics) -> Self {
         Self {
             queues: DashMap::new(),
             queue_epochs: DashMap::new(),
@@ -218,7 +226,13 @@ impl Directory {
             ended: Mutex::new(VecDeque::new()),
             ended_calls_kept,
             ended_call_ttl_ms,
+            metrics,
         }
+    }
+
+    /// The metrics the actors hosted here record into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn queue(&self, tenant: &Arc<str>, id: &Arc<str>) -> Option<ActorRef<QueueMsg>> {

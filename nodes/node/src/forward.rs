@@ -27,6 +27,7 @@ use tonic::{Extensions, Request, Response, Status, Streaming};
 
 use crate::error::{NodeError, Result};
 use crate::identity::{ROLE_HEADER, TENANT_HEADER, identity_of};
+use crate::metrics::Metrics;
 use crate::node::{ASK_TIMEOUT, PeerAddr, Place};
 
 /// Names the member that forwarded a request. A request that carries it is
@@ -82,6 +83,7 @@ pub struct Forwarder {
     /// Set when the node stops: the streams it proxies end then, so that
     /// the server's graceful shutdown does not wait for their clients.
     stopping: tokio::sync::watch::Sender<bool>,
+    metrics: Metrics,
 }
 
 #[derive(Default)]
@@ -92,10 +94,15 @@ struct Peers {
 }
 
 impl Forwarder {
-    pub fn new(node_id: &str) -> Result<Self> {
+    pub fn new(node_id: &str, metrics: Metrics) -> Result<Self> {
         let node_id =
             node_id.parse().map_err(|_| NodeError::invalid("node_id", "must be ASCII to be sent between members"))?;
-        Ok(Self { node_id, peers: Mutex::new(Peers::default()), stopping: tokio::sync::watch::Sender::new(false) })
+        Ok(Self {
+            node_id,
+            peers: Mutex::new(Peers::default()),
+            stopping: tokio::sync::watch::Sender::new(false),
+            metrics,
+        })
     }
 
     /// Ends every stream this node proxies (the node stops).
@@ -132,9 +139,10 @@ impl Forwarder {
         request.set_timeout(FORWARD_TIMEOUT);
         let response = tokio::time::timeout(FORWARD_TIMEOUT, call(channel, request))
             .await
-            .map_err(|_| Status::from(late(peer)))?
-            .map_err(|status| unreached(peer, status))?;
-        Ok(fresh(response))
+            .map_err(|_| Status::from(late(peer)))
+            .and_then(|answer| answer.map_err(|status| unreached(peer, status)));
+        self.metrics.forwarded(false, response.is_ok());
+        Ok(fresh(response?))
     }
 
     /// Opens a stream at `peer` through `call` and proxies it: the owner's
@@ -158,9 +166,10 @@ impl Forwarder {
         // as long as the caller keeps it.
         let response = tokio::time::timeout(FORWARD_TIMEOUT, call(channel, request))
             .await
-            .map_err(|_| Status::from(late(peer)))?
-            .map_err(|status| unreached(peer, status))?;
-        let (metadata, items, _) = response.into_parts();
+            .map_err(|_| Status::from(late(peer)))
+            .and_then(|opened| opened.map_err(|status| unreached(peer, status)));
+        self.metrics.forwarded(true, response.is_ok());
+        let (metadata, items, _) = response?.into_parts();
         let peer = peer.clone();
         let items = items
             .map(move |item| {
@@ -318,7 +327,7 @@ mod tests {
 
     #[test]
     fn the_relayed_request_carries_the_callers_identity_and_this_node() {
-        let forwarder = Forwarder::new("node-a").expect("forwarder");
+        let forwarder = Forwarder::new("node-a", Metrics::default()).expect("forwarder");
         let mut request = Request::new(());
         request.metadata_mut().insert("traceparent", AsciiMetadataValue::from_static("00-abc-def-01"));
         request.metadata_mut().insert("grpc-timeout", AsciiMetadataValue::from_static("60S"));
@@ -336,7 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn channels_are_kept_per_member_and_bounded() {
-        let forwarder = Forwarder::new("node-a").expect("forwarder");
+        let forwarder = Forwarder::new("node-a", Metrics::default()).expect("forwarder");
         for i in 0..MAX_PEERS + 10 {
             forwarder.channel(&peer(&format!("node-{i}"), &format!("127.0.0.1:{}", 20_000 + i))).expect("channel");
         }
@@ -368,7 +377,7 @@ mod tests {
             ..Default::default()
         };
         pb::admin_client::AdminClient::new(channel).create_queue(queue).await.expect("queue");
-        let forwarder = Forwarder::new("node-a").expect("forwarder");
+        let forwarder = Forwarder::new("node-a", Metrics::default()).expect("forwarder");
         let owner = peer("owner", &addr.to_string());
 
         let unknown = forwarder
@@ -404,7 +413,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_member_is_unavailable_and_named() {
-        let forwarder = Forwarder::new("node-a").expect("forwarder");
+        let forwarder = Forwarder::new("node-a", Metrics::default()).expect("forwarder");
         // A port nothing listens on.
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let gone = peer("node-gone", &format!("127.0.0.1:{port}"));

@@ -27,6 +27,7 @@ pub mod directory;
 pub mod error;
 pub mod forward;
 pub mod identity;
+pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod pseudonym;

@@ -27,6 +27,7 @@ use crate::config::NodeConfig;
 use crate::directory::{CallLocation, Directory};
 use crate::error::{NodeError, Result};
 use crate::forward::Forwarder;
+use crate::metrics::Metrics;
 use crate::pseudonym::Pseudonymizer;
 use crate::validate;
 
@@ -109,6 +110,7 @@ impl QueueStarter {
                         NodeError::Unavailable(format!("queue {queue_id:?} is not claimed by this member"))
                     })?;
                 let restored = store.load(&tenant, &queue_id).await?;
+                self.directory.metrics().queue_started(restored.len());
                 (Some(Durability { store: store.clone(), epoch }), restored)
             }
             None => (None, Vec::new()),
@@ -217,11 +219,12 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node whose server is bound to `bound`.
-    pub async fn start(config: NodeConfig, bound: SocketAddr) -> Result<Arc<Self>> {
+    /// Starts a node whose server is bound to `bound`; its parts record
+    /// into `metrics`.
+    pub async fn start(config: NodeConfig, bound: SocketAddr, metrics: Metrics) -> Result<Arc<Self>> {
         let me = PeerAddr { node_id: config.node_name(bound.port()).into(), address: config.advertised_address(bound) };
-        let forwarder = Forwarder::new(&me.node_id)?;
-        let directory = Arc::new(Directory::new(config.ended_calls_kept, config.ended_call_ttl_ms));
+        let forwarder = Forwarder::new(&me.node_id, metrics.clone())?;
+        let directory = Arc::new(Directory::with_metrics(config.ended_calls_kept, config.ended_call_ttl_ms, metrics));
         let catalog = Arc::new(Catalog::default());
         let starter = QueueStarter {
             directory: directory.clone(),

@@ -18,6 +18,7 @@ use tonic::{Request, Status};
 use crate::cluster::{Cluster, LeaseWindow};
 use crate::config::NodeConfig;
 use crate::identity::{IdentityInterceptor, IdentityPolicy, NodeInterceptor, Role};
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::peer::service::PeerService;
 use crate::services::admin::AdminService;
@@ -29,10 +30,22 @@ use crate::services::locator::LocatorService;
 /// bounds the work (and actor mailboxes) a client can queue up.
 pub const CONCURRENCY_PER_CONNECTION: usize = 256;
 
-/// Serves on `listener` until `shutdown` completes.
+/// Serves on `listener` until `shutdown` completes, with metrics that only
+/// [`Metrics::render`] reads.
 pub async fn serve(
     config: NodeConfig,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    serve_with_metrics(config, listener, Metrics::default(), shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` completes; the node's parts record
+/// into `metrics`.
+pub async fn serve_with_metrics(
+    config: NodeConfig,
+    listener: TcpListener,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let max_message = config.max_message_bytes;
@@ -54,7 +67,7 @@ pub async fn serve(
     // two lease TTLs) ends the start at once.
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let bound = listener.local_addr()?;
-    let node = Node::start(config.clone(), bound).await?;
+    let node = Node::start(config.clone(), bound, metrics).await?;
     let cluster = tokio::select! {
         started = Cluster::start(&config, bound, &node) => match started {
             Ok(cluster) => cluster,
@@ -207,14 +220,27 @@ async fn report_health(window: Arc<LeaseWindow>, node: Arc<Node>, reporter: toni
 }
 
 /// Runs a node until Ctrl-C or SIGTERM. Prints `relais-node listening on
-/// ADDR` on standard output once it accepts connections.
+/// ADDR` on standard output once it accepts connections, preceded by
+/// `relais-node metrics on ADDR` when it serves `/metrics`.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
-    let stop = shutdown_signal();
+    let stop = futures::FutureExt::shared(Box::pin(shutdown_signal()));
     let listener = TcpListener::bind(config.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
+    let metrics = Metrics::from_env(&config.node_name(addr.port()))?;
+    if let Some(wanted) = config.metrics_address()? {
+        let metrics_listener = TcpListener::bind(wanted).await?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        tracing::info!(%metrics_addr, "serving /metrics");
+        println!("relais-node metrics on {metrics_addr}");
+        tokio::spawn(crate::metrics::serve(metrics_listener, metrics.clone(), stop.clone()));
+    }
     tracing::info!(%addr, tenants = ?config.tenants, "relais-node starting");
     println!("relais-node listening on {addr}");
-    serve(config, listener, stop).await?;
+    let served = serve_with_metrics(config, listener, metrics.clone(), stop).await;
+    // Pushes what the OTLP exporter holds, if there is one; its reader's
+    // thread may wait on the exporter's channel, which this runtime drives.
+    let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
+    served?;
     tracing::info!("relais-node stopped");
     Ok(())
 }

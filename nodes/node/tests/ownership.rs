@@ -21,6 +21,7 @@ async fn join(etcd: &EtcdProcess, id: &str) -> (Membership, Ownership) {
         // Never dialled here: the members' detectors find nothing to follow.
         address: format!("127.0.0.1:{}", if id == "node-a" { 9 } else { 10 }),
         lease_ttl: Duration::from_secs(5),
+        metrics: Default::default(),
     })
     .await
     .unwrap();

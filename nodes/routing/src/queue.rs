@@ -258,6 +258,12 @@ impl QueueCore {
         &self.config.id
     }
 
+    /// Totals since this core started (calls offered, answered...): cheap,
+    /// unlike [`Self::figures`].
+    pub fn history(&self) -> &ServiceHistory {
+        &self.history
+    }
+
     pub fn live_calls(&self) -> usize {
         self.calls.len()
     }

@@ -148,6 +148,16 @@ pub struct InformantState {
     offer_timer: Option<Timer>,
     collect_timer: Option<Timer>,
     durability: Option<Box<Durability>>,
+    /// The state the metrics count this informant in.
+    counted: Held,
+}
+
+/// However the actor ends (stopped, or failed without `post_stop`), the
+/// metrics stop counting it.
+impl Drop for InformantState {
+    fn drop(&mut self) {
+        self.directory.metrics().informants().moved(&self.tenant, Some(self.counted), None);
+    }
 }
 
 pub struct InformantActor;
@@ -163,9 +173,12 @@ impl Actor for InformantActor {
         args: InformantArgs,
     ) -> Result<InformantState, ActorProcessingErr> {
         let now = now_ms();
+        let core = InformantCore::new(args.informant_id, args.skills, now);
+        args.directory.metrics().informants().moved(&args.tenant, None, Some(core.state()));
         let mut state = InformantState {
             tenant: args.tenant,
-            core: InformantCore::new(args.informant_id, args.skills, now),
+            counted: core.state(),
+            core,
             directory: args.directory,
             session: None,
             sequence: 0,
@@ -182,6 +195,7 @@ impl Actor for InformantActor {
             None => state.core.login_standing(args.queues, args.standing, now),
         };
         state.apply(&myself, fx);
+        state.recount();
         Ok(state)
     }
 
@@ -211,10 +225,12 @@ impl Actor for InformantActor {
             // Boxed: the request's state lives on the heap while it waits.
             InformantMsg::Accept { offer_id, reply } => Some(Box::pin(async move {
                 let result = state.accept(&myself, &offer_id).await;
+                state.recount();
                 state.deliver_saved(reply, result).await;
             })),
             InformantMsg::Finish { call_id, reply } => Some(Box::pin(async move {
                 let result = state.finish(&myself, &call_id).await;
+                state.recount();
                 state.deliver_saved(reply, result).await;
             })),
             msg => {
@@ -309,6 +325,7 @@ impl InformantState {
                 unreachable!("accept and finish await their queue in `handle`")
             }
         }
+        self.recount();
     }
 
     fn queue(&self, id: &Arc<str>) -> Option<Addr<QueueMsg>> {
@@ -330,6 +347,15 @@ impl InformantState {
 
     fn status(&self, now: u64) -> StatusReply {
         StatusReply { snapshot: self.core.snapshot(now), last_sequence: self.sequence }
+    }
+
+    /// Tells the metrics the informant's state, if it changed.
+    fn recount(&mut self) {
+        let now = self.core.state();
+        if now != self.counted {
+            self.directory.metrics().informants().moved(&self.tenant, Some(self.counted), Some(now));
+            self.counted = now;
+        }
     }
 
     fn emit(&mut self, event: SessionEvent) {
@@ -447,6 +473,7 @@ impl InformantState {
         let connected = outcome == AskOutcome::Yes;
         let fx = self.core.connected(&ticket, connected, now_ms());
         self.apply(myself, fx);
+        self.recount();
         if connected {
             Ok(self.status(now_ms()))
         } else {

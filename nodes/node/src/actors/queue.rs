@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use relais_routing::call::{CallEvent, CallInfo};
@@ -28,6 +28,7 @@ use crate::cluster::calls::{CallStore, CallWrite};
 use crate::cluster::ownership::Epoch;
 use crate::directory::{Addr, Directory};
 use crate::error::NodeError;
+use crate::metrics::{Metrics, Outcome, QUEUE_SNAPSHOT_PERIOD_MS, Trigger};
 
 /// A gateway's stream of one call's events.
 pub type Watcher = mpsc::Sender<CallEvent>;
@@ -185,6 +186,28 @@ pub struct QueueState {
     journal: Option<Journal>,
     /// Informants of the queue found nowhere, since when.
     missing: HashMap<Arc<str>, u64>,
+    /// What the metrics were last told.
+    reported: Reported,
+}
+
+/// However the actor ends (stopped, or failed without `post_stop`), its
+/// figures leave the metrics.
+impl Drop for QueueState {
+    fn drop(&mut self) {
+        self.directory.metrics().forget_queue(&self.tenant, self.core.id(), self.reported.actor);
+    }
+}
+
+/// The queue's share of the node's metrics.
+struct Reported {
+    /// This actor's id: a queue's next actor replaces its figures.
+    actor: u64,
+    attributes: [opentelemetry::KeyValue; 2],
+    /// The core's totals already counted.
+    offered: u64,
+    answered: u64,
+    /// When the figures were last published.
+    published_ms: u64,
 }
 
 pub struct QueueActor;
@@ -208,6 +231,14 @@ impl Actor for QueueActor {
         }
         core.restore(args.restored, now);
         let ticker = myself.send_interval(Duration::from_millis(args.tick_ms), || QueueMsg::Tick);
+        let reported = Reported {
+            actor: myself.get_id().pid(),
+            attributes: Metrics::queue_attributes(&args.tenant, core.id()),
+            offered: core.history().offered_total,
+            answered: core.history().answered_total,
+            published_ms: now,
+        };
+        args.directory.metrics().publish_queue(&args.tenant, core.id(), reported.actor, core.figures(now));
         Ok(QueueState {
             myself: myself.clone(),
             core,
@@ -225,6 +256,7 @@ impl Actor for QueueActor {
                 held: Vec::new(),
                 writing: None,
             }),
+            reported,
         })
     }
 
@@ -242,10 +274,12 @@ impl Actor for QueueActor {
         let now = now_ms();
         match msg {
             QueueMsg::Offer { info, reply } => {
+                let started = Instant::now();
                 state.touch(&info.call_id);
                 match state.core.offer_call(info, now) {
                     Ok((snapshot, fx)) => {
                         state.apply(fx);
+                        state.routed(Trigger::Call, started);
                         state.reply(reply, Ok(snapshot));
                     }
                     Err(e) => state.reply(reply, Err(e)),
@@ -259,8 +293,10 @@ impl Actor for QueueActor {
                     state.watchers.insert(call_id.clone(), watchers);
                 }
                 state.touch(&call_id);
+                let started = Instant::now();
                 let fx = state.core.adopt(*call, now);
                 state.apply(fx);
+                state.routed(Trigger::Call, started);
             }
             QueueMsg::GetCall { call_id, reply } => {
                 if state.journal.is_some() {
@@ -307,17 +343,23 @@ impl Actor for QueueActor {
                 state.apply(fx);
             }
             QueueMsg::Announce(entry) => {
+                let started = Instant::now();
                 let fx = state.core.available(entry, now);
                 state.apply(fx);
+                state.routed(Trigger::Informant, started);
             }
             QueueMsg::Unavailable { informant_id } => state.core.unavailable(&informant_id),
             QueueMsg::Answer { informant_id, call_id, offer_id, accepted } => {
+                let started = Instant::now();
                 let fx = state.core.proposal_answered(&call_id, &offer_id, &informant_id, accepted, now);
                 state.apply(fx);
+                state.routed(Trigger::Answer, started);
             }
             QueueMsg::OfferEnded { informant_id, call_id, offer_id, declined } => {
+                let started = Instant::now();
                 let fx = state.core.offer_ended(&call_id, &offer_id, &informant_id, declined, now);
                 state.apply(fx);
+                state.routed(Trigger::Answer, started);
             }
             QueueMsg::Complete { informant_id, call_id, reply } => {
                 // A transfer's first informant leaving changes the call
@@ -353,6 +395,16 @@ impl Actor for QueueActor {
                 let fx = state.core.tick(now, overflow_ready);
                 state.apply(fx);
                 state.sweep_gone(now);
+                if now.saturating_sub(state.reported.published_ms) >= QUEUE_SNAPSHOT_PERIOD_MS {
+                    state.reported.published_ms = now;
+                    let figures = state.core.figures(now);
+                    state.directory.metrics().publish_queue(
+                        &state.tenant,
+                        state.core.id(),
+                        state.reported.actor,
+                        figures,
+                    );
+                }
             }
             QueueMsg::HandOver { reply } => state.reply(reply, ()),
             QueueMsg::Written(result) => {
@@ -369,11 +421,32 @@ impl Actor for QueueActor {
             }
         }
         state.write();
+        state.count();
         Ok(())
     }
 }
 
 impl QueueState {
+    /// Records how long a routing decision took, from `started`.
+    fn routed(&self, trigger: Trigger, started: Instant) {
+        self.directory.metrics().routed(trigger, started.elapsed());
+    }
+
+    /// Counts the calls offered and answered since the last message.
+    fn count(&mut self) {
+        let history = self.core.history();
+        let (offered, answered) = (history.offered_total, history.answered_total);
+        let metrics = self.directory.metrics();
+        if offered > self.reported.offered {
+            metrics.calls_offered(&self.reported.attributes, offered - self.reported.offered);
+            self.reported.offered = offered;
+        }
+        if answered > self.reported.answered {
+            metrics.calls_answered(&self.reported.attributes, answered - self.reported.answered);
+            self.reported.answered = answered;
+        }
+    }
+
     fn informant(&self, id: &Arc<str>) -> Option<Addr<InformantMsg>> {
         self.directory.informant_addr(&self.tenant, id)
     }
@@ -548,6 +621,15 @@ impl QueueState {
                     self.watchers.remove(&snapshot.info.call_id);
                     self.published.remove(&snapshot.info.call_id);
                     tracing::debug!(call_id = %snapshot.info.call_id, state = ?snapshot.state, "call ended");
+                    let outcome = match snapshot.state {
+                        relais_routing::queue::CallState::Completed => Some(Outcome::Completed),
+                        relais_routing::queue::CallState::Abandoned => Some(Outcome::Abandoned),
+                        relais_routing::queue::CallState::Deflected => Some(Outcome::Deflected),
+                        _ => None,
+                    };
+                    if let Some(outcome) = outcome {
+                        self.directory.metrics().call_ended(&self.tenant, self.core.id(), outcome);
+                    }
                     self.directory.end_call(&self.tenant, *snapshot, events);
                 }
                 QueueEffect::MoveOut { to_queue_id, call } => {
@@ -656,5 +738,34 @@ pub fn queue_error(err: QueueError) -> NodeError {
         QueueError::UnknownCall(id) => NodeError::not_found("call", id.as_ref()),
         QueueError::Duplicate(id) => NodeError::exists("call", id.as_ref()),
         other => NodeError::precondition(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use relais_routing::Requirement;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_queue_actor_that_fails_leaves_the_metrics() {
+        let directory = Arc::new(Directory::new(10, 60_000));
+        let args = QueueArgs {
+            tenant: "cai".into(),
+            config: QueueConfig::new("logement", Requirement::new([("logement", 2)])),
+            listening_skill: "ecoute".into(),
+            directory: directory.clone(),
+            tick_ms: 1_000,
+            durability: None,
+            restored: Vec::new(),
+        };
+        let (queue, ended) = Actor::spawn(None, QueueActor, args).await.expect("spawn");
+        let shown = "relais_queue_waiting{relais_queue=\"logement\",relais_tenant=\"cai\"} 0\n";
+        assert!(directory.metrics().render().contains(shown));
+        // A failed write fails the actor: no post_stop runs.
+        queue.cast(QueueMsg::Written(Err(NodeError::Unavailable("etcd is away".into())))).expect("cast");
+        ended.await.expect("the actor ends");
+        let text = directory.metrics().render();
+        assert!(!text.contains("relais_queue_waiting{"), "{text}");
     }
 }

@@ -25,6 +25,7 @@ use crate::cluster::catalog_store::MAX_TXN_OPS;
 use crate::cluster::ownership::{Epoch, Ownership};
 use crate::cluster::placement::{ActorKind, actor_key};
 use crate::error::{NodeError, Result};
+use crate::metrics::{EtcdOp, Metrics};
 use crate::peer::wire;
 
 /// Deadline of one read of a tenant's calls.
@@ -42,11 +43,12 @@ pub struct CallStore {
     client: Client,
     root: String,
     ownership: Ownership,
+    metrics: Metrics,
 }
 
 impl CallStore {
-    pub fn new(client: Client, prefix: &str, ownership: Ownership) -> Self {
-        Self { client, root: format!("{}/calls/", prefix.trim_end_matches('/')), ownership }
+    pub fn new(client: Client, prefix: &str, ownership: Ownership, metrics: Metrics) -> Self {
+        Self { client, root: format!("{}/calls/", prefix.trim_end_matches('/')), ownership, metrics }
     }
 
     fn tenant_prefix(&self, tenant: &str) -> String {
@@ -68,13 +70,16 @@ impl CallStore {
     /// Every live call of `tenant` (see [`Self::load`] for unreadable ones).
     async fn read(&self, tenant: &str) -> Result<Vec<DurableCall>> {
         let mut client = self.client.clone();
+        let sent = std::time::Instant::now();
         let response = tokio::time::timeout(
             READ_STEP,
             client.get(self.tenant_prefix(tenant), Some(GetOptions::new().with_prefix())),
         )
-        .await
-        .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry".into()))?
-        .map_err(|e| NodeError::Unavailable(format!("etcd: {e}")))?;
+        .await;
+        self.metrics.etcd(EtcdOp::CallsRead, sent.elapsed());
+        let response = response
+            .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry".into()))?
+            .map_err(|e| NodeError::Unavailable(format!("etcd: {e}")))?;
         let mut calls = Vec::new();
         for kv in response.kvs() {
             let decoded = pb::StoredCall::decode(kv.value())
@@ -122,7 +127,10 @@ impl CallStore {
             .collect();
         while !ops.is_empty() {
             let rest = ops.split_off(ops.len().min(MAX_TXN_OPS));
-            self.ownership.fenced_patiently(&claim, epoch, ops).await?;
+            let sent = std::time::Instant::now();
+            let written = self.ownership.fenced_patiently(&claim, epoch, ops).await;
+            self.metrics.etcd(EtcdOp::CallsWrite, sent.elapsed());
+            written?;
             ops = rest;
         }
         Ok(())

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::detector::detect_crashes;
 use crate::cluster::lease::LeaseWindow;
 use crate::error::{NodeError, Result};
+use crate::metrics::{EtcdOp, Metrics};
 
 /// What a node publishes about itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,8 @@ pub struct JoinOptions {
     pub address: String,
     /// TTL asked for the lease; etcd grants at least 2 s.
     pub lease_ttl: Duration,
+    /// Where renewals are counted and timed.
+    pub metrics: Metrics,
 }
 
 /// Backoff bounds when etcd cannot be reached.
@@ -360,7 +363,10 @@ async fn keep_alive(
         } else {
             let id = *lease_id.borrow();
             let sent = Instant::now();
-            match renew(&client, id, &mut stream, step).await {
+            let renewed = renew(&client, id, &mut stream, step).await;
+            options.metrics.etcd(EtcdOp::LeaseRenew, sent.elapsed());
+            options.metrics.lease_renewal(renewed.as_ref().ok().map(Option::is_some));
+            match renewed {
                 Ok(Some(ttl)) => window.renewed(sent, ttl),
                 Ok(None) => {
                     tracing::warn!(lease = id, "the membership lease is gone; registering again");

@@ -23,12 +23,15 @@ use tonic::transport::Channel;
 pub struct NodeProcess {
     child: Child,
     pub addr: String,
+    /// Where it serves `/metrics`, when started with `--metrics-listen`.
+    pub metrics_addr: Option<String>,
     pub stderr_path: PathBuf,
 }
 
 impl NodeProcess {
     /// Starts `relais-node` on 127.0.0.1:0 with `args` and waits for its
-    /// "listening on" line.
+    /// "listening on" line (after a "metrics on" line, when it serves
+    /// `/metrics`).
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("relais-test-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -41,14 +44,20 @@ impl NodeProcess {
         }
         let mut child = command.stdout(Stdio::piped()).stderr(stderr).spawn().expect("start relais-node");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        stdout.read_line(&mut line).expect("read listening line");
+        let metrics_addr = line.trim().strip_prefix("relais-node metrics on ").map(str::to_string);
+        if metrics_addr.is_some() {
+            line.clear();
+            stdout.read_line(&mut line).expect("read listening line");
+        }
         let addr = line
             .trim()
             .strip_prefix("relais-node listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .unwrap_or_else(|| panic!("unexpected line: {line:?}"))
             .to_string();
-        Self { child, addr, stderr_path }
+        Self { child, addr, metrics_addr, stderr_path }
     }
 
     pub fn url(&self) -> String {
