@@ -434,7 +434,7 @@ async fn etcd_status(url: &str) -> (u64, u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_leader_of_a_three_member_etcd_moves_no_member_and_stops_no_routing() {
+async fn killing_the_leader_of_a_three_member_etcd_moves_no_member_loses_no_call_and_stops_no_routing() {
     let mut etcd = EtcdProcess::start_three();
     let endpoints = etcd.iter().map(|e| e.client_url.clone()).collect::<Vec<_>>().join(",");
     let start = |id: &str| {
@@ -457,6 +457,13 @@ async fn killing_the_leader_of_a_three_member_etcd_moves_no_member_and_stops_no_
     cb.desk.accept_offer(pb::OfferReply { informant_id: "ana".into(), offer_id }).await.unwrap();
     cb.desk.finish_call(pb::FinishCallRequest { informant_id: "ana".into(), call_id: "before".into() }).await.unwrap();
     cb.desk.end_wrap_up(pb::InformantRequest { informant_id: "ana".into() }).await.ok();
+    // Calls wait while the leader dies.
+    cb.desk.pause(pb::PauseRequest { informant_id: "ana".into(), reason: "test".into() }).await.unwrap();
+    let waiting = ["w1", "w2", "w3"];
+    for id in waiting {
+        support::offer_retrying(&mut ca, support::offer(id, "justice")).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
 
     // Kill the leader (pre-vote on: one election round).
     let (_, leader) = etcd_status(&etcd[0].client_url).await;
@@ -470,11 +477,28 @@ async fn killing_the_leader_of_a_three_member_etcd_moves_no_member_and_stops_no_
     etcd[leader_index.expect("a leader")].kill();
 
     // Routing goes on through both members; gateways retry UNAVAILABLE.
+    // The waiting calls are all there, in their order, then the new one.
     support::offer_retrying(&mut cb, support::offer("after", "justice")).await;
-    let (offer_id, call_id) = session.next_offer().await;
-    assert_eq!(call_id, "after");
-    println!("first call after the leader's death routed after {:?}", killed_at.elapsed());
-    cb.desk.accept_offer(pb::OfferReply { informant_id: "ana".into(), offer_id }).await.unwrap();
+    let mut resumed = false;
+    while !resumed {
+        match cb.desk.resume(pb::InformantRequest { informant_id: "ana".into() }).await {
+            Ok(_) => resumed = true,
+            Err(e) if e.code() == tonic::Code::Unavailable && killed_at.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("resume: {e:?}"),
+        }
+    }
+    for (n, expected) in waiting.iter().chain(&["after"]).enumerate() {
+        let (offer_id, call_id) = session.next_offer().await;
+        assert_eq!(&call_id, expected);
+        if n == 0 {
+            println!("first call after the leader's death routed after {:?}", killed_at.elapsed());
+        }
+        cb.desk.accept_offer(pb::OfferReply { informant_id: "ana".into(), offer_id }).await.unwrap();
+        cb.desk.finish_call(pb::FinishCallRequest { informant_id: "ana".into(), call_id }).await.unwrap();
+        cb.desk.end_wrap_up(pb::InformantRequest { informant_id: "ana".into() }).await.ok();
+    }
 
     // Nobody lost its lease: the same members under the same leases.
     tokio::time::sleep(Duration::from_secs(4)).await;
