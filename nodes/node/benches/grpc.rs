@@ -14,7 +14,11 @@
 //! Then the same on a node that is a one-member cluster in a real etcd: its
 //! queue writes every call to etcd before answering (durable calls), so
 //! its baselines are also etcd's own put rates, measured in the same run
-//! (one client putting in sequence, and 16 at once).
+//! (one client putting in sequence, and 16 at once), and etcd's writes per
+//! lifecycle are counted (its revision moves once per write). Last, a
+//! three-member cluster on the same machine: three queues, one per member,
+//! calls sent round-robin through the three members, informants logged in
+//! through the first (spread over the members by placement).
 //!
 //! Figures are reported as ratios to the baseline because the machines are
 //! shared and noisy. Node and benchmark each run one tokio worker thread.
@@ -91,15 +95,22 @@ struct Desks {
     events: Arc<AtomicU64>,
 }
 
-async fn start_desks(c: &mut Clients) -> Desks {
-    let offered_at = Arc::new(Mutex::new(HashMap::new()));
-    let finished: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>> = Arc::new(Mutex::new(HashMap::new()));
-    let events = Arc::new(AtomicU64::new(0));
-    for i in 0..INFORMANTS {
-        let id = format!("bench-{i}");
-        let mut session = Session::open(c, &id, vec![skill("bench", 3)]).await;
+impl Desks {
+    fn new() -> Self {
+        Self {
+            offered_at: Arc::new(Mutex::new(HashMap::new())),
+            finished: Arc::new(Mutex::new(HashMap::new())),
+            events: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Logs `ids` in through `c` with one skill, as desks that take every call.
+async fn start_desks(desks: &Desks, c: &mut Clients, ids: Vec<String>, skill_name: &str) {
+    for id in ids {
+        let mut session = Session::open(c, &id, vec![skill(skill_name, 3)]).await;
         let mut desk = c.desk.clone();
-        let (offered_at, finished, events) = (offered_at.clone(), finished.clone(), events.clone());
+        let (offered_at, finished, events) = (desks.offered_at.clone(), desks.finished.clone(), desks.events.clone());
         tokio::spawn(async move {
             loop {
                 let before = session.last_sequence;
@@ -121,7 +132,6 @@ async fn start_desks(c: &mut Clients) -> Desks {
             }
         });
     }
-    Desks { offered_at, finished, events }
 }
 
 /// etcd puts of a 1 KiB value (about a call's record) per second, by
@@ -149,6 +159,30 @@ async fn etcd_puts(etcd: &EtcdProcess, concurrency: usize) -> f64 {
     puts as f64 / started.elapsed().as_secs_f64()
 }
 
+/// etcd's current revision: it moves once per write (put, delete or
+/// transaction that changes something).
+async fn etcd_revision(etcd: &EtcdProcess) -> i64 {
+    let mut client = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    client.get("/bench/revision", None).await.unwrap().header().unwrap().revision()
+}
+
+/// Counts the keys relais writes in etcd (each put or delete of a key is
+/// one watch event), until the task is aborted.
+async fn count_key_writes(etcd: &EtcdProcess) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let mut client = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let (_watcher, mut stream) =
+        client.watch("/relais/", Some(etcd_client::WatchOptions::new().with_prefix())).await.unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    let task = tokio::spawn(async move {
+        let _watcher = _watcher;
+        while let Ok(Some(response)) = stream.message().await {
+            counted.fetch_add(response.events().len() as u64, Ordering::Relaxed);
+        }
+    });
+    (count, task)
+}
+
 /// What one node measured.
 struct Figures {
     echo_1: Rate,
@@ -158,6 +192,12 @@ struct Figures {
     events_per_lifecycle: f64,
     lat_p50: Duration,
     lat_p99: Duration,
+    /// etcd key writes (puts and deletes) and transactions per lifecycle
+    /// in the throughput phase (in a cluster).
+    writes_per_lifecycle: Option<f64>,
+    txns_per_lifecycle: Option<f64>,
+    /// Concurrent callers in the throughput phase.
+    callers: usize,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -165,29 +205,83 @@ async fn main() {
     let env = [("TOKIO_WORKER_THREADS", "1"), ("RUST_LOG", "warn")];
     // Kept until the end: its informants' sessions stay open meanwhile.
     let single_node = NodeProcess::start(&[], &env);
-    let single = measure(&single_node).await;
+    let single = measure(&[&single_node], None).await;
     print_single(&single);
 
     let etcd = EtcdProcess::start();
     let puts_1 = etcd_puts(&etcd, 1).await;
     let puts_16 = etcd_puts(&etcd, CONCURRENCY).await;
     let node = NodeProcess::start(&["--etcd", &etcd.client_url, "--node-id", "bench"], &env);
-    let clustered = measure(&node).await;
-    print_clustered(&single, &clustered, puts_1, puts_16);
+    let clustered = measure(&[&node], Some(&etcd)).await;
+    print_clustered("a one-member cluster", &single, &clustered, puts_1, puts_16);
+
+    // Three members in a fresh etcd.
+    let etcd = EtcdProcess::start();
+    let members: Vec<NodeProcess> =
+        MEMBERS.iter().map(|id| NodeProcess::start(&["--etcd", &etcd.client_url, "--node-id", id], &env)).collect();
+    for m in &members {
+        until_members(m, MEMBERS.len()).await;
+    }
+    let three = measure(&members.iter().collect::<Vec<_>>(), Some(&etcd)).await;
+    print_clustered("three members", &single, &three, puts_1, puts_16);
 }
 
-async fn measure(node: &NodeProcess) -> Figures {
-    let mut c = Clients::new(node, "cai").await;
-    let mut q = queue("bench", "bench", 1);
-    q.max_waiting = 10_000;
-    apply(&mut c, vec![q]).await;
-    // In a cluster the queue is hosted a moment after it is created.
-    offer_retrying(&mut c, offer("warm-up", "bench")).await;
-    c.gateway.hang_up(pb::HangUpRequest { call_id: "warm-up".into() }).await.unwrap();
-    let desks = start_desks(&mut c).await;
+/// The three members' node ids.
+const MEMBERS: [&str; 3] = ["bench-a", "bench-b", "bench-c"];
 
-    let echo_1 = baseline(node, 1).await;
-    let echo_16 = baseline(node, CONCURRENCY).await;
+/// The first `n` names from `prefix-0` on that placement gives the
+/// member `m` of `nodes` (any name on one node).
+fn placed_on(
+    kind: relais_node::cluster::placement::ActorKind,
+    prefix: &str,
+    nodes: usize,
+    m: usize,
+    n: usize,
+) -> Vec<String> {
+    use relais_node::cluster::placement::{actor_key, owner};
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .filter(|id| nodes == 1 || owner(MEMBERS, &actor_key(kind, "cai", id)) == Some(MEMBERS[m]))
+        .take(n)
+        .collect()
+}
+
+async fn measure(nodes: &[&NodeProcess], etcd: Option<&EtcdProcess>) -> Figures {
+    let mut all: Vec<Clients> = Vec::new();
+    for node in nodes {
+        all.push(Clients::new(node, "cai").await);
+    }
+    // One queue per member, with its own skill, served by informants that
+    // placement puts on that member and that log in through it; gateways
+    // send each call to its queue's member. Each member routes on its own,
+    // and they share etcd.
+    use relais_node::cluster::placement::ActorKind;
+    let queues: Vec<String> =
+        (0..nodes.len()).map(|m| placed_on(ActorKind::Queue, "bench", nodes.len(), m, 1).remove(0)).collect();
+    let configs = queues
+        .iter()
+        .map(|id| {
+            let mut q = queue(id, id, 1);
+            q.max_waiting = 10_000;
+            q
+        })
+        .collect();
+    apply(&mut all[0], configs).await;
+    // In a cluster a queue is hosted a moment after it is created.
+    for (q, c) in queues.iter().zip(all.iter_mut()) {
+        let warm = format!("warm-up-{q}");
+        offer_retrying(c, offer(&warm, q)).await;
+        c.gateway.hang_up(pb::HangUpRequest { call_id: warm }).await.unwrap();
+    }
+    let desks = Desks::new();
+    for (m, (q, c)) in queues.iter().zip(all.iter_mut()).enumerate() {
+        let ids = placed_on(ActorKind::Informant, &format!("desk-{q}"), nodes.len(), m, INFORMANTS / nodes.len());
+        start_desks(&desks, c, ids, q).await;
+    }
+    let gateways: Vec<_> = all.iter().map(|c| c.gateway.clone()).collect();
+
+    let echo_1 = baseline(nodes[0], 1).await;
+    let echo_16 = baseline(nodes[0], CONCURRENCY).await;
 
     // Routing latency: one call at a time, every informant idle.
     let mut latencies = Vec::with_capacity(LATENCY_PROBES);
@@ -195,8 +289,10 @@ async fn measure(node: &NodeProcess) -> Figures {
         let call_id = format!("probe-{n}");
         let (done, wait) = oneshot::channel();
         desks.finished.lock().unwrap().insert(call_id.clone(), done);
+        let member = n % queues.len();
+        let mut gateway = gateways[member].clone();
         let sent = Instant::now();
-        c.gateway.offer_call(offer(&call_id, "bench")).await.unwrap();
+        gateway.offer_call(offer(&call_id, &queues[member])).await.unwrap();
         wait.await.unwrap();
         let offered = desks.offered_at.lock().unwrap().remove(&call_id).unwrap();
         latencies.push(offered.duration_since(sent));
@@ -206,11 +302,23 @@ async fn measure(node: &NodeProcess) -> Figures {
 
     // Lifecycles per second at concurrency 16.
     let events_before = desks.events.load(Ordering::Relaxed);
+    let revision_before = match etcd {
+        Some(etcd) => etcd_revision(etcd).await,
+        None => 0,
+    };
+    let key_writes = match etcd {
+        Some(etcd) => Some(count_key_writes(etcd).await),
+        None => None,
+    };
     let deadline = Instant::now() + PHASE;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for worker in 0..CONCURRENCY {
-        let mut gateway = c.gateway.clone();
+    // Callers per queue: 16 (on three members, 48 callers in all).
+    let callers = CONCURRENCY * nodes.len();
+    for worker in 0..callers {
+        // Round-robin over the members and their queues.
+        let mut gateway = gateways[worker % gateways.len()].clone();
+        let queue = queues[worker % queues.len()].clone();
         let (finished, offered_at) = (desks.finished.clone(), desks.offered_at.clone());
         tasks.push(tokio::spawn(async move {
             let mut done_count = 0u64;
@@ -220,7 +328,7 @@ async fn measure(node: &NodeProcess) -> Figures {
                 let call_id = format!("load-{worker}-{n}");
                 let (done, wait) = oneshot::channel();
                 finished.lock().unwrap().insert(call_id.clone(), done);
-                gateway.offer_call(offer(&call_id, "bench")).await.unwrap();
+                gateway.offer_call(offer(&call_id, &queue)).await.unwrap();
                 wait.await.unwrap();
                 offered_at.lock().unwrap().remove(&call_id);
                 done_count += 1;
@@ -234,11 +342,32 @@ async fn measure(node: &NodeProcess) -> Figures {
     }
     let lifecycle_rate = lifecycles as f64 / started.elapsed().as_secs_f64();
     let events_per_lifecycle = (desks.events.load(Ordering::Relaxed) - events_before) as f64 / lifecycles as f64;
-    Figures { echo_1, echo_16, lifecycle_rate, lifecycles, events_per_lifecycle, lat_p50, lat_p99 }
+    let txns_per_lifecycle = match etcd {
+        Some(etcd) => Some((etcd_revision(etcd).await - revision_before) as f64 / lifecycles as f64),
+        None => None,
+    };
+    // The watch's last events arrive a moment after the writes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let writes_per_lifecycle = key_writes.map(|(count, task)| {
+        task.abort();
+        count.load(Ordering::Relaxed) as f64 / lifecycles as f64
+    });
+    Figures {
+        echo_1,
+        echo_16,
+        lifecycle_rate,
+        lifecycles,
+        events_per_lifecycle,
+        lat_p50,
+        lat_p99,
+        writes_per_lifecycle,
+        txns_per_lifecycle,
+        callers,
+    }
 }
 
 fn print_single(f: &Figures) {
-    let Figures { echo_1, echo_16, lifecycle_rate, lifecycles, events_per_lifecycle, lat_p50, lat_p99 } = f;
+    let Figures { echo_1, echo_16, lifecycle_rate, lifecycles, events_per_lifecycle, lat_p50, lat_p99, .. } = f;
     let (lifecycle_rate, lat_p50, lat_p99) = (*lifecycle_rate, *lat_p50, *lat_p99);
     let ceiling = echo_16.per_second / 3.0;
 
@@ -285,22 +414,35 @@ fn print_single(f: &Figures) {
     );
 }
 
-fn print_clustered(single: &Figures, f: &Figures, puts_1: f64, puts_16: f64) {
-    println!("\n## Durable calls: a one-member cluster in a real etcd (same run)\n");
+fn print_clustered(what: &str, single: &Figures, f: &Figures, puts_1: f64, puts_16: f64) {
+    println!("\n## Durable calls: {what} in a real etcd (same run)\n");
     println!("| measure | value | baseline | ratio |");
     println!("|---|---|---|---|");
     println!("| etcd puts/s (1 KiB), one client in sequence | {puts_1:.0}/s | | |");
     println!("| etcd puts/s (1 KiB), {CONCURRENCY} clients | {puts_16:.0}/s | | |");
     println!(
-        "| call lifecycles/s, concurrency {CONCURRENCY} | {:.0}/s | single node {:.0}/s | {:.0} % |",
+        "| call lifecycles/s, {} callers ({CONCURRENCY} per queue) | {:.0}/s | single node {:.0}/s | {:.0} % |",
+        f.callers,
         f.lifecycle_rate,
         single.lifecycle_rate,
         100.0 * f.lifecycle_rate / single.lifecycle_rate
     );
     println!(
-        "| call lifecycles/s against etcd's put rate at concurrency {CONCURRENCY} | {:.0}/s | {puts_16:.0} puts/s | {:.2} lifecycles per put |",
+        "| call lifecycles/s against etcd's put rate ({CONCURRENCY} clients) | {:.0}/s | {puts_16:.0} puts/s | {:.2} lifecycles per put |",
         f.lifecycle_rate,
         f.lifecycle_rate / puts_16
+    );
+    let writes = f.writes_per_lifecycle.unwrap_or(f64::NAN);
+    let etcd_bound = puts_16 / writes;
+    println!("| etcd key writes (puts, deletes) per lifecycle | {writes:.2} | | |");
+    println!(
+        "| etcd transactions per lifecycle (revisions / lifecycles) | {:.2} | | |",
+        f.txns_per_lifecycle.unwrap_or(f64::NAN)
+    );
+    println!(
+        "| call lifecycles/s against etcd's bound (puts/s ÷ writes per lifecycle) | {:.0}/s | {etcd_bound:.0}/s | {:.0} % (target ≥ 50 %) |",
+        f.lifecycle_rate,
+        100.0 * f.lifecycle_rate / etcd_bound
     );
     println!(
         "| routing latency p50, offer → offered | {:.0} µs | etcd put p50 ≈ {:.0} µs (1 / sequential rate) | {:.2} puts |",
