@@ -24,6 +24,22 @@ async fn stored_calls(etcd: &mut etcd_client::Client) -> Vec<(String, Vec<u8>)> 
     read.kvs().iter().map(|kv| (kv.key_str().unwrap().to_string(), kv.value().to_vec())).collect()
 }
 
+const IDS: [&str; 3] = ["node-a", "node-b", "node-c"];
+
+/// Three members of a cluster in `etcd`, once each sees the three.
+async fn three_members(etcd: &EtcdProcess) -> Vec<NodeProcess> {
+    let nodes: Vec<NodeProcess> = IDS.iter().map(|id| member(etcd, id)).collect();
+    for node in &nodes {
+        until_members(node, 3).await;
+    }
+    nodes
+}
+
+/// Which of the three members placement gives the actor `key`.
+fn placed(key: &str) -> usize {
+    IDS.iter().position(|n| Some(*n) == owner(IDS, key)).unwrap()
+}
+
 /// Reads a call's stream until it ends or breaks (its member died).
 async fn read_until_broken(stream: &mut tonic::Streaming<pb::CallEvent>, at_least: usize) -> Vec<pb::CallEvent> {
     let mut out = Vec::new();
@@ -58,12 +74,7 @@ macro_rules! retrying {
 async fn calls_of_a_killed_queue_member_are_taken_over_in_order_with_their_informant_and_their_events() {
     let etcd = EtcdProcess::start();
     let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
-    let ids = ["node-a", "node-b", "node-c"];
-    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
-    for node in nodes.iter().flatten() {
-        until_members(node, 3).await;
-    }
-    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let mut nodes: Vec<Option<NodeProcess>> = three_members(&etcd).await.into_iter().map(Some).collect();
     let doomed = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
     let survivor = (0..3).find(|i| *i != doomed).unwrap();
     let mut c = Clients::new(nodes[survivor].as_ref().unwrap(), "cai").await;
@@ -166,12 +177,7 @@ async fn killing_a_busy_queues_member_mid_burst_loses_no_acknowledged_call_and_k
     const KILL_AFTER: usize = 20;
     let etcd = EtcdProcess::start();
     let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
-    let ids = ["node-a", "node-b", "node-c"];
-    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
-    for node in nodes.iter().flatten() {
-        until_members(node, 3).await;
-    }
-    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let mut nodes: Vec<Option<NodeProcess>> = three_members(&etcd).await.into_iter().map(Some).collect();
     let doomed = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
     let survivor = (0..3).find(|i| *i != doomed).unwrap();
     let mut c = Clients::new(nodes[survivor].as_ref().unwrap(), "cai").await;
@@ -263,12 +269,7 @@ async fn killing_a_busy_queues_member_mid_burst_loses_no_acknowledged_call_and_k
 async fn a_draining_member_hands_its_queues_over_with_their_calls_and_moves_its_informants_once_idle() {
     let etcd = EtcdProcess::start();
     let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
-    let ids = ["node-a", "node-b", "node-c"];
-    let nodes: Vec<NodeProcess> = ids.iter().map(|id| member(&etcd, id)).collect();
-    for node in &nodes {
-        until_members(node, 3).await;
-    }
-    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let nodes = three_members(&etcd).await;
     let drained = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
     let stays = (0..3).find(|i| *i != drained).unwrap();
     let mut c = Clients::new(&nodes[stays], "cai").await;
@@ -309,7 +310,7 @@ async fn a_draining_member_hands_its_queues_over_with_their_calls_and_moves_its_
     let taker = loop {
         let read = kv.get("/relais/owners/queue:cai/justice", None).await.unwrap();
         if let Some(kv) = read.kvs().first()
-            && kv.value_str().unwrap() != ids[drained]
+            && kv.value_str().unwrap() != IDS[drained]
         {
             assert!(kv.create_revision() > epoch_before);
             break kv.value_str().unwrap().to_string();
@@ -317,7 +318,7 @@ async fn a_draining_member_hands_its_queues_over_with_their_calls_and_moves_its_
         assert!(start.elapsed() < Duration::from_secs(10), "nobody took the drained member's queue");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    println!("queue handed from {} to {taker} in {:?}", ids[drained], start.elapsed());
+    println!("queue handed from {} to {taker} in {:?}", IDS[drained], start.elapsed());
     let ended = loop {
         match tokio::time::timeout(Duration::from_secs(5), dan.stream.message()).await.expect("dan's session ends") {
             Ok(Some(_)) => {}
@@ -331,7 +332,7 @@ async fn a_draining_member_hands_its_queues_over_with_their_calls_and_moves_its_
     let login = pb::LoginRequest { informant_id: dan_id.clone(), skills: vec![support::skill("logement", 3)] };
     retrying!("dan logs in again", d.desk.login(login.clone()));
     let read = kv.get(format!("/relais/owners/informant:cai/{dan_id}"), None).await.unwrap();
-    assert_ne!(read.kvs()[0].value_str().unwrap(), ids[drained], "dan landed on a member that stays");
+    assert_ne!(read.kvs()[0].value_str().unwrap(), IDS[drained], "dan landed on a member that stays");
     let left = d.admin.drain(pb::DrainRequest {}).await.unwrap().into_inner();
     assert_eq!(left.live_calls, 1, "eve's call holds the drain: {left:?}");
     d.desk.finish_call(pb::FinishCallRequest { informant_id: eve_id.clone(), call_id: "c0".into() }).await.unwrap();
@@ -362,7 +363,7 @@ async fn a_draining_member_hands_its_queues_over_with_their_calls_and_moves_its_
     loop {
         let read = kv.get("/relais/owners/queue:cai/logement", None).await.unwrap();
         if let Some(kv) = read.kvs().first() {
-            assert_ne!(kv.value_str().unwrap(), ids[drained], "a draining member took a new queue");
+            assert_ne!(kv.value_str().unwrap(), IDS[drained], "a draining member took a new queue");
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "nobody took the new queue");
@@ -378,12 +379,7 @@ async fn a_draining_member_hands_its_queues_over_with_their_calls_and_moves_its_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_informant_whose_member_dies_mid_call_logs_in_again_on_that_call() {
     let etcd = EtcdProcess::start();
-    let ids = ["node-a", "node-b", "node-c"];
-    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
-    for node in nodes.iter().flatten() {
-        until_members(node, 3).await;
-    }
-    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let mut nodes: Vec<Option<NodeProcess>> = three_members(&etcd).await.into_iter().map(Some).collect();
     let queue_home = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
     // The informant lives on another member, which dies during her call.
     let ivy = (0..)
@@ -418,11 +414,7 @@ async fn an_informant_whose_member_dies_mid_call_logs_in_again_on_that_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_of_etcd_loses_no_waiting_call() {
     let mut etcd = EtcdProcess::start();
-    let ids = ["node-a", "node-b", "node-c"];
-    let nodes: Vec<NodeProcess> = ids.iter().map(|id| member(&etcd, id)).collect();
-    for node in &nodes {
-        until_members(node, 3).await;
-    }
+    let nodes = three_members(&etcd).await;
     let mut c = Clients::new(&nodes[0], "cai").await;
     support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
     let mut ana = Session::open(&mut c, "ana", vec![support::skill("justice", 3)]).await;
@@ -462,12 +454,7 @@ async fn a_restart_of_etcd_loses_no_waiting_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finish_is_answered_once_the_call_is_ended_in_etcd_so_a_failover_never_brings_it_back() {
     let etcd = EtcdProcess::start();
-    let ids = ["node-a", "node-b", "node-c"];
-    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
-    for node in nodes.iter().flatten() {
-        until_members(node, 3).await;
-    }
-    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let mut nodes: Vec<Option<NodeProcess>> = three_members(&etcd).await.into_iter().map(Some).collect();
     let queue_home = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
     // The informant lives on another member: her finish crosses a link.
     let ivy = (0..)
@@ -510,13 +497,12 @@ async fn a_finish_is_answered_once_the_call_is_ended_in_etcd_so_a_failover_never
 async fn members_that_join_take_their_share_of_the_queues_with_their_calls_in_their_order() {
     let etcd = EtcdProcess::start();
     let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
-    let ids = ["node-a", "node-b", "node-c"];
-    let first = member(&etcd, ids[0]);
+    let first = member(&etcd, IDS[0]);
     until_members(&first, 1).await;
     let mut c = Clients::new(&first, "cai").await;
     let queues: Vec<String> = (0..6).map(|i| format!("q{i}")).collect();
-    let placed = |q: &str| owner(ids, &actor_key(ActorKind::Queue, "cai", q)).unwrap();
-    assert!(queues.iter().any(|q| placed(q) != ids[0]), "some queue should move");
+    let placed_name = |q: &str| IDS[placed(&actor_key(ActorKind::Queue, "cai", q))];
+    assert!(queues.iter().any(|q| placed_name(q) != IDS[0]), "some queue should move");
     support::apply(&mut c, queues.iter().map(|q| support::queue(q, "justice", 1)).collect()).await;
     let mut ana = Session::open(&mut c, "ana", vec![support::skill("justice", 3)]).await;
     c.desk.pause(pb::PauseRequest { informant_id: "ana".into(), reason: "test".into() }).await.unwrap();
@@ -535,7 +521,7 @@ async fn members_that_join_take_their_share_of_the_queues_with_their_calls_in_th
     // Two members join: each queue placement now gives them moves there,
     // and only those.
     let joined = Instant::now();
-    let _others: Vec<NodeProcess> = ids[1..].iter().map(|id| member(&etcd, id)).collect();
+    let _others: Vec<NodeProcess> = IDS[1..].iter().map(|id| member(&etcd, id)).collect();
     loop {
         let owners: Vec<String> = {
             let mut out = Vec::new();
@@ -545,7 +531,7 @@ async fn members_that_join_take_their_share_of_the_queues_with_their_calls_in_th
             }
             out
         };
-        if queues.iter().zip(&owners).all(|(q, o)| o == placed(q)) {
+        if queues.iter().zip(&owners).all(|(q, o)| o == placed_name(q)) {
             break;
         }
         assert!(joined.elapsed() < Duration::from_secs(20), "queues not placed on the members that joined: {owners:?}");
@@ -578,12 +564,7 @@ async fn members_that_join_take_their_share_of_the_queues_with_their_calls_in_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_offered_to_an_informant_whose_member_dies_goes_to_someone_else() {
     let etcd = EtcdProcess::start();
-    let ids = ["node-a", "node-b", "node-c"];
-    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
-    for node in nodes.iter().flatten() {
-        until_members(node, 3).await;
-    }
-    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let mut nodes: Vec<Option<NodeProcess>> = three_members(&etcd).await.into_iter().map(Some).collect();
     let queue_home = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
     // Ivy and Zoe each on one of the two other members.
     let (ivy_home, zoe_home) = {
@@ -643,12 +624,7 @@ async fn a_call_offered_to_an_informant_whose_member_dies_goes_to_someone_else()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn informants_whose_member_dies_log_in_again_in_their_pause_or_their_wrap_up() {
     let etcd = EtcdProcess::start();
-    let ids = ["node-a", "node-b", "node-c"];
-    let mut nodes: Vec<Option<NodeProcess>> = ids.iter().map(|id| Some(member(&etcd, id))).collect();
-    for node in nodes.iter().flatten() {
-        until_members(node, 3).await;
-    }
-    let placed = |key: &str| ids.iter().position(|n| Some(*n) == owner(ids, key)).unwrap();
+    let mut nodes: Vec<Option<NodeProcess>> = three_members(&etcd).await.into_iter().map(Some).collect();
     let queue_home = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
     let doomed = (0..3).find(|i| *i != queue_home).unwrap();
     let mut on_doomed =
