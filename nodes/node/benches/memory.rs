@@ -209,7 +209,7 @@ async fn offer_calls(range: Range<usize>, queue: &ActorRef<QueueMsg>, tenant: &A
         let mut sent = false;
         directory
             .claim_call(tenant, &call_id, &queue_id, || {
-                sent = queue.cast(QueueMsg::Offer { info, reply: tx.into() }).is_ok();
+                sent = queue.cast(QueueMsg::Offer { info, reply: tx.into(), trace: Default::default() }).is_ok();
             })
             .expect("a new call id");
         assert!(sent, "the queue actor is running");

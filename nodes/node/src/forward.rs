@@ -24,6 +24,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Extensions, Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::error::{NodeError, Result};
 use crate::identity::{ROLE_HEADER, TENANT_HEADER, identity_of};
@@ -67,6 +68,16 @@ pub fn route(place: Place, metadata: &MetadataMap) -> Result<Option<PeerAddr>> {
         }
         Place::There(peer) => Ok(Some(peer)),
     }
+}
+
+/// The client span of one forwarded request (for a stream, its opening).
+fn forward_span(peer: &PeerAddr, stream: bool) -> tracing::Span {
+    tracing::info_span!(
+        "relais.forward",
+        otel.kind = "client",
+        relais.peer = %peer.node_id,
+        relais.forward.kind = if stream { "stream" } else { "unary" },
+    )
 }
 
 /// Resolves once `stopping` says the node stops.
@@ -135,9 +146,11 @@ impl Forwarder {
         Fut: Future<Output = Result<Response<Res>, Status>>,
     {
         let channel = self.channel(peer)?;
-        let mut request = self.relay(request)?;
+        let span = forward_span(peer, false);
+        let mut request = span.in_scope(|| self.relay(request))?;
         request.set_timeout(FORWARD_TIMEOUT);
         let response = tokio::time::timeout(FORWARD_TIMEOUT, call(channel, request))
+            .instrument(span)
             .await
             .map_err(|_| Status::from(late(peer)))
             .and_then(|answer| answer.map_err(|status| unreached(peer, status)));
@@ -161,10 +174,12 @@ impl Forwarder {
         Res: Send + 'static,
     {
         let channel = self.channel(peer)?;
-        let request = self.relay(request)?;
+        let span = forward_span(peer, true);
+        let request = span.in_scope(|| self.relay(request))?;
         // The deadline covers the opening only: the stream itself lasts
         // as long as the caller keeps it.
         let response = tokio::time::timeout(FORWARD_TIMEOUT, call(channel, request))
+            .instrument(span)
             .await
             .map_err(|_| Status::from(late(peer)))
             .and_then(|opened| opened.map_err(|status| unreached(peer, status)));
@@ -182,7 +197,7 @@ impl Forwarder {
 
     /// The request as the owner gets it: the caller's metadata, minus what
     /// belongs to the hop, plus the identity this node's interceptor
-    /// decided and this node's name.
+    /// decided, this node's name and the trace context of this node's span.
     ///
     /// The identity travels in the same headers a client sends, so the
     /// owner's interceptor reads it as usual. When mTLS arrives, the owner
@@ -202,6 +217,8 @@ impl Forwarder {
         metadata.insert(TENANT_HEADER, tenant);
         metadata.insert(ROLE_HEADER, AsciiMetadataValue::from_static(identity.role.as_str()));
         metadata.insert(FORWARDED_BY_HEADER, self.node_id.clone());
+        // The owner's spans continue this node's trace, not the caller's.
+        crate::telemetry::inject_metadata(&mut metadata);
         Ok(Request::from_parts(metadata, Extensions::default(), message))
     }
 

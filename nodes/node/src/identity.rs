@@ -162,9 +162,10 @@ impl Interceptor for NodeInterceptor {
     }
 }
 
-/// Marks a request as a member's.
+/// Marks a request as a member's, in the trace of the current span.
 pub fn as_node<T>(mut request: Request<T>) -> Request<T> {
     request.metadata_mut().insert(ROLE_HEADER, tonic::metadata::MetadataValue::from_static(NODE_ROLE));
+    crate::telemetry::inject_metadata(request.metadata_mut());
     request
 }
 

@@ -4,6 +4,8 @@
 //!
 //! Layers, outside in:
 //! - `server` builds the tonic server, its limits and its shutdown;
+//! - `telemetry` sets up logs and traces (and carries trace context between
+//!   members), `metrics` the metrics;
 //! - `identity` is the one interceptor that decides a request's tenant and
 //!   role;
 //! - `services` validate requests and translate them into actor messages,
@@ -33,6 +35,7 @@ pub mod peer;
 pub mod pseudonym;
 pub mod server;
 pub mod services;
+pub mod telemetry;
 pub mod validate;
 
 pub use config::NodeConfig;

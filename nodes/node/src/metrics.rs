@@ -302,11 +302,6 @@ impl Metrics {
     /// `OTEL_METRIC_EXPORT_INTERVAL`). Must be called inside the tokio
     /// runtime: the exporter's channel lives on it.
     pub fn from_env(node_id: &str) -> anyhow::Result<Self> {
-        let mut resource =
-            Resource::builder().with_attribute(KeyValue::new("service.instance.id", node_id.to_string()));
-        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
-            resource = resource.with_service_name("relais-node");
-        }
         let exporter = if otlp_wanted(|name| std::env::var(name).ok()) {
             let exporter = opentelemetry_otlp::MetricExporter::builder().with_tonic().build()?;
             tracing::info!("metrics exported by OTLP as the OTEL_* environment says");
@@ -314,7 +309,7 @@ impl Metrics {
         } else {
             None
         };
-        Ok(Self::build(resource.build(), exporter))
+        Ok(Self::build(crate::telemetry::resource(node_id), exporter))
     }
 
     fn build(resource: Resource, otlp: Option<opentelemetry_otlp::MetricExporter>) -> Self {

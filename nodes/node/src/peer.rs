@@ -96,6 +96,9 @@ impl Peers {
             from_node: self.me.to_string(),
             from_epoch,
             body: Some(body),
+            // Empty unless traces are exported and the sender is in a
+            // trace (a call's routing).
+            trace_context: crate::telemetry::context_entries(),
         }
     }
 

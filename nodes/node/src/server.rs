@@ -25,6 +25,7 @@ use crate::services::admin::AdminService;
 use crate::services::gateway::GatewayService;
 use crate::services::informant::InformantService;
 use crate::services::locator::LocatorService;
+use crate::telemetry::Telemetry;
 
 /// Requests in flight per client connection; further ones wait, which
 /// bounds the work (and actor mailboxes) a client can queue up.
@@ -129,6 +130,9 @@ pub async fn serve_with_metrics(
         }
     };
     let result = Server::builder()
+        // Every request runs in a span, the child of the caller's when the
+        // request carries a trace context.
+        .trace_fn(crate::telemetry::server_span)
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -219,14 +223,17 @@ async fn report_health(window: Arc<LeaseWindow>, node: Arc<Node>, reporter: toni
     }
 }
 
-/// Runs a node until Ctrl-C or SIGTERM. Prints `relais-node listening on
+/// Runs a node until Ctrl-C or SIGTERM, after installing its logs and
+/// traces ([`Telemetry`]) and metrics. Prints `relais-node listening on
 /// ADDR` on standard output once it accepts connections, preceded by
 /// `relais-node metrics on ADDR` when it serves `/metrics`.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let stop = futures::FutureExt::shared(Box::pin(shutdown_signal()));
     let listener = TcpListener::bind(config.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
-    let metrics = Metrics::from_env(&config.node_name(addr.port()))?;
+    let node_id = config.node_name(addr.port());
+    let telemetry = Telemetry::init(config.log_json, &node_id)?;
+    let metrics = Metrics::from_env(&node_id)?;
     if let Some(wanted) = config.metrics_address()? {
         let metrics_listener = TcpListener::bind(wanted).await?;
         let metrics_addr = metrics_listener.local_addr()?;
@@ -237,9 +244,14 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     tracing::info!(%addr, tenants = ?config.tenants, "relais-node starting");
     println!("relais-node listening on {addr}");
     let served = serve_with_metrics(config, listener, metrics.clone(), stop).await;
-    // Pushes what the OTLP exporter holds, if there is one; its reader's
-    // thread may wait on the exporter's channel, which this runtime drives.
-    let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
+    // Pushes what the OTLP exporters hold, if there are any; their
+    // threads may wait on the exporters' channels, which this runtime
+    // drives.
+    let _ = tokio::task::spawn_blocking(move || {
+        metrics.shutdown();
+        telemetry.shutdown();
+    })
+    .await;
     served?;
     tracing::info!("relais-node stopped");
     Ok(())

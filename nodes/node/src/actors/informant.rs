@@ -20,6 +20,7 @@ use crate::cluster::ownership::Epoch;
 use crate::cluster::standing::StandingStore;
 use crate::directory::{Addr, AskOutcome, CallLocation, Directory};
 use crate::error::NodeError;
+use crate::telemetry::Trace;
 
 /// One numbered event for the desktop.
 #[derive(Clone, Debug)]
@@ -50,7 +51,8 @@ const ASK_RETRY: Duration = Duration::from_millis(100);
 type Reply = RpcReplyPort<Result<StatusReply, NodeError>>;
 
 pub enum InformantMsg {
-    Propose(Box<Proposal>),
+    /// A queue proposes a call, in the call's trace.
+    Propose(Box<Proposal>, Trace),
     Nothing {
         queue_id: Arc<str>,
         generation: u64,
@@ -253,7 +255,9 @@ impl InformantState {
     fn handle_now(&mut self, myself: &ActorRef<InformantMsg>, msg: InformantMsg) {
         let now = now_ms();
         match msg {
-            InformantMsg::Propose(proposal) => {
+            InformantMsg::Propose(proposal, trace) => {
+                let span = trace.adopt(tracing::info_span!("relais.informant.propose"));
+                let _entered = span.enter();
                 let fx = self.core.proposed(*proposal, now);
                 self.apply(myself, fx);
             }

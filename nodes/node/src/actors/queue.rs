@@ -29,6 +29,7 @@ use crate::cluster::ownership::Epoch;
 use crate::directory::{Addr, Directory};
 use crate::error::NodeError;
 use crate::metrics::{Metrics, Outcome, QUEUE_SNAPSHOT_PERIOD_MS, Trigger};
+use crate::telemetry::Trace;
 
 /// A gateway's stream of one call's events.
 pub type Watcher = mpsc::Sender<CallEvent>;
@@ -44,11 +45,16 @@ pub const WATCHER_BUFFER: usize = relais_routing::EventLog::MAX_EVENTS + 16;
 /// member died and its desktop has not logged in again. Longer than a
 /// claim takes to reach every member's mirror.
 const GONE_AFTER_MS: u64 = 1_000;
+/// Most live calls of one queue whose trace it keeps; calls beyond are
+/// routed untraced.
+const MAX_TRACED_CALLS: usize = 100_000;
 
 pub enum QueueMsg {
     Offer {
         info: CallInfo,
         reply: RpcReplyPort<Result<CallSnapshot, QueueError>>,
+        /// The gateway request's trace, which the call's routing continues.
+        trace: Trace,
     },
     Adopt {
         call: Box<MovedCall>,
@@ -188,6 +194,9 @@ pub struct QueueState {
     missing: HashMap<Arc<str>, u64>,
     /// What the metrics were last told.
     reported: Reported,
+    /// Per live call offered here, the trace its routing continues (empty
+    /// when traces are off); at most [`MAX_TRACED_CALLS`].
+    traces: HashMap<Arc<str>, Trace>,
 }
 
 /// However the actor ends (stopped, or failed without `post_stop`), its
@@ -248,6 +257,7 @@ impl Actor for QueueActor {
             ticker,
             published,
             missing: HashMap::new(),
+            traces: HashMap::new(),
             journal: args.durability.map(|durability| Journal {
                 durability,
                 dirty: HashSet::new(),
@@ -273,7 +283,12 @@ impl Actor for QueueActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = now_ms();
         match msg {
-            QueueMsg::Offer { info, reply } => {
+            QueueMsg::Offer { info, reply, trace } => {
+                let span = trace.adopt(tracing::info_span!("relais.queue.offer", relais.queue = %state.core.id()));
+                let _entered = span.enter();
+                if trace.is_some() && state.traces.len() < MAX_TRACED_CALLS {
+                    state.traces.insert(info.call_id.clone(), Trace::current());
+                }
                 let started = Instant::now();
                 state.touch(&info.call_id);
                 match state.core.offer_call(info, now) {
@@ -579,8 +594,17 @@ impl QueueState {
             match effect {
                 QueueEffect::Propose { informant_id, proposal } => {
                     let (call_id, offer_id) = (proposal.call.call_id.clone(), proposal.offer_id.clone());
+                    // In the call's trace: a proposal to an informant on
+                    // another member carries it in its envelope.
+                    let span = self.traces.get(&call_id).cloned().unwrap_or_default().adopt(tracing::info_span!(
+                        "relais.queue.propose",
+                        relais.queue = %self.core.id()
+                    ));
+                    let _entered = span.enter();
                     let to = self.informant(&informant_id);
-                    let sent = to.as_ref().is_some_and(|a| a.cast(InformantMsg::Propose(Box::new(proposal))));
+                    let sent = to
+                        .as_ref()
+                        .is_some_and(|a| a.cast(InformantMsg::Propose(Box::new(proposal), Trace::current())));
                     if !sent {
                         // As good as a refusal. An informant gone since it
                         // announced itself leaves; one on another member
@@ -620,6 +644,7 @@ impl QueueState {
                     // terminal event they were just sent.
                     self.watchers.remove(&snapshot.info.call_id);
                     self.published.remove(&snapshot.info.call_id);
+                    self.traces.remove(&snapshot.info.call_id);
                     tracing::debug!(call_id = %snapshot.info.call_id, state = ?snapshot.state, "call ended");
                     let outcome = match snapshot.state {
                         relais_routing::queue::CallState::Completed => Some(Outcome::Completed),
@@ -635,6 +660,7 @@ impl QueueState {
                 QueueEffect::MoveOut { to_queue_id, call } => {
                     let watchers = self.watchers.remove(&call.info.call_id).unwrap_or_default();
                     self.published.remove(&call.info.call_id);
+                    self.traces.remove(&call.info.call_id);
                     let more = self.send_to_queue(to_queue_id, call, watchers, now);
                     self.follow(more, &mut work);
                 }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use relais_proto::peer::v1::envelope::Body;
 use relais_routing::queue::QueueError;
@@ -63,7 +64,20 @@ impl wire_pb::peer_server::Peer for PeerService {
                     () = &mut stopped => break,
                 };
                 let Some(Ok(envelope)) = envelope else { break };
-                if !deliver(&directory, envelope, &replies).await {
+                // A message in a trace (a call's routing) is delivered in a
+                // span of that trace; the others in none.
+                let trace = crate::telemetry::context_from_entries(&envelope.trace_context);
+                let delivered = if trace.is_some() {
+                    let span = trace.adopt(tracing::info_span!(
+                        "relais.peer.deliver",
+                        otel.kind = "consumer",
+                        relais.peer = %envelope.from_node,
+                    ));
+                    deliver(&directory, envelope, &replies).instrument(span).await
+                } else {
+                    deliver(&directory, envelope, &replies).await
+                };
+                if !delivered {
                     break;
                 }
             }
@@ -169,7 +183,7 @@ async fn deliver(
         }
         Incoming::Informant(msg) => {
             let Some(informant) = directory.informant_at(&tenant, &to_id, epoch) else {
-                if let InformantMsg::Propose(proposal) = &msg {
+                if let InformantMsg::Propose(proposal, _) = &msg {
                     // Nobody here will answer it (the informant logged out
                     // or moved): say no for it, or its call would stay held.
                     let no = QueueMsg::Answer {

@@ -31,6 +31,7 @@ use relais_routing::{CallEvent, CallEventKind, CallInfo, CallKey, EventLog, MAX_
 use crate::actors::informant::InformantMsg;
 use crate::actors::queue::QueueMsg;
 use crate::error::{NodeError, Result};
+use crate::telemetry::Trace;
 
 /// A queue message made ready for the wire.
 pub enum Outgoing {
@@ -112,7 +113,8 @@ pub fn queue_msg_out(msg: QueueMsg) -> Result<Outgoing, QueueMsg> {
 /// it never crosses a link. None of these expects a reply.
 pub fn informant_msg_out(msg: InformantMsg) -> Result<Body, InformantMsg> {
     Ok(match msg {
-        InformantMsg::Propose(proposal) => Body::Propose(pb::Propose { proposal: Some(proposal_out(&proposal)) }),
+        // The trace travels in the envelope (see `Peers::envelope`).
+        InformantMsg::Propose(proposal, _) => Body::Propose(pb::Propose { proposal: Some(proposal_out(&proposal)) }),
         InformantMsg::Nothing { queue_id, generation } => {
             Body::Nothing(pb::Nothing { queue_id: queue_id.to_string(), generation })
         }
@@ -236,10 +238,12 @@ pub fn incoming(body: Body) -> Result<Incoming> {
             call: Box::new(moved_call_in("adopt.call", required("adopt.call", m.call)?)?),
             watchers: Vec::new(),
         }),
-        Body::Propose(m) => Incoming::Informant(InformantMsg::Propose(Box::new(proposal_in(
-            "propose.proposal",
-            required("propose.proposal", m.proposal)?,
-        )?))),
+        // In the trace of the span delivering the envelope, which continues
+        // the sender's.
+        Body::Propose(m) => Incoming::Informant(InformantMsg::Propose(
+            Box::new(proposal_in("propose.proposal", required("propose.proposal", m.proposal)?)?),
+            Trace::current(),
+        )),
         Body::Nothing(m) => Incoming::Informant(InformantMsg::Nothing {
             queue_id: id("nothing.queue_id", m.queue_id)?,
             generation: m.generation,
@@ -801,8 +805,8 @@ mod tests {
 
     #[test]
     fn informant_casts_round_trip() {
-        match informant_round_trip(InformantMsg::Propose(Box::new(proposal()))) {
-            InformantMsg::Propose(p) => assert_eq!(*p, proposal()),
+        match informant_round_trip(InformantMsg::Propose(Box::new(proposal()), Trace::default())) {
+            InformantMsg::Propose(p, _) => assert_eq!(*p, proposal()),
             _ => panic!("not a propose"),
         }
         match informant_round_trip(InformantMsg::Nothing { queue_id: "accueil".into(), generation: 4 }) {
@@ -978,8 +982,8 @@ mod tests {
                 wrap_up_ms,
                 max_missed_offers,
             };
-            match informant_round_trip(InformantMsg::Propose(Box::new(proposal.clone()))) {
-                InformantMsg::Propose(back) => prop_assert_eq!(*back, proposal),
+            match informant_round_trip(InformantMsg::Propose(Box::new(proposal.clone()), Trace::default())) {
+                InformantMsg::Propose(back, _) => prop_assert_eq!(*back, proposal),
                 _ => prop_assert!(false, "not a propose"),
             }
         }

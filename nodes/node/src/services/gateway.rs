@@ -24,6 +24,7 @@ use crate::forward;
 use crate::identity::identity_of;
 use crate::node::{Node, PeerAddr, ask};
 use crate::services::{convert, grpc};
+use crate::telemetry::Trace;
 use crate::validate;
 
 /// How many times a request follows a call that is moving between queues.
@@ -149,7 +150,7 @@ impl GatewayService {
         let (tx, rx) = ractor::concurrency::oneshot();
         let mut sent = false;
         let claimed = self.node.directory.claim_call(&tenant, &call_id, &queue_id, || {
-            sent = queue.cast(QueueMsg::Offer { info, reply: tx.into() }).is_ok();
+            sent = queue.cast(QueueMsg::Offer { info, reply: tx.into(), trace: Trace::current() }).is_ok();
         });
         if claimed.is_err() {
             // The same call_id again: a gateway's retry. Answer with the call.
