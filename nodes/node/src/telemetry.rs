@@ -318,6 +318,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -338,6 +339,97 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
             ("OTEL_SDK_DISABLED", "true")
         ])));
+    }
+
+    /// A log destination the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap().lines().map(str::to_string).collect()
+        }
+    }
+
+    /// Logs one line outside any span and one inside a traced span, with
+    /// `logs` and a tracer that exports nowhere; returns the lines and the
+    /// span's trace and span ids.
+    fn log_in_a_span<L>(logs: L) -> (String, String)
+    where
+        L: Layer<
+                tracing_subscriber::layer::Layered<
+                    tracing_opentelemetry::OpenTelemetryLayer<
+                        tracing_subscriber::Registry,
+                        opentelemetry_sdk::trace::SdkTracer,
+                    >,
+                    tracing_subscriber::Registry,
+                >,
+            > + Send
+            + Sync
+            + 'static,
+    {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(logs);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside");
+            let span = tracing::info_span!("relais.test");
+            let _entered = span.enter();
+            tracing::info!(call_id = "c1", "inside");
+            let cx = span.context();
+            let ids = cx.span().span_context().clone();
+            (ids.trace_id().to_string(), ids.span_id().to_string())
+        })
+    }
+
+    #[test]
+    fn json_lines_inside_a_trace_name_it() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let logs = tracing_subscriber::fmt::layer()
+            .json()
+            .event_format(WithTraceIds::json(tracing_subscriber::fmt::format().json()))
+            .with_writer(move || writer.clone());
+        let (trace_id, span_id) = log_in_a_span(logs);
+        let lines = captured.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let outside: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert!(outside.get("trace_id").is_none(), "{outside}");
+        let inside: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(inside["trace_id"], trace_id.as_str(), "{inside}");
+        assert_eq!(inside["span_id"], span_id.as_str(), "{inside}");
+        assert_eq!(inside["fields"]["message"], "inside", "{inside}");
+        assert_eq!(inside["fields"]["call_id"], "c1", "{inside}");
+    }
+
+    #[test]
+    fn text_lines_inside_a_trace_end_with_it() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let logs = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .event_format(WithTraceIds::text(tracing_subscriber::fmt::format().with_ansi(false)))
+            .with_writer(move || writer.clone());
+        let (trace_id, span_id) = log_in_a_span(logs);
+        let lines = captured.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].ends_with("outside"), "{lines:?}");
+        assert!(
+            lines[1].ends_with(&format!("inside call_id=\"c1\" trace_id={trace_id} span_id={span_id}")),
+            "{lines:?}"
+        );
     }
 
     #[test]
