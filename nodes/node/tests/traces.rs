@@ -305,3 +305,30 @@ async fn no_caller_number_in_logs_traces_or_etcd() {
         }
     }
 }
+
+#[tokio::test]
+async fn spans_still_buffered_are_pushed_when_the_node_stops() {
+    let (collector, endpoint) = Collector::start().await;
+    // Batches are due every ten minutes: only the stop pushes them.
+    let node = NodeProcess::start(
+        &["--node-id", "alone"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ],
+    );
+    let mut c = Clients::new(&node, "cai").await;
+    apply(&mut c, vec![queue("logement", "logement", 2)]).await;
+    c.gateway.offer_call(offer("c1", "logement")).await.unwrap();
+    assert!(collector.spans().is_empty(), "nothing is pushed before the batch is due");
+
+    let mut node = node;
+    let exited = tokio::task::spawn_blocking(move || node.terminate(Duration::from_secs(10))).await.unwrap();
+    assert_eq!(exited, Some(true), "the node stops on SIGTERM");
+    let spans = collector.spans();
+    assert!(
+        spans.iter().any(|s| s.name == "relais.queue.offer" && s.node == "alone"),
+        "the call's spans were pushed before the node exited: {spans:#?}"
+    );
+}
