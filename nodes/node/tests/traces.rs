@@ -267,9 +267,15 @@ async fn no_caller_number_in_logs_traces_or_etcd() {
     let status = c.gateway.get_call(pb::GetCallRequest { call_id: "c2".into() }).await.unwrap().into_inner();
     assert!(!status.caller_pseudonym.is_empty(), "the number was taken, as a pseudonym: {status:?}");
 
-    // The routing's spans reached the collector.
+    // Every request's spans reached the collector: each member exports its
+    // spans in the order they ended, and the status request came last, to
+    // both members (it is forwarded).
     until_spans(&collector, "the calls' spans arrive", |spans| {
-        spans.iter().any(|s| s.name == "relais.informant.propose").then_some(())
+        let offers = spans.iter().filter(|s| s.name == "relais.queue.offer").count();
+        let last: HashSet<&str> =
+            spans.iter().filter(|s| s.name == "/relais.v1.Gateway/GetCall").map(|s| s.node.as_str()).collect();
+        let proposed = spans.iter().any(|s| s.name == "relais.informant.propose");
+        (offers >= 3 && last.len() == 2 && proposed).then_some(())
     })
     .await;
 

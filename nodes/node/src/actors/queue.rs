@@ -286,13 +286,16 @@ impl Actor for QueueActor {
             QueueMsg::Offer { info, reply, trace } => {
                 let span = trace.adopt(tracing::info_span!("relais.queue.offer", relais.queue = %state.core.id()));
                 let _entered = span.enter();
-                if trace.is_some() && state.traces.len() < MAX_TRACED_CALLS {
-                    state.traces.insert(info.call_id.clone(), Trace::current());
-                }
+                let traced = (trace.is_some() && state.traces.len() < MAX_TRACED_CALLS).then(|| info.call_id.clone());
                 let started = Instant::now();
                 state.touch(&info.call_id);
                 match state.core.offer_call(info, now) {
                     Ok((snapshot, fx)) => {
+                        // Kept until the call ends or moves out; before
+                        // its first proposal, which may go out at once.
+                        if let Some(call_id) = traced {
+                            state.traces.insert(call_id, Trace::current());
+                        }
                         state.apply(fx);
                         state.routed(Trigger::Call, started);
                         state.reply(reply, Ok(snapshot));
