@@ -170,7 +170,15 @@ async fn until_spans<T>(collector: &Collector, what: &str, check: impl Fn(&[Span
         if let Some(found) = check(&spans) {
             return found;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "{what}; spans received:\n{spans:#?}");
+        if start.elapsed() > Duration::from_secs(10) {
+            let listed: Vec<String> = spans
+                .iter()
+                .map(|s| {
+                    format!("{} {} trace {} span {} parent {}", s.node, s.name, s.trace_id, s.span_id, s.parent_id)
+                })
+                .collect();
+            panic!("{what}; {} exports, spans received:\n{}", collector.0.lock().unwrap().len(), listed.join("\n"));
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
