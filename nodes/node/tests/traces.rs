@@ -41,7 +41,9 @@ impl Collector {
         let collector = Self::default();
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(collector.clone()))
+                // A batch of spans with debug events may exceed tonic's
+                // default 4 MiB: a refused export would lose its spans.
+                .add_service(TraceServiceServer::new(collector.clone()).max_decoding_message_size(64 << 20))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         (collector, endpoint)
