@@ -187,12 +187,22 @@ impl<C: Clone> Targets<C> {
 }
 
 /// Whether a failed request found its member unreachable or gone, so that another member may serve it:
-/// the node said `UNAVAILABLE` (a member failing over, an actor being placed, a member cut off), or the
+/// the node said `UNAVAILABLE` (a member failing over, an actor being placed, a member cut off), the
 /// client library reported a transport failure (the connection broke: a status of its own carries the
-/// error as its source).
+/// error as its source), or the request's deadline passed ([`timed_out`]).
 pub fn member_gone(status: &Status) -> bool {
     status.code() == Code::Unavailable
         || (status.code() == Code::Unknown && std::error::Error::source(status).is_some())
+        || timed_out(status)
+}
+
+/// Whether a request's deadline passed before its answer came: its outcome is unknown (the node may
+/// have done it), so it is sent again, never counted as failed. The client library says
+/// `DEADLINE_EXCEEDED`; a tonic server whose handler outlives the deadline the request carried answers
+/// `CANCELLED` (for instance a node still waiting for a member that hangs). This client never cancels
+/// its own requests, so a `CANCELLED` it reads is always that.
+pub fn timed_out(status: &Status) -> bool {
+    matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled)
 }
 
 /// How unary requests are bounded and retried.
@@ -241,9 +251,10 @@ impl Retry {
     }
 
     /// Runs `attempt` until it succeeds, fails with a status that retrying cannot fix, or the attempts
-    /// are spent. Only `UNAVAILABLE` is retried: the node was not reached or is restarting, so the request
-    /// was not processed, or was processed idempotently (every request we retry is idempotent or reports
-    /// a harmless `FAILED_PRECONDITION` on replay).
+    /// are spent. Only `UNAVAILABLE` and a passed deadline ([`timed_out`]) are retried: the node was not
+    /// reached, is restarting or did not answer in time, so the request was not processed, or was
+    /// processed idempotently (every request we retry is idempotent or reports a harmless
+    /// `FAILED_PRECONDITION` on replay).
     pub async fn call<T, F, Fut>(&self, mut attempt: F) -> Result<T, Status>
     where
         F: FnMut() -> Fut,
@@ -254,7 +265,9 @@ impl Retry {
             tries += 1;
             match attempt().await {
                 Ok(response) => return Ok(response.into_inner()),
-                Err(status) if status.code() == Code::Unavailable && tries < self.attempts.max(1) => {
+                Err(status)
+                    if (status.code() == Code::Unavailable || timed_out(&status)) && tries < self.attempts.max(1) =>
+                {
                     tokio::time::sleep(self.backoff(tries)).await;
                 }
                 Err(status) => return Err(status),
@@ -385,13 +398,15 @@ mod tests {
     }
 
     #[test]
-    fn transport_failures_and_unavailable_mean_the_member_may_be_gone() {
+    fn transport_failures_unavailable_and_timeouts_mean_the_member_may_be_gone() {
         assert!(member_gone(&Status::unavailable("failing over")));
         let broken = Status::from_error(Box::new(std::io::Error::other("connection reset")));
         assert_eq!(broken.code(), Code::Unknown);
         assert!(member_gone(&broken));
         assert!(!member_gone(&Status::unknown("the node's own unknown error")));
         assert!(!member_gone(&Status::not_found("call")));
+        assert!(member_gone(&Status::deadline_exceeded("no answer in time")));
+        assert!(member_gone(&Status::cancelled("Timeout expired")), "a deadline the server saw pass");
     }
 
     #[tokio::test]

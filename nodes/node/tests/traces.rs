@@ -172,7 +172,9 @@ async fn until_spans<T>(collector: &Collector, what: &str, check: impl Fn(&[Span
         if let Some(found) = check(&spans) {
             return found;
         }
-        if start.elapsed() > Duration::from_secs(10) {
+        // Generous: batches are pushed every 200 ms, but CI machines are
+        // shared and a busy one can hold an export back for seconds.
+        if start.elapsed() > Duration::from_secs(30) {
             let listed: Vec<String> = spans
                 .iter()
                 .map(|s| {
