@@ -73,6 +73,7 @@ pub fn route(place: Place, metadata: &MetadataMap) -> Result<Option<PeerAddr>> {
 /// The client span of one forwarded request (for a stream, its opening).
 fn forward_span(peer: &PeerAddr, stream: bool) -> tracing::Span {
     tracing::info_span!(
+        target: crate::telemetry::TARGET,
         "relais.forward",
         otel.kind = "client",
         relais.peer = %peer.node_id,

@@ -256,7 +256,8 @@ impl InformantState {
         let now = now_ms();
         match msg {
             InformantMsg::Propose(proposal, trace) => {
-                let span = trace.adopt(tracing::info_span!("relais.informant.propose"));
+                let span =
+                    trace.adopt(tracing::info_span!(target: crate::telemetry::TARGET, "relais.informant.propose"));
                 let _entered = span.enter();
                 let fx = self.core.proposed(*proposal, now);
                 self.apply(myself, fx);

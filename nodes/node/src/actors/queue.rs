@@ -284,7 +284,7 @@ impl Actor for QueueActor {
         let now = now_ms();
         match msg {
             QueueMsg::Offer { info, reply, trace } => {
-                let span = trace.adopt(tracing::info_span!("relais.queue.offer", relais.queue = %state.core.id()));
+                let span = trace.adopt(tracing::info_span!(target: crate::telemetry::TARGET, "relais.queue.offer", relais.queue = %state.core.id()));
                 let _entered = span.enter();
                 let traced = (trace.is_some() && state.traces.len() < MAX_TRACED_CALLS).then(|| info.call_id.clone());
                 let started = Instant::now();
@@ -600,6 +600,7 @@ impl QueueState {
                     // In the call's trace: a proposal to an informant on
                     // another member carries it in its envelope.
                     let span = self.traces.get(&call_id).cloned().unwrap_or_default().adopt(tracing::info_span!(
+                        target: crate::telemetry::TARGET,
                         "relais.queue.propose",
                         relais.queue = %self.core.id()
                     ));

@@ -69,6 +69,7 @@ impl wire_pb::peer_server::Peer for PeerService {
                 let trace = crate::telemetry::context_from_entries(&envelope.trace_context);
                 let delivered = if trace.is_some() {
                     let span = trace.adopt(tracing::info_span!(
+                        target: crate::telemetry::TARGET,
                         "relais.peer.deliver",
                         otel.kind = "consumer",
                         relais.peer = %envelope.from_node,
