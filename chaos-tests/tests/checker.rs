@@ -1,0 +1,255 @@
+//! The checker on hand-made histories: a clean one passes; a lost call, a
+//! double assignment, an order violation and a stream gap are each flagged,
+//! naming the call and the time.
+
+#![allow(clippy::unwrap_used)]
+
+use chaos_tests::checker::{FindingKind, Verdict, check};
+use chaos_tests::history::{CallKind, Event, Outcome, Record, SessionKind};
+
+/// A history written by hand, line by line.
+#[derive(Default)]
+struct History(Vec<Record>);
+
+impl History {
+    fn at(&mut self, t_ms: i64, event: Event) -> &mut Self {
+        self.0.push(Record { t_ms, event });
+        self
+    }
+
+    /// A call offered to `queue` and acknowledged as arrived at `t`.
+    fn arrive(&mut self, t: i64, call: &str, queue: &str) -> &mut Self {
+        self.at(
+            t,
+            Event::OfferSent {
+                call_id: call.into(),
+                queue_id: queue.into(),
+                priority: 1,
+                attempt: 1,
+                node: "n1".into(),
+            },
+        )
+        .at(t, Event::OfferAcked { call_id: call.into(), created: true, arrived_at_ms: t })
+        .at(t, Event::WatchOpened { call_id: call.into(), after_sequence: 0, node: "n1".into() })
+        .event(t, call, 1, CallKind::Queued, "")
+    }
+
+    fn event(&mut self, t: i64, call: &str, sequence: u64, kind: CallKind, informant: &str) -> &mut Self {
+        self.at(
+            t,
+            Event::CallEvent {
+                call_id: call.into(),
+                sequence,
+                at_ms: t,
+                kind,
+                queue_id: String::new(),
+                informant_id: informant.into(),
+                reason: String::new(),
+            },
+        )
+    }
+
+    /// Offered at `t`, connected 10 ms later, completed at `end`; sequences from `first`.
+    fn served(&mut self, t: i64, end: i64, call: &str, informant: &str, first: u64) -> &mut Self {
+        self.event(t, call, first, CallKind::Offered, informant)
+            .event(t + 10, call, first + 1, CallKind::Connected, informant)
+            .event(end, call, first + 2, CallKind::Completed, "")
+    }
+
+    fn check(&self) -> Verdict {
+        let mut records = self.0.clone();
+        records.insert(
+            0,
+            Record {
+                t_ms: 0,
+                event: Event::Run {
+                    scenario: "hand".into(),
+                    seed: 1,
+                    nodes: 3,
+                    etcd_members: 1,
+                    lease_ttl_s: 3,
+                    backend: "none".into(),
+                },
+            },
+        );
+        records.push(Record { t_ms: 100_000, event: Event::End { truncated: false } });
+        check(&records)
+    }
+}
+
+/// Two calls in one queue, served in order by two informants, with a stream
+/// broken and resumed after the last event seen, a fault and its recovery.
+fn clean() -> History {
+    let mut h = History::default();
+    h.arrive(1_000, "c1", "q").arrive(1_100, "c2", "q");
+    h.event(1_200, "c1", 2, CallKind::Offered, "ana");
+    h.at(1_300, Event::WatchEnded { call_id: "c1".into(), error: Some("unavailable".into()) })
+        .at(1_400, Event::WatchOpened { call_id: "c1".into(), after_sequence: 2, node: "n2".into() });
+    h.event(1_500, "c1", 3, CallKind::Connected, "ana").event(9_000, "c1", 4, CallKind::Completed, "");
+    h.at(
+        2_000,
+        Event::Fault {
+            fault_id: 1,
+            kind: "kill".into(),
+            node: Some("n1".into()),
+            queues: vec!["q".into()],
+            waiting: 1,
+            detail: String::new(),
+        },
+    );
+    h.served(2_600, 9_500, "c2", "bob", 2);
+    // A call offered once, never acknowledged: unknown, not lost.
+    h.at(
+        3_000,
+        Event::OfferSent { call_id: "c3".into(), queue_id: "q".into(), priority: 1, attempt: 1, node: "n1".into() },
+    )
+    .at(
+        3_100,
+        Event::OfferFailed {
+            call_id: "c3".into(),
+            attempt: 1,
+            node: "n1".into(),
+            code: "Unavailable".into(),
+            outcome: Outcome::Unknown,
+        },
+    )
+    .at(3_100, Event::OfferAbandoned { call_id: "c3".into(), outcome: Outcome::Unknown });
+    h
+}
+
+#[test]
+fn a_clean_history_passes_with_its_counts_and_recovery() {
+    let verdict = clean().check();
+    assert!(verdict.clean(), "{:#?}", verdict.findings);
+    assert_eq!((verdict.offered, verdict.answered, verdict.completed, verdict.lost), (2, 2, 2, 0));
+    assert_eq!(verdict.unknown, 1);
+    assert_eq!(verdict.faults.len(), 1);
+    assert_eq!(verdict.faults[0].recovery_ms, Some(600), "fault at 2000, c2 offered at 2600");
+}
+
+#[test]
+fn a_lost_call_is_flagged() {
+    let mut h = clean();
+    h.arrive(4_000, "c4", "q").at(99_000, Event::Final { call_id: "c4".into(), state: "queued".into() });
+    let verdict = h.check();
+    assert_eq!(verdict.lost, 1);
+    let lost = &verdict.findings[0];
+    assert_eq!((lost.kind, lost.call_id.as_str(), lost.at_ms), (FindingKind::Lost, "c4", 4_000));
+    assert!(lost.detail.contains("queued"), "{}", lost.detail);
+}
+
+#[test]
+fn an_informant_holding_two_calls_is_flagged() {
+    let mut h = clean();
+    // ana still holds c1 (connected until 9000) when c4 is offered to her.
+    h.arrive(5_000, "c4", "other").served(5_100, 6_000, "c4", "ana", 2);
+    let verdict = h.check();
+    assert_eq!(verdict.double_assignments, 1, "{:#?}", verdict.findings);
+    let f = verdict.findings.iter().find(|f| f.kind == FindingKind::DoubleAssignment).unwrap();
+    assert_eq!((f.call_id.as_str(), f.other_call_id.as_deref(), f.at_ms), ("c4", Some("c1"), 5_100));
+    assert_eq!(f.informant_id.as_deref(), Some("ana"));
+}
+
+#[test]
+fn an_offer_withdrawn_on_the_session_releases_the_informant() {
+    let mut h = clean();
+    // c4 is offered to carl, whose session says the offer was withdrawn at
+    // 5200; the call's own stream only tells its next event (queued again)
+    // later, after its queue moved. carl then takes c5: no overlap.
+    h.arrive(5_000, "c4", "other").event(5_100, "c4", 2, CallKind::Offered, "carl");
+    h.at(
+        5_100,
+        Event::SessionEvent {
+            informant_id: "carl".into(),
+            sequence: 1,
+            at_ms: 5_100,
+            kind: SessionKind::Offer,
+            call_id: "c4".into(),
+            offer_id: "o4".into(),
+            state: String::new(),
+        },
+    )
+    .at(
+        5_200,
+        Event::SessionEvent {
+            informant_id: "carl".into(),
+            sequence: 2,
+            at_ms: 5_200,
+            kind: SessionKind::OfferWithdrawn,
+            call_id: String::new(),
+            offer_id: "o4".into(),
+            state: String::new(),
+        },
+    );
+    h.arrive(5_300, "c5", "third").served(5_400, 6_000, "c5", "carl", 2);
+    h.event(7_000, "c4", 3, CallKind::Queued, "").event(8_000, "c4", 4, CallKind::Abandoned, "");
+    let verdict = h.check();
+    assert!(verdict.clean(), "{:#?}", verdict.findings);
+}
+
+#[test]
+fn a_younger_call_served_before_an_older_waiting_one_is_flagged() {
+    let mut h = clean();
+    h.arrive(5_000, "c4", "q").arrive(5_001, "c5", "q");
+    // c5 offered at 5100 while c4 waits until 5200.
+    h.served(5_100, 6_000, "c5", "dan", 2).served(5_200, 6_000, "c4", "eve", 2);
+    let verdict = h.check();
+    assert_eq!(verdict.order_violations, 1, "{:#?}", verdict.findings);
+    let f = verdict.findings.iter().find(|f| f.kind == FindingKind::OrderViolation).unwrap();
+    assert_eq!((f.call_id.as_str(), f.other_call_id.as_deref(), f.at_ms), ("c5", Some("c4"), 5_100));
+}
+
+#[test]
+fn a_call_offered_first_but_connected_later_is_in_order() {
+    let mut h = clean();
+    h.arrive(5_000, "c4", "q").arrive(5_001, "c5", "q");
+    // c4 is offered first (its informant then freezes) and connected after c5.
+    h.event(5_100, "c4", 2, CallKind::Offered, "fay")
+        .served(5_150, 6_000, "c5", "gus", 2)
+        .event(8_000, "c4", 3, CallKind::Connected, "fay")
+        .event(9_000, "c4", 4, CallKind::Completed, "");
+    let verdict = h.check();
+    assert!(verdict.clean(), "{:#?}", verdict.findings);
+}
+
+#[test]
+fn a_call_abandoned_while_a_younger_one_is_served_is_an_order_violation() {
+    let mut h = clean();
+    h.arrive(5_000, "c4", "q").arrive(5_001, "c5", "q");
+    h.served(5_100, 6_000, "c5", "dan", 2).event(7_000, "c4", 2, CallKind::Abandoned, "");
+    let verdict = h.check();
+    assert_eq!(verdict.order_violations, 1, "{:#?}", verdict.findings);
+}
+
+#[test]
+fn a_gap_in_a_resumed_stream_is_flagged() {
+    let mut h = clean();
+    h.arrive(5_000, "c4", "q");
+    h.at(5_050, Event::WatchEnded { call_id: "c4".into(), error: Some("broken".into()) })
+        .at(5_060, Event::WatchOpened { call_id: "c4".into(), after_sequence: 1, node: "n2".into() });
+    // Event 2 (offered) never arrives on the resumed stream.
+    h.event(5_200, "c4", 3, CallKind::Connected, "hal").event(6_000, "c4", 4, CallKind::Completed, "");
+    let verdict = h.check();
+    assert_eq!(verdict.stream_gaps, 1, "{:#?}", verdict.findings);
+    let f = verdict.findings.iter().find(|f| f.kind == FindingKind::StreamGap).unwrap();
+    assert_eq!((f.call_id.as_str(), f.at_ms), ("c4", 5_200));
+}
+
+#[test]
+fn a_repeated_event_and_a_double_end_are_flagged() {
+    let mut h = clean();
+    h.arrive(5_000, "c4", "other").served(5_100, 6_000, "c4", "ivy", 2);
+    h.event(6_100, "c4", 4, CallKind::Completed, "").event(6_200, "c4", 5, CallKind::Abandoned, "");
+    let verdict = h.check();
+    assert_eq!(verdict.count(FindingKind::StreamRepeat), 1, "{:#?}", verdict.findings);
+    assert_eq!(verdict.count(FindingKind::DoubleEnd), 1, "{:#?}", verdict.findings);
+}
+
+#[test]
+fn a_call_connected_twice_is_flagged() {
+    let mut h = clean();
+    h.arrive(5_000, "c4", "other").served(5_100, 6_000, "c4", "jo", 2);
+    h.event(6_100, "c4", 5, CallKind::Connected, "kim");
+    let verdict = h.check();
+    assert_eq!(verdict.double_connects, 1, "{:#?}", verdict.findings);
+}
