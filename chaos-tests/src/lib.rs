@@ -7,4 +7,8 @@
 //! processes' command lines; it is never linked by the nodes.
 
 pub mod checker;
+pub mod cluster;
 pub mod history;
+pub mod net;
+pub mod scenario;
+pub mod workload;

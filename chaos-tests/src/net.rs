@@ -1,0 +1,286 @@
+//! The cluster's network: one network namespace per node, joined to a
+//! bridge in the host's namespace by a veth pair, so that each node has its
+//! own address and its links can be cut one by one with iptables inside its
+//! namespace. etcd and the workload stay in the host's namespace, on the
+//! bridge's address.
+//!
+//! Without namespaces (not root, no `ip`), every process gets a loopback
+//! address of its own (127.213.R.x) and partitions are unsupported.
+//!
+//! Names carry the run's number R, claimed atomically by creating the bridge
+//! `rcbR`, so parallel runs never clash; everything is removed on drop
+//! (which also runs when a test panics).
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// How the processes are addressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A network namespace per node: partitions are possible.
+    Netns,
+    /// Loopback addresses: partitions are unsupported.
+    Loopback,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Netns => "netns",
+            Self::Loopback => "loopback",
+        }
+    }
+}
+
+/// Which of a node's links a partition cuts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Both ways between the node and every etcd member.
+    FromEtcd,
+    /// Both ways between the node and every other node.
+    FromPeers,
+    /// Only what the other nodes send to the node.
+    FromPeersInbound,
+}
+
+/// The network of one run.
+pub struct Net {
+    pub backend: Backend,
+    run: u8,
+    nodes: usize,
+    created: bool,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip").args(args).stdin(Stdio::null()).output().context("run ip")?;
+    if !out.status.success() {
+        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+impl Net {
+    /// Namespaces for `nodes` nodes when this host allows them, loopback
+    /// addresses otherwise.
+    pub fn new(nodes: usize) -> Result<Self> {
+        assert!((1..=200).contains(&nodes), "1 to 200 nodes");
+        match Self::with_namespaces(nodes) {
+            Ok(net) => Ok(net),
+            Err(why) => {
+                eprintln!("chaos: no network namespaces ({why:#}); loopback addresses, partitions unsupported");
+                Self::loopback(nodes)
+            }
+        }
+    }
+
+    fn start_run() -> u8 {
+        (std::process::id() % 250) as u8
+    }
+
+    fn with_namespaces(nodes: usize) -> Result<Self> {
+        if std::env::var_os("RELAIS_CHAOS_LOOPBACK").is_some() {
+            bail!("RELAIS_CHAOS_LOOPBACK is set");
+        }
+        let first = Self::start_run();
+        for k in 0..250u16 {
+            let run = ((u16::from(first) + k) % 250 + 1) as u8;
+            // Creating the bridge claims the run's number.
+            if ip(&["link", "add", &format!("rcb{run}"), "type", "bridge"]).is_err() {
+                if k == 0 {
+                    // Not even one: maybe no permission at all.
+                    ip(&["link", "show", &format!("rcb{run}")])?;
+                }
+                continue;
+            }
+            let mut net = Self { backend: Backend::Netns, run, nodes, created: true };
+            net.build().with_context(|| format!("set up run {run}'s namespaces"))?;
+            return Ok(net);
+        }
+        bail!("no free run number")
+    }
+
+    fn loopback(nodes: usize) -> Result<Self> {
+        let first = Self::start_run();
+        for k in 0..250u16 {
+            let run = ((u16::from(first) + k) % 250 + 1) as u8;
+            if std::net::TcpListener::bind((format!("127.213.{run}.1").as_str(), 2379)).is_ok() {
+                return Ok(Self { backend: Backend::Loopback, run, nodes, created: false });
+            }
+        }
+        bail!("no free loopback address")
+    }
+
+    fn bridge(&self) -> String {
+        format!("rcb{}", self.run)
+    }
+
+    /// The namespace of node `i`.
+    pub fn namespace(&self, i: usize) -> String {
+        format!("relais-chaos-{}-n{i}", self.run)
+    }
+
+    /// The host's rule that lets the bridge forward between nodes: where
+    /// bridged traffic goes through iptables (br_netfilter, as with Docker,
+    /// whose FORWARD policy drops), nodes would not reach each other.
+    fn forward_rule(&self) -> [String; 4] {
+        ["FORWARD".into(), "-i".into(), self.bridge(), "-j ACCEPT".into()]
+    }
+
+    fn host_iptables(action: &str, rule: &[String]) -> Result<()> {
+        let mut args = vec!["-w".to_string(), action.to_string()];
+        for part in rule {
+            args.extend(part.split(' ').map(str::to_string));
+        }
+        let out = Command::new("iptables").args(&args).stdin(Stdio::null()).output().context("run iptables")?;
+        if !out.status.success() {
+            bail!("iptables {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    }
+
+    fn build(&mut self) -> Result<()> {
+        let bridge = self.bridge();
+        Self::host_iptables("-I", &self.forward_rule())?;
+        ip(&["addr", "add", &format!("{}/24", self.host_ip()), "dev", &bridge])?;
+        ip(&["link", "set", &bridge, "up"])?;
+        for i in 0..self.nodes {
+            let ns = self.namespace(i);
+            // A namespace left by a run that was killed outright.
+            let _ = ip(&["netns", "del", &ns]);
+            ip(&["netns", "add", &ns])?;
+            let host_end = format!("rch{}x{i}", self.run);
+            let node_end = format!("rcn{}x{i}", self.run);
+            ip(&["link", "add", &host_end, "type", "veth", "peer", "name", &node_end])?;
+            ip(&["link", "set", &host_end, "master", &bridge])?;
+            ip(&["link", "set", &host_end, "up"])?;
+            ip(&["link", "set", &node_end, "netns", &ns])?;
+            ip(&["-n", &ns, "addr", "add", &format!("{}/24", self.node_ip(i)), "dev", &node_end])?;
+            ip(&["-n", &ns, "link", "set", &node_end, "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        // iptables must answer inside a namespace, or partitions cannot work.
+        self.iptables(0, &["-L", "-n"])?;
+        Ok(())
+    }
+
+    /// The address of etcd and of the workload.
+    pub fn host_ip(&self) -> String {
+        match self.backend {
+            Backend::Netns => format!("10.213.{}.1", self.run),
+            Backend::Loopback => format!("127.213.{}.1", self.run),
+        }
+    }
+
+    /// The address of node `i`.
+    pub fn node_ip(&self, i: usize) -> String {
+        match self.backend {
+            Backend::Netns => format!("10.213.{}.{}", self.run, 10 + i),
+            Backend::Loopback => format!("127.213.{}.{}", self.run, 10 + i),
+        }
+    }
+
+    /// `program args…` run in node `i`'s namespace (the process keeps the
+    /// pid `Command` gives: `ip netns exec` execs it).
+    pub fn command(&self, i: usize, program: &std::path::Path) -> Command {
+        match self.backend {
+            Backend::Netns => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", &self.namespace(i)]).arg(program);
+                command
+            }
+            Backend::Loopback => Command::new(program),
+        }
+    }
+
+    fn iptables(&self, i: usize, args: &[&str]) -> Result<()> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.namespace(i), "iptables", "-w"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("run iptables")?;
+        if !out.status.success() {
+            bail!("iptables {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    }
+
+    /// Cuts node `i`'s links as `cut` says (`etcd_ports`: the etcd members'
+    /// client and peer ports).
+    pub fn cut(&self, i: usize, cut: Cut, etcd_ports: &[u16]) -> Result<()> {
+        if self.backend != Backend::Netns {
+            bail!("partitions need network namespaces");
+        }
+        let host = self.host_ip();
+        match cut {
+            Cut::FromEtcd => {
+                for port in etcd_ports {
+                    let port = port.to_string();
+                    self.iptables(i, &["-A", "OUTPUT", "-p", "tcp", "-d", &host, "--dport", &port, "-j", "DROP"])?;
+                    self.iptables(i, &["-A", "INPUT", "-p", "tcp", "-s", &host, "--sport", &port, "-j", "DROP"])?;
+                }
+            }
+            Cut::FromPeers | Cut::FromPeersInbound => {
+                for peer in (0..self.nodes).filter(|p| *p != i) {
+                    let peer = self.node_ip(peer);
+                    self.iptables(i, &["-A", "INPUT", "-s", &peer, "-j", "DROP"])?;
+                    if cut == Cut::FromPeers {
+                        self.iptables(i, &["-A", "OUTPUT", "-d", &peer, "-j", "DROP"])?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds latency and loss to node `i`'s link with netem; an error says
+    /// why this host cannot (no `tc`, no `sch_netem` in the kernel).
+    pub fn netem(&self, i: usize, delay_ms: u32, loss_percent: u32) -> Result<()> {
+        if self.backend != Backend::Netns {
+            bail!("netem needs network namespaces");
+        }
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.namespace(i), "tc", "qdisc", "add", "dev"])
+            .arg(format!("rcn{}x{i}", self.run))
+            .args(["root", "netem", "delay", &format!("{delay_ms}ms"), "loss", &format!("{loss_percent}%")])
+            .stdin(Stdio::null())
+            .output()
+            .context("run tc (iproute2)")?;
+        if !out.status.success() {
+            bail!("tc qdisc add … netem: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    }
+
+    /// Removes netem from node `i`'s link.
+    pub fn netem_off(&self, i: usize) {
+        let _ = Command::new("ip")
+            .args(["netns", "exec", &self.namespace(i), "tc", "qdisc", "del", "dev"])
+            .arg(format!("rcn{}x{i}", self.run))
+            .arg("root")
+            .output();
+    }
+
+    /// Restores every link of node `i`.
+    pub fn heal(&self, i: usize) -> Result<()> {
+        if self.backend != Backend::Netns {
+            return Ok(());
+        }
+        self.iptables(i, &["-F"])
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if !self.created {
+            return;
+        }
+        for i in 0..self.nodes {
+            let _ = ip(&["netns", "del", &self.namespace(i)]);
+            let _ = ip(&["link", "del", &format!("rch{}x{i}", self.run)]);
+        }
+        let _ = ip(&["link", "del", &self.bridge()]);
+        let _ = Self::host_iptables("-D", &self.forward_rule());
+    }
+}
