@@ -69,3 +69,36 @@ async fn kill_9_of_a_queue_owner() {
     assert_safe(&result.verdict);
     assert_hit_an_owner_with_waiting_calls(&result.verdict, "kill");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_owner_paused_past_its_lease() {
+    let result = play(FaultKind::Pause).await;
+    assert_safe(&result.verdict);
+    assert_hit_an_owner_with_waiting_calls(&result.verdict, "pause");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_owner_cut_from_etcd_past_its_lease() {
+    let result = play(FaultKind::PartitionEtcd).await;
+    if result.backend != chaos_tests::net::Backend::Netns {
+        // Told, not faked: without namespaces the partition cannot happen.
+        assert!(!result.verdict.unsupported.is_empty(), "the partition is reported unsupported");
+        assert_safe(&result.verdict);
+        return;
+    }
+    assert_safe(&result.verdict);
+    assert_hit_an_owner_with_waiting_calls(&result.verdict, "partition-etcd");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_drains_stops_and_starts_every_node() {
+    let result = play(FaultKind::RollingRestart).await;
+    assert_safe(&result.verdict);
+    let steps: Vec<_> = result.verdict.faults.iter().filter(|f| f.kind == "rolling-restart").collect();
+    let mut nodes: Vec<_> = steps.iter().filter_map(|f| f.node.clone()).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "every node was restarted: {steps:?}");
+    assert!(steps.iter().any(|f| f.waiting > 0), "some restarted node owned a queue with waiting calls: {steps:?}");
+    assert!(steps.iter().all(|f| f.recovery_ms.is_some()), "every queue routed again: {steps:?}");
+}
