@@ -29,13 +29,14 @@ IMAGE_BASES ?= local
 COMPOSE := deploy/compose/compose.sh
 K8S_VENV ?= target/k8s-venv
 
-.PHONY: help deps build run cluster cluster-demo test lint bench clean image etcd-image compose-up compose-down compose-test docker-test k8s-check
+.PHONY: help deps build run cluster cluster-demo test lint bench chaos clean image etcd-image compose-up compose-down compose-test docker-test k8s-check
 
 help:
 	@echo "make run    - one relais node on its embedded default + live CAI-like demo (Ctrl-C stops both)"
 	@echo "make test   - lint and every test (what CI runs)"
 	@echo "make cluster - etcd + three nodes joined in one membership, and relaisctl members every 2 s (Ctrl-C stops all)"
 	@echo "make cluster-demo - the same cluster under the live CAI-like demo spread over the three nodes; kill -9 one mid-run"
+	@echo "make chaos  - the chaos matrix: every fault kind, several seeds, 2x and 10x load (<= 30 min); report in target/chaos/report.md"
 	@echo "make bench  - routing, memory and end-to-end benchmarks, and a long Erlang C check (see docs/benchmarks.md)"
 	@echo "make image  - the container image $(IMAGE), built without a registry (deploy/docker)"
 	@echo "make compose-up / compose-down - 3 etcd + 3 relais nodes + the demo in Docker (deploy/compose)"
@@ -186,6 +187,17 @@ bench: build
 	$(CARGO) bench -p relais-node --bench failover
 	@$(start_node)
 	./target/release/relais-loadgen --target http://$(NODE_ADDR) --profile poisson --time-scale 600 --calls 10000
+
+# The chaos matrix (chaos-tests/): every scenario with each seed, then the
+# mixed one at 2x and 10x the CAI-like peak, each against a cluster of real
+# processes in network namespaces (root; loopback addresses and no
+# partitions otherwise). No scenario starts after CHAOS_BUDGET_MIN minutes.
+# Report: target/chaos/report.md, one SVG timeline per run, the histories.
+CHAOS_SEEDS ?= 1,2
+CHAOS_BUDGET_MIN ?= 30
+chaos: deps
+	$(CARGO) build -p relais-node -p chaos-tests
+	./target/debug/chaos-tests --matrix --seeds $(CHAOS_SEEDS) --budget-min $(CHAOS_BUDGET_MIN) --out target/chaos
 
 clean:
 	$(CARGO) clean

@@ -10,5 +10,6 @@ pub mod checker;
 pub mod cluster;
 pub mod history;
 pub mod net;
+pub mod report;
 pub mod scenario;
 pub mod workload;

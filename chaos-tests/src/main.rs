@@ -1,25 +1,175 @@
-//! `chaos-tests`: runs a scenario, the whole matrix, or re-checks a history.
+//! `chaos-tests`: runs one scenario, the whole matrix, or re-checks a
+//! history; writes a Markdown report and an SVG timeline per run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use chaos_tests::history;
+use chaos_tests::report::{self, Row};
+use chaos_tests::scenario::{self, Scenario};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
 #[command(about = "relais chaos tests: run a scenario or the matrix, or re-check a history")]
 struct Args {
-    /// Re-checks a history (JSON lines) and prints the verdict.
-    #[arg(long)]
+    /// Re-checks a history (JSON lines), prints the verdict, fails on any finding.
+    #[arg(long, conflicts_with_all = ["scenario", "matrix"])]
     check: Option<PathBuf>,
+    /// Runs one scenario (see --list).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// The scenario's seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The load, as a multiple of the CAI-like peak.
+    #[arg(long, default_value_t = 1.0)]
+    multiple: f64,
+    /// Runs the matrix: every scenario with each of --seeds at 1x, then the
+    /// mixed scenario at 2x and 10x.
+    #[arg(long)]
+    matrix: bool,
+    /// The matrix's seeds.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    seeds: Vec<u64>,
+    /// The matrix starts no scenario after this many minutes.
+    #[arg(long, default_value_t = 30)]
+    budget_min: u64,
+    /// Where histories, logs and the report go.
+    #[arg(long, default_value = "target/chaos")]
+    out: PathBuf,
+    /// Lists the scenarios.
+    #[arg(long)]
+    list: bool,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if let Some(path) = args.check {
-        let records = chaos_tests::history::read(&path)?;
-        let verdict = chaos_tests::checker::check(&records);
-        println!("{}", serde_json::to_string_pretty(&verdict)?);
-        anyhow::ensure!(verdict.clean(), "{} finding(s)", verdict.findings.len());
+    if args.list {
+        for s in Scenario::catalog() {
+            let faults: Vec<&str> = s.faults.iter().map(|f| f.name()).collect();
+            println!(
+                "{:<18} {} nodes, {} etcd, faults {}",
+                s.name,
+                s.spec.nodes,
+                s.spec.etcd_members,
+                faults.join(", ")
+            );
+        }
+        return Ok(());
     }
+    if let Some(path) = args.check {
+        return check(&path);
+    }
+    let runs: Vec<(Scenario, u64)> = if args.matrix {
+        matrix(&args.seeds)
+    } else if let Some(name) = &args.scenario {
+        let mut scenario = Scenario::named(name).with_context(|| format!("no scenario {name} (see --list)"))?;
+        scenario.multiple = args.multiple;
+        vec![(scenario, args.seed)]
+    } else {
+        bail!("say --scenario <name>, --matrix or --check <history.jsonl> (see --help)");
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(run_all(runs, &args.out, Duration::from_secs(args.budget_min * 60)))
+}
+
+/// Every scenario with each seed at 1x, then the mixed scenario at 2x and 10x.
+fn matrix(seeds: &[u64]) -> Vec<(Scenario, u64)> {
+    let mut runs = Vec::new();
+    for seed in seeds {
+        for scenario in Scenario::catalog() {
+            runs.push((scenario, *seed));
+        }
+    }
+    for multiple in [2.0, 10.0] {
+        if let Some(mut mixed) = Scenario::named("mixed") {
+            mixed.multiple = multiple;
+            mixed.name = format!("mixed-{multiple}x");
+            runs.push((mixed, seeds.first().copied().unwrap_or(1)));
+        }
+    }
+    runs
+}
+
+async fn run_all(runs: Vec<(Scenario, u64)>, out: &Path, budget: Duration) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    for (scenario, seed) in runs {
+        if started.elapsed() > budget {
+            skipped.push(format!("{} seed {seed}", scenario.name));
+            continue;
+        }
+        eprintln!("chaos: {} seed {seed} at {}x …", scenario.name, scenario.multiple);
+        let result = match scenario::run(&scenario, seed, out).await {
+            Ok(result) => result,
+            Err(e) => {
+                eprintln!("chaos: {} seed {seed} could not run: {e:#}", scenario.name);
+                skipped.push(format!("{} seed {seed} (could not run: {e:#})", scenario.name));
+                continue;
+            }
+        };
+        let records = history::read(&result.history)?;
+        let svg_name = format!("{}-{seed}.svg", scenario.name);
+        let title = format!("{} seed {seed}, {}x the CAI-like peak", scenario.name, scenario.multiple);
+        std::fs::write(out.join(&svg_name), report::svg(&records, &title))?;
+        let v = &result.verdict;
+        eprintln!(
+            "chaos: {} seed {seed}: {} offered, {} answered, {} lost, {} double, {} order violations, {} stream gaps, {} findings, {:.0} s",
+            scenario.name,
+            v.offered,
+            v.answered,
+            v.lost,
+            v.double_assignments + v.double_connects + v.double_ends,
+            v.order_violations,
+            v.stream_gaps,
+            v.findings.len(),
+            result.elapsed.as_secs_f64()
+        );
+        rows.push(Row {
+            verdict: result.verdict,
+            backend: result.backend.name().into(),
+            multiple: scenario.multiple,
+            elapsed_s: result.elapsed.as_secs_f64(),
+            svg: svg_name,
+            history: result.history.strip_prefix(out).unwrap_or(&result.history).display().to_string(),
+        });
+        // Each run's report as it goes, so that an interrupted matrix keeps its figures.
+        write_report(out, &rows, &skipped)?;
+    }
+    write_report(out, &rows, &skipped)?;
+    println!("chaos: report in {}", out.join("report.md").display());
+    let findings: usize = rows.iter().map(|r| r.verdict.findings.len()).sum();
+    anyhow::ensure!(findings == 0, "{findings} finding(s): see {}", out.join("report.md").display());
+    Ok(())
+}
+
+fn write_report(out: &Path, rows: &[Row], skipped: &[String]) -> Result<()> {
+    let mut md = report::markdown(rows, "relais chaos report");
+    if !skipped.is_empty() {
+        md.push_str("\n## Not run\n\n");
+        for s in skipped {
+            md.push_str(&format!("- {s}\n"));
+        }
+    }
+    std::fs::write(out.join("report.md"), md)?;
+    Ok(())
+}
+
+fn check(path: &Path) -> Result<()> {
+    let records = history::read(path)?;
+    let verdict = chaos_tests::checker::check(&records);
+    let row = Row {
+        backend: "-".into(),
+        multiple: 0.0,
+        elapsed_s: (verdict.end_ms - verdict.start_ms) as f64 / 1000.0,
+        svg: "-".into(),
+        history: path.display().to_string(),
+        verdict,
+    };
+    print!("{}", report::markdown(std::slice::from_ref(&row), &format!("check of {}", path.display())));
+    anyhow::ensure!(row.verdict.clean(), "{} finding(s)", row.verdict.findings.len());
     Ok(())
 }

@@ -69,9 +69,9 @@ impl Load {
 
     /// The CAI-like peak times `multiple`, with informants for four fifths
     /// of the offered load in Erlangs (so that calls wait, bounded by the
-    /// callers' patience), over three queues.
+    /// callers' patience), over five queues (spread over the nodes).
     pub fn cai(multiple: f64) -> Self {
-        let queues = 3;
+        let queues = 5;
         let erlangs = CAI_PEAK_CALLS_PER_S * multiple * CAI_HOLD_MS as f64 / 1000.0;
         Self {
             queues,
