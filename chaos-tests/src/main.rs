@@ -71,7 +71,16 @@ fn main() -> Result<()> {
         bail!("say --scenario <name>, --matrix or --check <history.jsonl> (see --help)");
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(run_all(runs, &args.out, Duration::from_secs(args.budget_min * 60)))
+    runtime.block_on(async {
+        // Ctrl-C or SIGTERM drops the run, whose cluster then stops its
+        // processes and removes its namespaces.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = run_all(runs, &args.out, Duration::from_secs(args.budget_min * 60)) => result,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            _ = term.recv() => bail!("terminated"),
+        }
+    })
 }
 
 /// Every scenario with each seed at 1x, then the mixed scenario at 2x and 10x.

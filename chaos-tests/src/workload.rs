@@ -67,15 +67,17 @@ impl Load {
         CAI_PEAK_CALLS_PER_S * self.multiple
     }
 
-    /// The CAI-like peak times `multiple`, with informants for four fifths
-    /// of the offered load in Erlangs (so that calls wait, bounded by the
-    /// callers' patience), over five queues (spread over the nodes).
+    /// The CAI-like peak times `multiple` over five queues (spread over the
+    /// nodes), each staffed with the queue's offered load in Erlangs
+    /// rounded up: calls often wait (a busy hour), yet informants free up
+    /// often enough that the time a queue takes to route again after a
+    /// fault is the cluster's, not the staffing's.
     pub fn cai(multiple: f64) -> Self {
         let queues = 5;
         let erlangs = CAI_PEAK_CALLS_PER_S * multiple * CAI_HOLD_MS as f64 / 1000.0;
         Self {
             queues,
-            informants_per_queue: ((0.8 * erlangs / queues as f64).ceil() as usize).max(2),
+            informants_per_queue: ((erlangs / queues as f64).ceil() as usize).max(2),
             multiple,
             patience_ms: 8_000,
             high_priority_share: 0.2,
