@@ -24,6 +24,11 @@
 //!   queue suits the same informants in our workloads), a call B is served
 //!   while a call A that arrived strictly earlier (by the node's arrival
 //!   time) is still in line: A is served or leaves strictly after B.
+//!   A call that an informant's session was offered while its own stream
+//!   never told that offer (the informant's node froze and told it late)
+//!   was routed at a time the history does not tell, between its arrival
+//!   and its first offer the stream tells: a pair it would break is
+//!   *undetermined*, listed apart, not a violation.
 //! - *Stream gap / repeat*: across the successive streams of a call
 //!   (resumed with `after_sequence` = last sequence seen), an event whose
 //!   sequence is not the last one plus one.
@@ -99,6 +104,8 @@ pub struct Verdict {
     pub double_connects: usize,
     pub double_ends: usize,
     pub order_violations: usize,
+    /// Pairs the history cannot order (see `order`), named.
+    pub order_undetermined: Vec<String>,
     pub stream_gaps: usize,
     pub faults: Vec<Recovery>,
     pub unsupported: Vec<String>,
@@ -131,6 +138,18 @@ struct Call {
     /// Last sequence the streams delivered.
     last_seen: u64,
     final_state: Option<String>,
+    /// Informants whose session was offered the call.
+    offered_to: Vec<String>,
+}
+
+impl Call {
+    /// Whether an informant's session was offered the call while its stream
+    /// never said so: a routing decision the call's events do not date.
+    fn hidden_offer(&self) -> bool {
+        self.offered_to
+            .iter()
+            .any(|informant| !self.events.values().any(|e| e.0 == CallKind::Offered && e.2 == *informant))
+    }
 }
 
 /// Judges `records`.
@@ -205,6 +224,10 @@ pub fn check(records: &[Record]) -> Verdict {
             Event::SessionEvent { informant_id, at_ms, kind, call_id, offer_id, .. } => match kind {
                 SessionKind::Offer => {
                     offer_calls.insert((informant_id.clone(), offer_id.clone()), call_id.clone());
+                    let call = calls.entry(call_id.clone()).or_default();
+                    if !call.offered_to.contains(informant_id) {
+                        call.offered_to.push(informant_id.clone());
+                    }
                 }
                 SessionKind::OfferWithdrawn => {
                     if let Some(call_id) = offer_calls.get(&(informant_id.clone(), offer_id.clone())) {
@@ -398,8 +421,8 @@ fn double_assignments(
 }
 
 /// A call in line: arrival, when it was served or left, whether it was
-/// served, its id.
-type InLine<'a> = (i64, i64, bool, &'a str);
+/// served, its id, whether it had a hidden offer.
+type InLine<'a> = (i64, i64, bool, &'a str, bool);
 
 /// Calls served (first offered) while an older call of the same queue and
 /// priority was still in line.
@@ -419,12 +442,16 @@ fn order(ids: &[&String], calls: &HashMap<String, Call>, verdict: &mut Verdict) 
             (None, Some(t)) => (t, false),
             (None, None) => (i64::MAX, false),
         };
-        groups.entry((call.queue_id.as_str(), call.priority)).or_default().push((arrival, time, served, id.as_str()));
+        let entry = (arrival, time, served, id.as_str(), call.hidden_offer());
+        groups.entry((call.queue_id.as_str(), call.priority)).or_default().push(entry);
     }
     for ((queue, priority), mut list) in groups {
         list.sort();
-        // The call of strictly earlier arrivals that left the line last.
+        // Of strictly earlier arrivals, the call that left the line last,
+        // among calls whose first offer the history dates, and among those
+        // it does not.
         let mut latest_before: Option<InLine<'_>> = None;
+        let mut latest_hidden: Option<InLine<'_>> = None;
         let mut i = 0;
         while i < list.len() {
             let arrival = list[i].0;
@@ -453,12 +480,21 @@ fn order(ids: &[&String], calls: &HashMap<String, Call>, verdict: &mut Verdict) 
                             call.3, call.0, call.1, older.3, older.0
                         ),
                     });
+                } else if call.2
+                    && let Some(older) = latest_hidden
+                    && older.1 > call.1
+                {
+                    verdict.order_undetermined.push(format!(
+                        "queue {queue} priority {priority}: {} (arrived {}) offered at {}; {} (arrived {}) was offered to an informant at a time its events do not tell, then offered again at {}",
+                        call.3, call.0, call.1, older.3, older.0, older.1
+                    ));
                 }
                 j += 1;
             }
             for call in &list[i..j] {
-                if latest_before.is_none_or(|l| call.1 > l.1) {
-                    latest_before = Some(*call);
+                let latest = if call.4 { &mut latest_hidden } else { &mut latest_before };
+                if latest.is_none_or(|l| call.1 > l.1) {
+                    *latest = Some(*call);
                 }
             }
             i = j;

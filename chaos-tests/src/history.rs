@@ -83,6 +83,9 @@ pub enum Event {
         etcd_members: usize,
         lease_ttl_s: u64,
         backend: String,
+        /// The load, as a multiple of the CAI-like peak.
+        #[serde(default)]
+        multiple: f64,
     },
     /// A gateway sends OfferCall (attempt 1, then retries under the same id).
     OfferSent {

@@ -38,6 +38,10 @@ struct Args {
     /// Where histories, logs and the report go.
     #[arg(long, default_value = "target/chaos")]
     out: PathBuf,
+    /// Rebuilds the report (and the timelines) of --out from the histories
+    /// it holds, re-checked.
+    #[arg(long, conflicts_with_all = ["scenario", "matrix", "check"])]
+    report_only: bool,
     /// Lists the scenarios.
     #[arg(long)]
     list: bool,
@@ -60,6 +64,9 @@ fn main() -> Result<()> {
     }
     if let Some(path) = args.check {
         return check(&path);
+    }
+    if args.report_only {
+        return report_only(&args.out);
     }
     let runs: Vec<(Scenario, u64)> = if args.matrix {
         matrix(&args.seeds)
@@ -164,6 +171,44 @@ fn write_report(out: &Path, rows: &[Row], skipped: &[String]) -> Result<()> {
         }
     }
     std::fs::write(out.join("report.md"), md)?;
+    Ok(())
+}
+
+/// The report of every history under `out`, re-checked.
+fn report_only(out: &Path) -> Result<()> {
+    let mut rows = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort_by_key(|d| std::fs::metadata(d.join("history.jsonl")).and_then(|m| m.modified()).ok());
+    for dir in dirs {
+        let path = dir.join("history.jsonl");
+        if !path.is_file() {
+            continue;
+        }
+        let records = history::read(&path)?;
+        let (mut multiple, mut backend) = (1.0, String::from("-"));
+        if let Some(history::Event::Run { multiple: m, backend: b, scenario, .. }) = records.first().map(|r| &r.event) {
+            backend = b.clone();
+            multiple = if *m > 0.0 {
+                *m
+            } else {
+                scenario.rsplit_once('-').and_then(|(_, x)| x.strip_suffix('x')?.parse().ok()).unwrap_or(1.0)
+            };
+        }
+        let verdict = chaos_tests::checker::check(&records);
+        let svg_name = format!("{}-{}.svg", verdict.scenario, verdict.seed);
+        let title = format!("{} seed {}, {multiple}x the CAI-like peak", verdict.scenario, verdict.seed);
+        std::fs::write(out.join(&svg_name), report::svg(&records, &title))?;
+        rows.push(Row {
+            backend,
+            multiple,
+            elapsed_s: (verdict.end_ms - verdict.start_ms) as f64 / 1000.0,
+            svg: svg_name,
+            history: path.strip_prefix(out).unwrap_or(&path).display().to_string(),
+            verdict,
+        });
+    }
+    write_report(out, &rows, &[])?;
+    println!("chaos: report in {}", out.join("report.md").display());
     Ok(())
 }
 

@@ -128,6 +128,19 @@ pub fn markdown(rows: &[Row], title: &str) -> String {
         }
     }
 
+    let undetermined: Vec<(&Row, &String)> =
+        rows.iter().flat_map(|r| r.verdict.order_undetermined.iter().map(move |u| (r, u))).collect();
+    if !undetermined.is_empty() {
+        let _ = writeln!(out, "\n## Order the history cannot tell\n");
+        let _ = writeln!(
+            out,
+            "A call offered to an informant whose node froze, told by her session late and never by the call's stream, was routed at a time the history does not tell (docs/chaos.md). Pairs it would put out of order:\n"
+        );
+        for (row, line) in undetermined.iter().take(50) {
+            let _ = writeln!(out, "- {} seed {}: {line}", row.verdict.scenario, row.verdict.seed);
+        }
+    }
+
     let with_findings: Vec<&Row> = rows.iter().filter(|r| !r.verdict.findings.is_empty()).collect();
     if !with_findings.is_empty() {
         let _ = writeln!(out, "\n## Findings\n");

@@ -169,6 +169,7 @@ pub async fn run(scenario: &Scenario, seed: u64, out_dir: &Path) -> Result<RunRe
         etcd_members: spec.etcd_members,
         lease_ttl_s: spec.lease_ttl_s,
         backend: cluster.backend().name().into(),
+        multiple: scenario.multiple,
     });
     let backend = cluster.backend();
     let nodes: Vec<(String, String)> = cluster.nodes.iter().map(|n| (n.id.clone(), n.url())).collect();

@@ -69,6 +69,7 @@ impl History {
                     etcd_members: 1,
                     lease_ttl_s: 3,
                     backend: "none".into(),
+                    multiple: 1.0,
                 },
             },
         );
@@ -252,4 +253,37 @@ fn a_call_connected_twice_is_flagged() {
     h.event(6_100, "c4", 5, CallKind::Connected, "kim");
     let verdict = h.check();
     assert_eq!(verdict.double_connects, 1, "{:#?}", verdict.findings);
+}
+
+#[test]
+fn an_offer_told_only_by_a_frozen_informants_session_leaves_the_order_undetermined() {
+    let mut h = clean();
+    h.arrive(5_000, "c4", "q").arrive(6_000, "c5", "q");
+    // c4 was proposed to lea, whose node froze: her session tells the offer
+    // only after it thaws, and c4's stream never does; c4 is offered again
+    // to max after c5 was offered.
+    h.served(6_100, 9_000, "c5", "dan", 2);
+    h.at(
+        9_500,
+        Event::SessionEvent {
+            informant_id: "lea".into(),
+            sequence: 3,
+            at_ms: 9_500,
+            kind: SessionKind::Offer,
+            call_id: "c4".into(),
+            offer_id: "o4-1".into(),
+            state: String::new(),
+        },
+    );
+    h.served(7_000, 9_000, "c4", "max", 2);
+    let verdict = h.check();
+    assert_eq!(verdict.order_violations, 0, "{:#?}", verdict.findings);
+    assert_eq!(verdict.order_undetermined.len(), 1, "{:?}", verdict.order_undetermined);
+    assert!(verdict.order_undetermined[0].contains("c5") && verdict.order_undetermined[0].contains("c4"));
+
+    // Without the session's word, the same history is a violation.
+    let mut h = clean();
+    h.arrive(5_000, "c4", "q").arrive(6_000, "c5", "q");
+    h.served(6_100, 9_000, "c5", "dan", 2).served(7_000, 9_000, "c4", "max", 2);
+    assert_eq!(h.check().order_violations, 1);
 }
