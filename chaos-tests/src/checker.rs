@@ -33,8 +33,9 @@
 //!   (resumed with `after_sequence` = last sequence seen), an event whose
 //!   sequence is not the last one plus one.
 //! - *Recovery* of a fault: for each queue it hits, the time from the fault
-//!   to the first call offered in that queue at or after it; the fault's
-//!   recovery is the largest.
+//!   (or, when no call of the queue was waiting then, from the next call's
+//!   arrival) to the first call offered in that queue from then on; the
+//!   fault's recovery is the largest.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -503,17 +504,23 @@ fn order(ids: &[&String], calls: &HashMap<String, Call>, verdict: &mut Verdict) 
 }
 
 fn recoveries(calls: &HashMap<String, Call>, faults: &mut [Recovery]) {
-    // queue → offered times, sorted.
+    // queue → offered times, sorted; queue → (arrival, left the line).
     let mut offers: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    let mut lines: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
     for call in calls.values() {
         let times = offers.entry(call.queue_id.as_str()).or_default();
         times.extend(call.events.values().filter(|e| e.0 == CallKind::Offered).map(|e| e.1));
+        if let (true, Some(arrival)) = (call.acked, call.arrived_at_ms) {
+            let left =
+                call.events.values().find(|e| e.0 == CallKind::Offered || e.0.is_end()).map_or(i64::MAX, |e| e.1);
+            lines.entry(call.queue_id.as_str()).or_default().push((arrival, left));
+        }
     }
     for times in offers.values_mut() {
         times.sort_unstable();
     }
     for fault in faults {
-        let at = &fault.at_ms;
+        let at = fault.at_ms;
         let hit: Vec<String> = if fault.queues.is_empty() {
             offers.keys().filter(|q| !q.is_empty()).map(|q| q.to_string()).collect()
         } else {
@@ -521,12 +528,18 @@ fn recoveries(calls: &HashMap<String, Call>, faults: &mut [Recovery]) {
         };
         let mut worst: Option<i64> = Some(0);
         for queue in &hit {
+            // The clock starts at the fault if a call was waiting then, else
+            // at the next arrival: a queue nobody calls has nothing to route.
+            let line = lines.get(queue.as_str()).map_or(&[][..], Vec::as_slice);
+            let waiting = line.iter().any(|(arrival, left)| *arrival <= at && *left > at);
+            let start = if waiting { Some(at) } else { line.iter().map(|l| l.0).filter(|a| *a > at).min() };
+            let Some(start) = start else { continue };
             let first = offers.get(queue.as_str()).and_then(|times| {
-                let i = times.partition_point(|t| t < at);
+                let i = times.partition_point(|t| *t < start);
                 times.get(i).copied()
             });
             worst = match (worst, first) {
-                (Some(w), Some(t)) => Some(w.max(t - at)),
+                (Some(w), Some(t)) => Some(w.max(t - start)),
                 _ => None,
             };
         }
