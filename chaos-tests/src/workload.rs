@@ -188,6 +188,15 @@ fn code(status: &Status) -> String {
     format!("{:?}", status.code())
 }
 
+/// What a request's result records: answered or not, its code, and for a
+/// failure whether its outcome is unknown or failed.
+fn answer_of<T>(result: &Result<T, Status>) -> (bool, String, Option<Outcome>) {
+    match result {
+        Ok(_) => (true, "Ok".to_string(), None),
+        Err(status) => (false, code(status), Some(outcome(status))),
+    }
+}
+
 /// The phases of a run, told to every client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
@@ -651,10 +660,7 @@ impl Desktop {
             });
             let request = pb::OfferReply { informant_id: self.id.clone(), offer_id: offer_id.clone() };
             let result = bounded(self.client(*shift).accept_offer(request)).await;
-            let (ok, code, outcome) = match &result {
-                Ok(_) => (true, "Ok".to_string(), None),
-                Err(status) => (false, code(status), Some(outcome(status))),
-            };
+            let (ok, code, outcome) = answer_of(&result);
             self.recorder.record(Event::AcceptDone {
                 informant_id: self.id.clone(),
                 call_id: call_id.clone(),
@@ -683,10 +689,7 @@ impl Desktop {
             self.recorder.record(Event::FinishSent { informant_id: self.id.clone(), call_id: call_id.clone() });
             let request = pb::FinishCallRequest { informant_id: self.id.clone(), call_id: call_id.clone() };
             let result = bounded(self.client(*shift).finish_call(request)).await;
-            let (ok, code, outcome) = match &result {
-                Ok(_) => (true, "Ok".to_string(), None),
-                Err(status) => (false, code(status), Some(outcome(status))),
-            };
+            let (ok, code, outcome) = answer_of(&result);
             self.recorder.record(Event::FinishDone {
                 informant_id: self.id.clone(),
                 call_id: call_id.clone(),
