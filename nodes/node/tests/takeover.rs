@@ -14,7 +14,7 @@ use etcd_client::GetOptions;
 use relais_node::cluster::placement::{ActorKind, actor_key, owner};
 use relais_proto::v1 as pb;
 use support::etcd::EtcdProcess;
-use support::{Clients, NodeProcess, Session, Watch, member, until_members};
+use support::{Clients, NodeProcess, Session, Watch, member, retrying, until_members};
 
 const NUMBER: &str = "+33612345678";
 
@@ -51,23 +51,6 @@ async fn read_until_broken(stream: &mut tonic::Streaming<pb::CallEvent>, at_leas
             Err(_) => panic!("no call event in 10 s; got {out:?}"),
         }
     }
-}
-
-/// Runs a request until it stops answering `UNAVAILABLE` (a member failing
-/// over), for up to ten seconds; the request is built again each time.
-macro_rules! retrying {
-    ($what:expr, $request:expr) => {{
-        let start = Instant::now();
-        loop {
-            match $request.await {
-                Ok(r) => break r.into_inner(),
-                Err(e) if e.code() == tonic::Code::Unavailable && start.elapsed() < Duration::from_secs(10) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("{}: {e:?}", $what),
-            }
-        }
-    }};
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,9 @@ struct Collecting {
     /// Queues that have not answered this generation yet.
     awaiting: Vec<Arc<str>>,
     proposals: Vec<Proposal>,
+    /// A proposal was withdrawn meanwhile: if nothing is taken, announce
+    /// again.
+    ask_again: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -328,11 +331,35 @@ impl InformantCore {
 
     /// Becomes available and asks every queue for its best call.
     fn announce(&mut self, now: Millis, cause: Cause, fx: &mut Vec<InformantEffect>) {
-        self.generation += 1;
-        let collecting = (!self.queues.is_empty()).then(|| {
-            Box::new(Collecting { generation: self.generation, awaiting: self.queues.clone(), proposals: Vec::new() })
-        });
+        let collecting = self.next_collection();
         self.enter(Phase::Available { collecting }, now, cause, fx);
+        self.ask_queues(now, fx);
+    }
+
+    /// Announces again while available, keeping the time it became idle
+    /// (its rank for longest-idle) and telling the desktop nothing: its
+    /// state does not change.
+    fn announce_again(&mut self, now: Millis, fx: &mut Vec<InformantEffect>) {
+        self.phase = Phase::Available { collecting: self.next_collection() };
+        self.ask_queues(now, fx);
+    }
+
+    /// A new availability generation, and the collection of its answers.
+    fn next_collection(&mut self) -> Option<Box<Collecting>> {
+        self.generation += 1;
+        (!self.queues.is_empty()).then(|| {
+            Box::new(Collecting {
+                generation: self.generation,
+                awaiting: self.queues.clone(),
+                proposals: Vec::new(),
+                ask_again: false,
+            })
+        })
+    }
+
+    /// Tells every queue this informant is available, for the current
+    /// generation, and bounds the wait for their answers.
+    fn ask_queues(&self, now: Millis, fx: &mut Vec<InformantEffect>) {
         let entry = self.pool_entry(now);
         for queue_id in &self.queues {
             fx.push(InformantEffect::Announce { queue_id: queue_id.clone(), entry: entry.clone() });
@@ -548,16 +575,25 @@ impl InformantCore {
                 Self::refuse(&other, fx);
             }
             self.take(best, now, fx);
+        } else if collecting.ask_again {
+            self.announce_again(now, fx);
         }
     }
 
-    /// The queue withdrew a proposal or offer (the caller hung up).
+    /// The queue withdrew a proposal or offer (the caller hung up, or the
+    /// queue gave up waiting for this informant's answer). A queue that
+    /// proposed a call took the informant out of its pool: an informant
+    /// still available when the withdrawal comes asks its queues again
+    /// (at once, or when its collection ends without an offer), so that it
+    /// is not left out of a queue's pool.
     pub fn withdrawn(&mut self, offer_id: &str, reason: &str, now: Millis) -> Vec<InformantEffect> {
         let mut fx = Vec::new();
         match &mut self.phase {
             Phase::Available { collecting: Some(collecting) } => {
                 collecting.proposals.retain(|p| p.offer_id.as_ref() != offer_id);
+                collecting.ask_again = true;
             }
+            Phase::Available { collecting: None } => self.announce_again(now, &mut fx),
             Phase::Reserved { offer } if offer.offer_id.as_ref() == offer_id => {
                 let offer_id = offer.offer_id.clone();
                 fx.push(InformantEffect::Session(SessionEvent::OfferWithdrawn { offer_id, reason: reason.into() }));

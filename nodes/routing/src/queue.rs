@@ -28,7 +28,25 @@ pub mod reason {
     pub const TRANSFERRED: &str = "transferred";
     pub const TRANSFER: &str = "transfer";
     pub const OVERFLOW: &str = "overflow";
+    /// The informant did not answer a proposal in time (see
+    /// [`super::PROPOSAL_TIMEOUT_MS`]), or answered after it.
+    pub const NO_ANSWER: &str = "no_answer";
+    /// The informant held the offer past its expiry and the queue heard
+    /// nothing (see [`super::OFFER_GRACE_MS`]).
+    pub const EXPIRED: &str = "expired";
 }
+
+/// How long a queue holds a call for an informant's answer to a proposal.
+/// An informant answers within its collect window
+/// ([`crate::informant::COLLECT_TIMEOUT_MS`]); an informant that does not
+/// answer by then is out of reach (its member cut off from this one while
+/// it still holds its lease): the call goes back to its place and is
+/// proposed to someone else, so that one unreachable informant does not
+/// hold the head of the line.
+pub const PROPOSAL_TIMEOUT_MS: Millis = crate::informant::COLLECT_TIMEOUT_MS + 1_000;
+/// How long past an offer's expiry the queue waits for the informant's
+/// word (accepted, missed, declined) before taking the call back itself.
+pub const OFFER_GRACE_MS: Millis = 2_000;
 
 /// Position updates are sent at most this often per call...
 pub const POSITION_UPDATE_MS: Millis = 1_000;
@@ -44,6 +62,10 @@ pub enum Phase {
     Proposed {
         informant_id: Arc<str>,
         offer_id: Arc<str>,
+        /// When the queue chose the informant: the offered event, if the
+        /// informant takes the proposal, is stamped with it, so that calls
+        /// are offered in the order the queue served them.
+        since_ms: Millis,
     },
     /// The informant took the proposal: it is their pending offer.
     Offered {
@@ -557,7 +579,8 @@ impl QueueCore {
         self.holders.insert(informant_id.clone(), call_id.clone());
         record.proposals += 1;
         let offer_id: Arc<str> = format!("{}/{}", call_id, record.proposals).into();
-        record.phase = Phase::Proposed { informant_id: informant_id.clone(), offer_id: offer_id.clone() };
+        record.phase =
+            Phase::Proposed { informant_id: informant_id.clone(), offer_id: offer_id.clone(), since_ms: now };
         if let Some(entry) = self.line.get_mut(&record.key) {
             entry.busy = true;
         }
@@ -670,17 +693,34 @@ impl QueueCore {
         now: Millis,
     ) -> Vec<QueueEffect> {
         let mut fx = Vec::new();
-        let Some(record) = self.calls.get_mut(call_id) else { return fx };
-        let matches = matches!(&record.phase, Phase::Proposed { informant_id: i, offer_id: o } if i.as_ref() == informant_id && o.as_ref() == offer_id);
+        let phase = self.calls.get(call_id).map(|r| &r.phase);
+        let matches = matches!(phase, Some(Phase::Proposed { informant_id: i, offer_id: o, .. }) if i.as_ref() == informant_id && o.as_ref() == offer_id);
         if !matches {
+            // A yes to a proposal this queue no longer holds for the
+            // informant (it gave up waiting, or the call ended or left):
+            // the informant now holds an offer no one will connect. Tell
+            // it, so that it is free again at once rather than when the
+            // offer expires.
+            let connected_to_it =
+                matches!(phase, Some(Phase::Connected { informant_id: i, .. }) if i.as_ref() == informant_id);
+            if accepted && !connected_to_it {
+                fx.push(QueueEffect::WithdrawOffer {
+                    informant_id: informant_id.into(),
+                    call_id: call_id.clone(),
+                    offer_id: offer_id.into(),
+                    reason: reason::NO_ANSWER,
+                });
+            }
             return fx;
         }
-        let Phase::Proposed { informant_id, offer_id } = std::mem::replace(&mut record.phase, Phase::Waiting) else {
+        let Some(record) = self.calls.get_mut(call_id) else { return fx };
+        let Phase::Proposed { informant_id, offer_id, since_ms } = std::mem::replace(&mut record.phase, Phase::Waiting)
+        else {
             return fx;
         };
         if accepted {
             record.phase = Phase::Offered { informant_id: informant_id.clone(), offer_id, since_ms: now };
-            self.record_event(call_id, now, CallEventKind::Offered { informant_id }, &mut fx);
+            self.record_event(call_id, since_ms, CallEventKind::Offered { informant_id }, &mut fx);
         } else {
             self.holders.remove(&informant_id);
             if let Some(entry) = self.line.get_mut(&record.key) {
@@ -712,7 +752,7 @@ impl QueueCore {
             Phase::Connected { informant_id: i, .. } if i.as_ref() == informant_id => return Ok(Vec::new()),
             // The informant's yes to the proposal was lost (its queue failed
             // over meanwhile): connecting says yes too.
-            Phase::Proposed { informant_id: i, offer_id: o }
+            Phase::Proposed { informant_id: i, offer_id: o, .. }
                 if i.as_ref() == informant_id && o.as_ref() == offer_id =>
             {
                 let offered = self.proposal_answered(call_id, offer_id, informant_id, true, now);
@@ -758,7 +798,7 @@ impl QueueCore {
         let Some(record) = self.calls.get_mut(call_id) else { return fx };
         // Still proposed, when the informant's yes was lost.
         let matches = matches!(&record.phase,
-            Phase::Offered { informant_id: i, offer_id: o, .. } | Phase::Proposed { informant_id: i, offer_id: o }
+            Phase::Offered { informant_id: i, offer_id: o, .. } | Phase::Proposed { informant_id: i, offer_id: o, .. }
                 if i.as_ref() == informant_id && o.as_ref() == offer_id);
         if !matches {
             return fx;
@@ -800,7 +840,7 @@ impl QueueCore {
                 self.record_event(call_id, now, CallEventKind::Completed, &mut fx);
                 CallState::Completed
             }
-            Phase::Proposed { informant_id, offer_id } | Phase::Offered { informant_id, offer_id, .. } => {
+            Phase::Proposed { informant_id, offer_id, .. } | Phase::Offered { informant_id, offer_id, .. } => {
                 self.holders.remove(&informant_id);
                 fx.push(QueueEffect::WithdrawOffer {
                     informant_id,
@@ -929,6 +969,7 @@ impl QueueCore {
         let mut deflect = Vec::new();
         let mut relaxed = Vec::new();
         let mut moved_up = Vec::new();
+        let mut unanswered = Vec::new();
         let mut cooled: Vec<Arc<str>> = Vec::new();
         let declined: Vec<CallKey> =
             self.line.iter().filter(|(_, e)| !e.declined_by.is_empty()).map(|(k, _)| *k).collect();
@@ -944,6 +985,9 @@ impl QueueCore {
             let position = u32::try_from(index + 1).unwrap_or(u32::MAX);
             let Some(record) = self.calls.get(&entry.call_id) else { continue };
             if entry.busy {
+                if self.held_too_long(&record.phase, now) {
+                    unanswered.push(entry.call_id.clone());
+                }
                 continue;
             }
             let waited_here = now.saturating_sub(record.entered_ms);
@@ -966,6 +1010,12 @@ impl QueueCore {
                     moved_up.push((*key, entry.call_id.clone(), position));
                 }
             }
+        }
+        // Every call taken back is in line again before any is proposed
+        // (below, once requirements have relaxed), so that each informant
+        // is proposed the best of them.
+        for call_id in &unanswered {
+            self.take_back(call_id, &mut fx);
         }
         for (call_id, to_queue_id) in overflow {
             let kind = CallEventKind::Transferred {
@@ -1010,8 +1060,8 @@ impl QueueCore {
             }
             self.dispatch_call(&call_id, now, &mut fx);
         }
-        for call_id in cooled {
-            self.dispatch_call(&call_id, now, &mut fx);
+        for call_id in cooled.iter().chain(&unanswered) {
+            self.dispatch_call(call_id, now, &mut fx);
         }
         for (key, call_id, position) in moved_up {
             if self.line.get(&key).is_none_or(|e| e.busy) {
@@ -1031,6 +1081,42 @@ impl QueueCore {
             );
         }
         fx
+    }
+
+    /// Whether a call held for an informant has waited past the time its
+    /// answer could come in: a proposal past [`PROPOSAL_TIMEOUT_MS`], an
+    /// offer past its expiry and [`OFFER_GRACE_MS`].
+    fn held_too_long(&self, phase: &Phase, now: Millis) -> bool {
+        match phase {
+            Phase::Proposed { since_ms, .. } => now.saturating_sub(*since_ms) >= PROPOSAL_TIMEOUT_MS,
+            Phase::Offered { since_ms, .. } => {
+                now.saturating_sub(*since_ms) >= self.config.offer_timeout_ms.saturating_add(OFFER_GRACE_MS)
+            }
+            Phase::Waiting | Phase::Connected { .. } => false,
+        }
+    }
+
+    /// Takes back a call held for an informant that does not answer: the
+    /// call goes back to its place (to be proposed again), the informant is
+    /// told its proposal or offer is withdrawn (if it can hear it) and is
+    /// not pooled again until it announces itself. The queue stays the only
+    /// one to connect the call: a late yes or accept from the informant no
+    /// longer matches and is refused.
+    fn take_back(&mut self, call_id: &Arc<str>, fx: &mut Vec<QueueEffect>) {
+        let Some(record) = self.calls.get_mut(call_id) else { return };
+        let (informant_id, offer_id, why) = match std::mem::replace(&mut record.phase, Phase::Waiting) {
+            Phase::Proposed { informant_id, offer_id, .. } => (informant_id, offer_id, reason::NO_ANSWER),
+            Phase::Offered { informant_id, offer_id, .. } => (informant_id, offer_id, reason::EXPIRED),
+            other => {
+                record.phase = other;
+                return;
+            }
+        };
+        if let Some(entry) = self.line.get_mut(&record.key) {
+            entry.busy = false;
+        }
+        self.holders.remove(&informant_id);
+        fx.push(QueueEffect::WithdrawOffer { informant_id, call_id: call_id.clone(), offer_id, reason: why });
     }
 
     /// Replaces the configuration; waiting calls keep their place and get

@@ -11,6 +11,10 @@
 //! - no call is connected twice, and no informant is connected to two calls;
 //! - once everything is delivered and every caller has hung up, every call
 //!   offered has exactly one terminal event and nothing follows it;
+//! - a proposal, or the informant's answer to it, may be lost (a link
+//!   between members broke with it in flight): once messages settle and
+//!   timers have fired, no call is still held for an answer that cannot
+//!   come, and no available informant is missing from a queue's pool;
 //! - a desktop that takes its state from the replies to its own requests and
 //!   from its session's events (a state event, or an offer meaning reserved)
 //!   always knows the informant's state, although the session does not
@@ -316,6 +320,91 @@ impl Switchboard {
         true
     }
 
+    /// Loses the head of the `pick`-th non-empty channel if it is a
+    /// proposal or an answer to one (what a broken link loses in flight).
+    fn lose_one(&mut self, pick: usize) {
+        let queue_heads: Vec<_> = self
+            .to_queue
+            .iter()
+            .filter(|(_, q)| matches!(q.front(), Some(ToQueue::Answer { .. })))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let informant_heads: Vec<_> = self
+            .to_informant
+            .iter()
+            .filter(|(_, q)| matches!(q.front(), Some(ToInformant::Propose(_))))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let total = queue_heads.len() + informant_heads.len();
+        if total == 0 {
+            return;
+        }
+        let pick = pick % total;
+        if pick < queue_heads.len() {
+            self.to_queue.get_mut(&queue_heads[pick]).and_then(VecDeque::pop_front);
+        } else {
+            self.to_informant.get_mut(&informant_heads[pick - queue_heads.len()]).and_then(VecDeque::pop_front);
+        }
+    }
+
+    /// Delivers everything, lets every availability collection end and
+    /// every queue tick well past its proposals' deadline, a few times
+    /// over (each round's withdrawals lead to new announcements).
+    fn settle(&mut self) {
+        for _ in 0..4 {
+            self.drain();
+            let collects: Vec<(Arc<str>, u64)> = self
+                .timers
+                .iter()
+                .flat_map(|(id, timers)| {
+                    timers.iter().filter_map(move |t| match t {
+                        Timer::Collect(generation) => Some((id.clone(), *generation)),
+                        _ => None,
+                    })
+                })
+                .collect();
+            for (id, generation) in collects {
+                let now = self.now;
+                let fx = self.informants.get_mut(&id).expect("informant").1.collect_timed_out(generation, now);
+                self.apply_informant(&id, fx);
+            }
+            self.drain();
+            self.now += relais_routing::queue::PROPOSAL_TIMEOUT_MS + 10_000;
+            let queues: Vec<Arc<str>> = self.queues.keys().cloned().collect();
+            for queue in queues {
+                let fx = self.queues.get_mut(&queue).expect("queue").1.tick(self.now, true);
+                self.apply_queue(&queue, fx);
+            }
+        }
+        self.drain();
+    }
+
+    /// After `settle`: no call is held for a proposal's answer, and every
+    /// available informant done collecting is in the pool of each queue it
+    /// joined.
+    fn check_settled(&self) {
+        for (queue, (_, core)) in &self.queues {
+            for record in core.calls() {
+                assert!(
+                    !matches!(record.phase, relais_routing::queue::Phase::Proposed { .. }),
+                    "{queue} still holds {} for an answer: {:?}",
+                    record.info.call_id,
+                    record.phase
+                );
+            }
+        }
+        for (id, (_, core)) in &self.informants {
+            if core.state() != InformantState::Available || core.collecting() {
+                continue;
+            }
+            for (queue, (_, q)) in &self.queues {
+                if self.joined.contains(&(queue.clone(), id.clone())) {
+                    assert!(q.pool().get(id).is_some(), "{id} is available but missing from the pool of {queue}");
+                }
+            }
+        }
+    }
+
     fn drain(&mut self) {
         let mut budget = 100_000;
         while self.deliver_one(0) {
@@ -343,6 +432,7 @@ impl Switchboard {
             Action::Deliver(pick) => {
                 self.deliver_one(pick);
             }
+            Action::Lose(pick) => self.lose_one(pick),
             Action::OfferCall { tenant, queue, priority, vulnerable, language } => {
                 self.next_call += 1;
                 let queue_id = queue_name(tenant % 2, queue % 2);
@@ -514,6 +604,7 @@ fn relaxation(q: u8) -> relais_routing::config::Relaxation {
 #[derive(Clone, Debug)]
 enum Action {
     Deliver(usize),
+    Lose(usize),
     OfferCall { tenant: u8, queue: u8, priority: u8, vulnerable: bool, language: bool },
     HangUp(usize),
     Login(usize),
@@ -530,6 +621,7 @@ enum Action {
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         8 => any::<usize>().prop_map(Action::Deliver),
+        1 => any::<usize>().prop_map(Action::Lose),
         3 => (0..2u8, 0..2u8, 0..4u8, prop::bool::weighted(0.1), prop::bool::weighted(0.2))
             .prop_map(|(tenant, queue, priority, vulnerable, language)| Action::OfferCall { tenant, queue, priority, vulnerable, language }),
         1 => any::<usize>().prop_map(Action::HangUp),
@@ -559,7 +651,8 @@ proptest! {
         }
         // Quiesce: deliver everything, then every caller hangs up and every
         // informant finishes and logs out.
-        board.drain();
+        board.settle();
+        board.check_settled();
         let mut live: Vec<_> = board.directory.iter().map(|(c, q)| (c.clone(), q.clone())).collect();
         live.sort();
         for (call, queue) in live {

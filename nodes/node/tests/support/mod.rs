@@ -10,6 +10,28 @@ use std::time::Duration;
 
 pub mod etcd;
 
+/// Runs a request until it stops answering `UNAVAILABLE` (a member failing
+/// over), for up to ten seconds; the request is built again each time.
+#[allow(unused_macros)]
+macro_rules! retrying {
+    ($what:expr, $request:expr) => {{
+        let start = std::time::Instant::now();
+        loop {
+            match $request.await {
+                Ok(r) => break r.into_inner(),
+                Err(e)
+                    if e.code() == tonic::Code::Unavailable && start.elapsed() < std::time::Duration::from_secs(10) =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{}: {e:?}", $what),
+            }
+        }
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use retrying;
+
 use relais_proto::v1 as pb;
 use relais_proto::v1::admin_client::AdminClient;
 use relais_proto::v1::gateway_client::GatewayClient;

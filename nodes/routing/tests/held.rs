@@ -1,0 +1,127 @@
+//! A call held for an informant who does not answer (its member is cut
+//! off from the queue's, its answer was lost) goes back to its place after
+//! a deadline and is served by someone else; the silent informant's late
+//! answers change nothing.
+
+use std::sync::Arc;
+
+use relais_routing::call::CallEventKind;
+use relais_routing::informant::{InformantCore, InformantEffect};
+use relais_routing::queue::{OFFER_GRACE_MS, PROPOSAL_TIMEOUT_MS, QueueEffect, QueueError, reason};
+
+mod common;
+use common::{call, entry, proposed, queue, skills};
+
+fn withdrawals(fx: &[QueueEffect]) -> Vec<(Arc<str>, Arc<str>, &'static str)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            QueueEffect::WithdrawOffer { informant_id, offer_id, reason, .. } => {
+                Some((informant_id.clone(), offer_id.clone(), *reason))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn offered_at(fx: &[QueueEffect]) -> Option<(Arc<str>, u64)> {
+    fx.iter().find_map(|e| match e {
+        QueueEffect::Event { event, .. } => match &event.kind {
+            CallEventKind::Offered { informant_id } => Some((informant_id.clone(), event.at_ms)),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+#[test]
+fn an_unanswered_proposal_goes_to_the_next_informant_and_a_late_yes_is_refused() {
+    let mut q = queue(0);
+    q.join("alice".into(), skills(), true, 0);
+    q.join("bob".into(), skills(), true, 0);
+    // Alice has been idle longest: she is proposed the call.
+    q.available(entry("alice", 1), 0);
+    q.available(entry("bob", 1), 10);
+    let (_, fx) = q.offer_call(call("a", 1, 100), 100).expect("offered");
+    let (call_id, alice_offer) = proposed(&fx).expect("proposed to alice");
+    assert!(matches!(&fx[..], [.., QueueEffect::Propose { informant_id, .. }] if informant_id.as_ref() == "alice"));
+
+    // Just before the deadline nothing moves.
+    let fx = q.tick(100 + PROPOSAL_TIMEOUT_MS - 1, true);
+    assert!(withdrawals(&fx).is_empty() && proposed(&fx).is_none());
+
+    // At the deadline the call goes to bob, and alice is told.
+    let deadline = 100 + PROPOSAL_TIMEOUT_MS;
+    let fx = q.tick(deadline, true);
+    assert_eq!(withdrawals(&fx), vec![("alice".into(), alice_offer.clone(), reason::NO_ANSWER)]);
+    let (again, bob_offer) = proposed(&fx).expect("proposed again");
+    assert_eq!(again, call_id);
+    assert!(
+        fx.iter().any(|e| matches!(e, QueueEffect::Propose { informant_id, .. } if informant_id.as_ref() == "bob"))
+    );
+    q.check_invariants().expect("invariants");
+    // Alice is not pooled again until she announces herself.
+    assert!(q.pool().get("alice").is_none());
+
+    // Alice's yes comes late: the queue refuses it and tells her again.
+    let fx = q.proposal_answered(&call_id, &alice_offer, "alice", true, deadline + 500);
+    assert_eq!(withdrawals(&fx), vec![("alice".into(), alice_offer.clone(), reason::NO_ANSWER)]);
+    assert!(offered_at(&fx).is_none());
+    assert_eq!(
+        q.connect(&call_id, &alice_offer, "alice", deadline + 600).err(),
+        Some(QueueError::NotYourOffer(call_id.clone()))
+    );
+
+    // Bob takes it; the offered event carries the time the queue chose him.
+    let fx = q.proposal_answered(&call_id, &bob_offer, "bob", true, deadline + 700);
+    assert_eq!(offered_at(&fx), Some(("bob".into(), deadline)));
+    q.connect(&call_id, &bob_offer, "bob", deadline + 800).expect("bob connects");
+    q.check_invariants().expect("invariants");
+}
+
+#[test]
+fn an_offer_no_one_hears_of_past_its_expiry_is_taken_back() {
+    let mut q = queue(0);
+    q.join("alice".into(), skills(), true, 0);
+    q.available(entry("alice", 1), 0);
+    let (_, fx) = q.offer_call(call("a", 1, 100), 100).expect("offered");
+    let (call_id, offer) = proposed(&fx).expect("proposed");
+    q.proposal_answered(&call_id, &offer, "alice", true, 150);
+    let timeout = q.config().offer_timeout_ms;
+    // The informant's own expiry (and its word about it) should come first.
+    assert!(withdrawals(&q.tick(150 + timeout + OFFER_GRACE_MS - 1, true)).is_empty());
+    let fx = q.tick(150 + timeout + OFFER_GRACE_MS, true);
+    assert_eq!(withdrawals(&fx), vec![("alice".into(), offer.clone(), reason::EXPIRED)]);
+    assert!(q.connect(&call_id, &offer, "alice", 150 + timeout + OFFER_GRACE_MS + 1).is_err());
+    q.check_invariants().expect("invariants");
+    // Alice announcing herself again is proposed the call afresh.
+    let fx = q.available(entry("alice", 2), 150 + timeout + OFFER_GRACE_MS + 2);
+    let (again, new_offer) = proposed(&fx).expect("proposed again");
+    assert_eq!(again, call_id);
+    assert_ne!(new_offer, offer);
+}
+
+#[test]
+fn an_available_informant_told_of_a_withdrawal_announces_itself_again_keeping_its_idle_time() {
+    let mut alice = InformantCore::new("alice".into(), skills(), 0);
+    let queues: Vec<Arc<str>> = vec!["justice".into(), "travail".into()];
+    alice.login(queues.clone(), 100);
+    // Both queues answer: nothing for her. She is idle since 100.
+    alice.nothing_from("justice", 1, 110);
+    let fx = alice.nothing_from("travail", 1, 120);
+    assert!(fx.is_empty());
+    // A proposal she never received is withdrawn.
+    let fx = alice.withdrawn("a/1", reason::NO_ANSWER, 5_000);
+    let announced: Vec<_> = fx
+        .iter()
+        .filter_map(|e| match e {
+            InformantEffect::Announce { queue_id, entry } => {
+                Some((queue_id.clone(), entry.idle_since_ms, entry.generation))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced, vec![("justice".into(), 100, 2), ("travail".into(), 100, 2)]);
+    // Her state did not change: her desktop is told nothing.
+    assert!(!fx.iter().any(|e| matches!(e, InformantEffect::Session(_))));
+    assert!(alice.collecting());
+}
