@@ -28,14 +28,21 @@ async fn a_call_is_queued_offered_connected_completed_and_the_informant_wraps_up
     let mut desk = Session::open(&mut c, "ana", vec![skill("logement", 3)]).await;
     let (offer_id, call_id) = desk.next_offer().await;
     assert_eq!(call_id, "c1");
-    let accepted =
-        c.desk.accept_offer(pb::OfferReply { informant_id: "ana".into(), offer_id }).await.unwrap().into_inner();
+    let reply = pb::OfferReply { informant_id: "ana".into(), offer_id };
+    let accepted = c.desk.accept_offer(reply.clone()).await.unwrap().into_inner();
     assert_eq!(accepted.state, pb::InformantState::OnCall as i32);
     assert_eq!(accepted.call_id, "c1");
     assert_eq!(Some(accepted.last_sequence), desk.last_sequence, "the offer was the last event before the reply");
     let status = c.gateway.get_call(pb::GetCallRequest { call_id: "c1".into() }).await.unwrap().into_inner();
     assert_eq!(state_of(&status), pb::CallState::Connected);
     assert_eq!(status.informant_id, "ana");
+    // A desktop that lost the accept's answer asks again: the same answer.
+    let again = c.desk.accept_offer(reply).await.unwrap().into_inner();
+    assert_eq!((again.state, again.call_id.as_str()), (pb::InformantState::OnCall as i32, "c1"));
+    // An offer she never had is still refused.
+    let offer_id = "c2/1".to_string();
+    let err = c.desk.accept_offer(pb::OfferReply { informant_id: "ana".into(), offer_id }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
 
     let finished = c
         .desk

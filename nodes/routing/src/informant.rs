@@ -604,6 +604,12 @@ impl InformantCore {
         fx
     }
 
+    /// Whether the informant is on the call `offer_id` offered: an accept
+    /// asked again (its first answer was lost) gets the same answer.
+    pub fn accepted(&self, offer_id: &str) -> bool {
+        matches!(&self.phase, Phase::OnCall { call_id, .. } if crate::queue::offers_call(offer_id, call_id))
+    }
+
     /// Checks the desktop may accept `offer_id`; the caller then connects
     /// the call at its queue and reports with [`Self::connected`].
     pub fn accept(&self, offer_id: &str) -> Result<ConnectTicket, InformantError> {

@@ -54,6 +54,19 @@ pub const POSITION_UPDATE_MS: Millis = 1_000;
 /// (and memory) however long it waits.
 pub const MAX_POSITION_UPDATES: u32 = 16;
 
+/// The id of a call's `n`-th proposal: `<call_id>/<n>`.
+fn offer_id(call_id: &str, n: u32) -> Arc<str> {
+    format!("{call_id}/{n}").into()
+}
+
+/// Whether `offer_id` names a proposal of `call_id`.
+pub fn offers_call(offer_id: &str, call_id: &str) -> bool {
+    offer_id
+        .strip_prefix(call_id)
+        .and_then(|n| n.strip_prefix('/'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Where a call of this queue stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -578,7 +591,7 @@ impl QueueCore {
         let Some(record) = self.calls.get_mut(call_id) else { return };
         self.holders.insert(informant_id.clone(), call_id.clone());
         record.proposals += 1;
-        let offer_id: Arc<str> = format!("{}/{}", call_id, record.proposals).into();
+        let offer_id = offer_id(call_id, record.proposals);
         record.phase =
             Phase::Proposed { informant_id: informant_id.clone(), offer_id: offer_id.clone(), since_ms: now };
         if let Some(entry) = self.line.get_mut(&record.key) {

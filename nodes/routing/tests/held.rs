@@ -125,3 +125,11 @@ fn an_available_informant_told_of_a_withdrawal_announces_itself_again_keeping_it
     assert!(!fx.iter().any(|e| matches!(e, InformantEffect::Session(_))));
     assert!(alice.collecting());
 }
+
+#[test]
+fn an_offer_id_names_its_call_and_no_other() {
+    use relais_routing::queue::offers_call;
+    assert!(offers_call("c1/1", "c1") && offers_call("c1/12", "c1"));
+    assert!(!offers_call("c12/1", "c1") && !offers_call("c1/", "c1") && !offers_call("c1/1/2", "c1"));
+    assert!(!offers_call("c1", "c1") && !offers_call("c2/1", "c1"));
+}

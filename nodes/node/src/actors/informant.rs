@@ -467,6 +467,10 @@ impl InformantState {
     /// informant is on the call. The queue answers without waiting for any
     /// informant, so this wait cannot deadlock.
     async fn accept(&mut self, myself: &ActorRef<InformantMsg>, offer_id: &str) -> Result<StatusReply, NodeError> {
+        if self.core.accepted(offer_id) {
+            // Asked again after the first answer was lost: the same answer.
+            return Ok(self.status(now_ms()));
+        }
         let ticket = self.core.accept(offer_id).map_err(informant_error)?;
         let (me, call_id, offer) = (self.core.id().clone(), ticket.call_id.clone(), ticket.offer_id.clone());
         let outcome = self
