@@ -16,10 +16,13 @@
 //!   offered to another, its end), or until her session says the offer was
 //!   withdrawn or the call ended. *Double assignment*: two calls hold one
 //!   informant at the same time (the intervals overlap by at least 1 ms).
-//! - *Served* is the time of a call's first `offered` event (the routing
-//!   decision), not its connection: a call offered to an informant whose
-//!   node then freezes is legitimately connected after a younger call. A
-//!   call that ends without being offered leaves the line at its end.
+//!   An `offered` event marked `unanswered` (the informant never answered
+//!   the proposal; the queue took the call back) holds no one.
+//! - *Served* is the time of a call's first `offered` event, answered or
+//!   not (the routing decision), not its connection: a call offered to an
+//!   informant whose node then freezes is legitimately connected after a
+//!   younger call. A call that ends without being offered leaves the line
+//!   at its end.
 //!   *Order violation*: within one queue and priority (every call of a
 //!   queue suits the same informants in our workloads), a call B is served
 //!   while a call A that arrived strictly earlier (by the node's arrival
@@ -147,9 +150,7 @@ impl Call {
     /// Whether an informant's session was offered the call while its stream
     /// never said so: a routing decision the call's events do not date.
     fn hidden_offer(&self) -> bool {
-        self.offered_to
-            .iter()
-            .any(|informant| !self.events.values().any(|e| e.0 == CallKind::Offered && e.2 == *informant))
+        self.offered_to.iter().any(|informant| !self.events.values().any(|e| e.0.serves() && e.2 == *informant))
     }
 }
 
@@ -436,7 +437,7 @@ fn order(ids: &[&String], calls: &HashMap<String, Call>, verdict: &mut Verdict) 
         if !call.acked {
             continue;
         }
-        let offered = call.events.values().find(|e| e.0 == CallKind::Offered).map(|e| e.1);
+        let offered = call.events.values().find(|e| e.0.serves()).map(|e| e.1);
         let left = call.events.values().find(|e| e.0.is_end()).map(|e| e.1);
         let (time, served) = match (offered, left) {
             (Some(t), _) => (t, true),

@@ -38,6 +38,9 @@ pub enum Outcome {
 pub enum CallKind {
     Queued,
     Offered,
+    /// Served to an informant who never answered the proposal (`offered`
+    /// with `unanswered`): the queue took the call back.
+    Unanswered,
     Connected,
     Completed,
     Abandoned,
@@ -46,6 +49,12 @@ pub enum CallKind {
 }
 
 impl CallKind {
+    /// Whether the event dates a routing decision: the queue served the
+    /// call to an informant (who took it, or never answered).
+    pub fn serves(self) -> bool {
+        matches!(self, Self::Offered | Self::Unanswered)
+    }
+
     /// Whether the call ends with this event.
     pub fn is_end(self) -> bool {
         matches!(self, Self::Completed | Self::Abandoned | Self::Deflected)

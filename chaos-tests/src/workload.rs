@@ -392,6 +392,9 @@ impl Caller {
     fn record_event(&self, event: pb::CallEvent) -> Option<CallKind> {
         let (kind, queue_id, informant_id, reason) = match event.kind? {
             CallEventKind::Queued(q) => (CallKind::Queued, q.queue_id, String::new(), String::new()),
+            CallEventKind::Offered(o) if o.unanswered => {
+                (CallKind::Unanswered, String::new(), o.informant_id, String::new())
+            }
             CallEventKind::Offered(o) => (CallKind::Offered, String::new(), o.informant_id, String::new()),
             CallEventKind::Connected(c) => (CallKind::Connected, String::new(), c.informant_id, String::new()),
             CallEventKind::Completed(_) => (CallKind::Completed, String::new(), String::new(), String::new()),

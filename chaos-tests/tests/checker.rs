@@ -214,6 +214,30 @@ fn a_call_offered_first_but_connected_later_is_in_order() {
 }
 
 #[test]
+fn a_call_served_to_an_informant_who_never_answered_is_in_order_and_holds_no_one() {
+    let mut h = clean();
+    h.arrive(5_000, "c4", "q").arrive(5_001, "c5", "q");
+    // c4 is proposed to fay at 5100, who never answers (say her answer was
+    // lost): the queue takes it back at 7100 and gives it to hal. Meanwhile
+    // c5 is offered to gus, and fay takes c6 of another queue: c4's
+    // unanswered proposal to her held no one.
+    h.event(5_100, "c4", 2, CallKind::Unanswered, "fay")
+        .served(5_150, 6_000, "c5", "gus", 2)
+        .event(7_100, "c4", 3, CallKind::Queued, "")
+        .served(7_100, 9_000, "c4", "hal", 4);
+    h.arrive(5_200, "c6", "other").served(5_300, 6_500, "c6", "fay", 2);
+    let verdict = h.check();
+    assert!(verdict.clean(), "{:#?}", verdict.findings);
+    // Without the unanswered offer, c5 was served while c4 waited.
+    let mut h = clean();
+    h.arrive(5_000, "c4", "q").arrive(5_001, "c5", "q");
+    h.served(5_150, 6_000, "c5", "gus", 2)
+        .event(7_100, "c4", 2, CallKind::Queued, "")
+        .served(7_100, 9_000, "c4", "hal", 3);
+    assert_eq!(h.check().order_violations, 1);
+}
+
+#[test]
 fn a_call_abandoned_while_a_younger_one_is_served_is_an_order_violation() {
     let mut h = clean();
     h.arrive(5_000, "c4", "q").arrive(5_001, "c5", "q");

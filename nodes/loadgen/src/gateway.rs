@@ -228,6 +228,8 @@ impl FollowedCall {
         self.last_sequence = event.sequence;
         match event.kind? {
             Kind::Queued(_) => None,
+            // A proposal the informant never answered routed nothing.
+            Kind::Offered(offered) if offered.unanswered => None,
             Kind::Offered(_) => {
                 if self.record.offered_latency.is_none() {
                     self.record.offered_latency = Some(self.started.elapsed());

@@ -63,13 +63,33 @@ pub struct CallEvent {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallEventKind {
-    Queued { queue_id: Arc<str>, position: u32, estimated_wait_ms: u64 },
-    Offered { informant_id: Arc<str> },
-    Connected { informant_id: Arc<str>, waited_ms: u64 },
+    Queued {
+        queue_id: Arc<str>,
+        position: u32,
+        estimated_wait_ms: u64,
+    },
+    /// The queue chose the informant (at the event's time). `unanswered`:
+    /// she never answered the proposal and the queue took the call back.
+    Offered {
+        informant_id: Arc<str>,
+        unanswered: bool,
+    },
+    Connected {
+        informant_id: Arc<str>,
+        waited_ms: u64,
+    },
     Completed,
-    Abandoned { waited_ms: u64 },
-    Deflected { reason: Arc<str> },
-    Transferred { from_queue_id: Arc<str>, to_queue_id: Arc<str>, reason: Arc<str> },
+    Abandoned {
+        waited_ms: u64,
+    },
+    Deflected {
+        reason: Arc<str>,
+    },
+    Transferred {
+        from_queue_id: Arc<str>,
+        to_queue_id: Arc<str>,
+        reason: Arc<str>,
+    },
 }
 
 impl CallEventKind {
@@ -156,7 +176,7 @@ mod tests {
     fn log_numbers_from_one_and_replays_after() {
         let mut log = EventLog::default();
         log.record(1, CallEventKind::Queued { queue_id: "q".into(), position: 1, estimated_wait_ms: 0 });
-        log.record(2, CallEventKind::Offered { informant_id: "i".into() });
+        log.record(2, CallEventKind::Offered { informant_id: "i".into(), unanswered: false });
         log.record(3, CallEventKind::Completed);
         assert_eq!(log.last_sequence(), 3);
         assert_eq!(log.after(1).iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![2, 3]);
@@ -182,7 +202,7 @@ mod tests {
     fn log_is_bounded_but_keeps_room_for_the_end() {
         let mut log = EventLog::default();
         for i in 0..1000 {
-            log.record(i, CallEventKind::Offered { informant_id: "i".into() });
+            log.record(i, CallEventKind::Offered { informant_id: "i".into(), unanswered: false });
         }
         assert!(log.len() < EventLog::MAX_EVENTS);
         let end = log.record(2000, CallEventKind::Abandoned { waited_ms: 1 }).expect("terminal recorded");

@@ -733,7 +733,8 @@ impl QueueCore {
         };
         if accepted {
             record.phase = Phase::Offered { informant_id: informant_id.clone(), offer_id, since_ms: now };
-            self.record_event(call_id, since_ms, CallEventKind::Offered { informant_id }, &mut fx);
+            let kind = CallEventKind::Offered { informant_id, unanswered: false };
+            self.record_event(call_id, since_ms, kind, &mut fx);
         } else {
             self.holders.remove(&informant_id);
             if let Some(entry) = self.line.get_mut(&record.key) {
@@ -842,6 +843,10 @@ impl QueueCore {
                 reason: reason::CALLER_HUNG_UP,
             });
         }
+        let proposed_at = match &phase {
+            Phase::Proposed { since_ms, .. } => Some(*since_ms),
+            _ => None,
+        };
         let state = match phase {
             Phase::Connected { informant_id, since_ms } => {
                 self.history.talked(now, now.saturating_sub(since_ms));
@@ -855,6 +860,11 @@ impl QueueCore {
             }
             Phase::Proposed { informant_id, offer_id, .. } | Phase::Offered { informant_id, offer_id, .. } => {
                 self.holders.remove(&informant_id);
+                if let Some(at) = proposed_at {
+                    // Served to her, who had not answered yet.
+                    let kind = CallEventKind::Offered { informant_id: informant_id.clone(), unanswered: true };
+                    self.record_event(call_id, at, kind, &mut fx);
+                }
                 fx.push(QueueEffect::WithdrawOffer {
                     informant_id,
                     call_id: call_id.clone(),
@@ -1028,7 +1038,7 @@ impl QueueCore {
         // (below, once requirements have relaxed), so that each informant
         // is proposed the best of them.
         for call_id in &unanswered {
-            self.take_back(call_id, &mut fx);
+            self.take_back(call_id, now, &mut fx);
         }
         for (call_id, to_queue_id) in overflow {
             let kind = CallEventKind::Transferred {
@@ -1115,21 +1125,42 @@ impl QueueCore {
     /// not pooled again until it announces itself. The queue stays the only
     /// one to connect the call: a late yes or accept from the informant no
     /// longer matches and is refused.
-    fn take_back(&mut self, call_id: &Arc<str>, fx: &mut Vec<QueueEffect>) {
+    ///
+    /// The gateway is told what happened: a proposal left unanswered is
+    /// recorded as an unanswered offer to that informant, at the time the
+    /// queue chose her (the queue served the call then), and the call is
+    /// queued again.
+    fn take_back(&mut self, call_id: &Arc<str>, now: Millis, fx: &mut Vec<QueueEffect>) {
         let Some(record) = self.calls.get_mut(call_id) else { return };
-        let (informant_id, offer_id, why) = match std::mem::replace(&mut record.phase, Phase::Waiting) {
-            Phase::Proposed { informant_id, offer_id, .. } => (informant_id, offer_id, reason::NO_ANSWER),
-            Phase::Offered { informant_id, offer_id, .. } => (informant_id, offer_id, reason::EXPIRED),
+        let key = record.key;
+        let (informant_id, offer_id, why, proposed_at) = match std::mem::replace(&mut record.phase, Phase::Waiting) {
+            Phase::Proposed { informant_id, offer_id, since_ms } => {
+                (informant_id, offer_id, reason::NO_ANSWER, Some(since_ms))
+            }
+            Phase::Offered { informant_id, offer_id, .. } => (informant_id, offer_id, reason::EXPIRED, None),
             other => {
                 record.phase = other;
                 return;
             }
         };
-        if let Some(entry) = self.line.get_mut(&record.key) {
+        if let Some(entry) = self.line.get_mut(&key) {
             entry.busy = false;
         }
         self.holders.remove(&informant_id);
-        fx.push(QueueEffect::WithdrawOffer { informant_id, call_id: call_id.clone(), offer_id, reason: why });
+        fx.push(QueueEffect::WithdrawOffer {
+            informant_id: informant_id.clone(),
+            call_id: call_id.clone(),
+            offer_id,
+            reason: why,
+        });
+        if let Some(at) = proposed_at {
+            self.record_event(call_id, at, CallEventKind::Offered { informant_id, unanswered: true }, fx);
+        }
+        let (position, event) = self.queued_event(&key, self.config.id.clone(), now);
+        if let Some(record) = self.calls.get_mut(call_id) {
+            record.last_position = position;
+        }
+        self.record_event(call_id, now, event, fx);
     }
 
     /// Replaces the configuration; waiting calls keep their place and get

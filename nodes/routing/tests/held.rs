@@ -24,13 +24,26 @@ fn withdrawals(fx: &[QueueEffect]) -> Vec<(Arc<str>, Arc<str>, &'static str)> {
 }
 
 fn offered_at(fx: &[QueueEffect]) -> Option<(Arc<str>, u64)> {
-    fx.iter().find_map(|e| match e {
-        QueueEffect::Event { event, .. } => match &event.kind {
-            CallEventKind::Offered { informant_id } => Some((informant_id.clone(), event.at_ms)),
+    events(fx).into_iter().find_map(|(kind, at)| kind.strip_prefix("offered to ").map(|who| (who.into(), at)))
+}
+
+/// The call events in `fx`, as (what, when).
+fn events(fx: &[QueueEffect]) -> Vec<(String, u64)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            QueueEffect::Event { event, .. } => Some(match &event.kind {
+                CallEventKind::Offered { informant_id, unanswered: false } => {
+                    (format!("offered to {informant_id}"), event.at_ms)
+                }
+                CallEventKind::Offered { informant_id, unanswered: true } => {
+                    (format!("unanswered by {informant_id}"), event.at_ms)
+                }
+                CallEventKind::Queued { position, .. } => (format!("queued at {position}"), event.at_ms),
+                other => (format!("{other:?}"), event.at_ms),
+            }),
             _ => None,
-        },
-        _ => None,
-    })
+        })
+        .collect()
 }
 
 #[test]
@@ -49,10 +62,13 @@ fn an_unanswered_proposal_goes_to_the_next_informant_and_a_late_yes_is_refused()
     let fx = q.tick(100 + PROPOSAL_TIMEOUT_MS - 1, true);
     assert!(withdrawals(&fx).is_empty() && proposed(&fx).is_none());
 
-    // At the deadline the call goes to bob, and alice is told.
+    // At the deadline the call goes to bob, and alice is told. The gateway
+    // is told the call was offered to alice when the queue chose her, and
+    // is back in line.
     let deadline = 100 + PROPOSAL_TIMEOUT_MS;
     let fx = q.tick(deadline, true);
     assert_eq!(withdrawals(&fx), vec![("alice".into(), alice_offer.clone(), reason::NO_ANSWER)]);
+    assert_eq!(events(&fx), vec![("unanswered by alice".to_string(), 100), ("queued at 1".to_string(), deadline)]);
     let (again, bob_offer) = proposed(&fx).expect("proposed again");
     assert_eq!(again, call_id);
     assert!(

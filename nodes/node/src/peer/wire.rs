@@ -349,8 +349,8 @@ fn event_out(event: &CallEvent) -> pb::CallEvent {
             position: *position,
             estimated_wait_ms: *estimated_wait_ms,
         }),
-        CallEventKind::Offered { informant_id } => {
-            Kind::Offered(ev::Offered { informant_id: informant_id.to_string() })
+        CallEventKind::Offered { informant_id, unanswered } => {
+            Kind::Offered(ev::Offered { informant_id: informant_id.to_string(), unanswered: *unanswered })
         }
         CallEventKind::Connected { informant_id, waited_ms } => {
             Kind::Connected(ev::Connected { informant_id: informant_id.to_string(), waited_ms: *waited_ms })
@@ -491,9 +491,10 @@ fn event_in(at: &str, event: pb::CallEvent) -> Result<CallEvent> {
             position: k.position,
             estimated_wait_ms: k.estimated_wait_ms,
         },
-        Kind::Offered(k) => {
-            CallEventKind::Offered { informant_id: id(&format!("{at}.offered.informant_id"), k.informant_id)? }
-        }
+        Kind::Offered(k) => CallEventKind::Offered {
+            informant_id: id(&format!("{at}.offered.informant_id"), k.informant_id)?,
+            unanswered: k.unanswered,
+        },
         Kind::Connected(k) => CallEventKind::Connected {
             informant_id: id(&format!("{at}.connected.informant_id"), k.informant_id)?,
             waited_ms: k.waited_ms,
@@ -573,7 +574,7 @@ mod tests {
     fn moved_call() -> MovedCall {
         let mut events = EventLog::default();
         events.record(1, CallEventKind::Queued { queue_id: "accueil".into(), position: 2, estimated_wait_ms: 9 });
-        events.record(2, CallEventKind::Offered { informant_id: "ana".into() });
+        events.record(2, CallEventKind::Offered { informant_id: "ana".into(), unanswered: false });
         events.record(3, CallEventKind::Connected { informant_id: "ana".into(), waited_ms: 2 });
         events.record(
             4,
@@ -948,7 +949,8 @@ mod tests {
             (id_strategy(), any::<u32>(), any::<u64>()).prop_map(|(queue_id, position, estimated_wait_ms)| {
                 CallEventKind::Queued { queue_id, position, estimated_wait_ms }
             }),
-            id_strategy().prop_map(|informant_id| CallEventKind::Offered { informant_id }),
+            (id_strategy(), any::<bool>())
+                .prop_map(|(informant_id, unanswered)| CallEventKind::Offered { informant_id, unanswered }),
             (id_strategy(), any::<u64>())
                 .prop_map(|(informant_id, waited_ms)| CallEventKind::Connected { informant_id, waited_ms }),
             Just(CallEventKind::Completed),

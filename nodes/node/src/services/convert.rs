@@ -47,8 +47,8 @@ pub fn call_event(call_id: &str, e: &CallEvent) -> pb::CallEvent {
             position: *position,
             estimated_wait_ms: *estimated_wait_ms,
         }),
-        CallEventKind::Offered { informant_id } => {
-            ce::Kind::Offered(ce::Offered { informant_id: informant_id.to_string() })
+        CallEventKind::Offered { informant_id, unanswered } => {
+            ce::Kind::Offered(ce::Offered { informant_id: informant_id.to_string(), unanswered: *unanswered })
         }
         CallEventKind::Connected { informant_id, waited_ms } => {
             ce::Kind::Connected(ce::Connected { informant_id: informant_id.to_string(), waited_ms: *waited_ms })
