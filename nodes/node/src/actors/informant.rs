@@ -47,6 +47,12 @@ pub const SESSION_BUFFER: usize = 64;
 /// unknown (its member failing over), and how often.
 const ASK_PATIENCE: Duration = Duration::from_secs(4);
 const ASK_RETRY: Duration = Duration::from_millis(100);
+/// How long one ask waits for its answer before asking again, at whoever
+/// owns the queue then: a member that froze or was cut off answers nothing,
+/// and its queue's next owner (after its lease, seconds later) must be
+/// asked within [`ASK_PATIENCE`]. Asking again is safe: a queue answers a
+/// connect or a complete it already carried out the same way.
+const ASK_ATTEMPT: Duration = Duration::from_millis(500);
 
 type Reply = RpcReplyPort<Result<StatusReply, NodeError>>;
 
@@ -520,7 +526,8 @@ impl InformantState {
     }
 
     /// Asks the queue the call is in now (see [`Self::call_queue`]) until
-    /// it answers, for up to [`ASK_PATIENCE`]: the queue may be failing
+    /// it answers, each time for up to [`ASK_ATTEMPT`], for up to
+    /// [`ASK_PATIENCE`] in all: the queue may be failing
     /// over to another member, which knows from etcd whether it already did
     /// it. `missing` is the outcome while the queue cannot be reached at
     /// all.
@@ -538,7 +545,7 @@ impl InformantState {
         let deadline = tokio::time::Instant::now() + ASK_PATIENCE;
         loop {
             let outcome = match self.queue(&self.call_queue(call_id, queue_id.clone())) {
-                Some(queue) => ask(queue).await,
+                Some(queue) => tokio::time::timeout(ASK_ATTEMPT, ask(queue)).await.unwrap_or(AskOutcome::Unknown),
                 None => missing,
             };
             match outcome {
