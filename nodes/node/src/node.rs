@@ -11,6 +11,7 @@ use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
 use relais_proto::v1 as pb;
 use relais_routing::SkillSet;
 use relais_routing::informant::{OngoingCall, Standing};
+use relais_routing::queue::{CallSnapshot, DurableCall};
 use tokio::sync::Semaphore;
 
 use crate::actors::informant::{InformantActor, InformantArgs, InformantMsg, StatusReply};
@@ -103,24 +104,29 @@ impl QueueStarter {
         epoch: Option<Epoch>,
     ) -> Result<ActorRef<QueueMsg>> {
         let queue_id = config.id.clone();
-        let (durability, restored) = match self.calls.get() {
+        let (durability, restored, ended) = match self.calls.get() {
             Some(store) => {
                 let epoch =
                     epoch.or_else(|| self.directory.epoch(ActorKind::Queue, &tenant, &queue_id)).ok_or_else(|| {
                         NodeError::Unavailable(format!("queue {queue_id:?} is not claimed by this member"))
                     })?;
-                let restored = store.load(&tenant, &queue_id).await?;
+                let (restored, ended) = store.load(&tenant, &queue_id).await?;
                 self.directory.metrics().queue_started(restored.len());
-                (Some(Durability { store: store.clone(), epoch }), restored)
+                (Some(Durability { store: store.clone(), epoch }), restored, ended)
             }
-            None => (None, Vec::new()),
+            None => (None, Vec::new(), Vec::new()),
         };
         if let Some(epoch) = epoch {
             self.directory.set_epoch(ActorKind::Queue, &tenant, &queue_id, epoch);
         }
         // Its previous actor's calls are in etcd (or, on a single node,
-        // were lost with it).
+        // were lost with it). Those that ended lately are remembered here,
+        // so that a gateway retrying one gets its end, not a new call.
         self.directory.forget_queue_calls(&tenant, &queue_id);
+        for last in ended {
+            let events = last.call.events.clone();
+            self.directory.end_call(&tenant, ended_snapshot(last), events);
+        }
         let args = QueueArgs {
             tenant: tenant.clone(),
             config,
@@ -308,13 +314,21 @@ impl Node {
         }
         // Nobody holds it: this node answers (NOT_FOUND); unless a member
         // could not say, and then nobody knows.
-        match silent {
-            Some((peer, e)) => Err(NodeError::Unavailable(format!(
+        if let Some((peer, e)) = silent {
+            return Err(NodeError::Unavailable(format!(
                 "member {} could not say whether it holds call {call_id:?} ({e}); retry",
                 peer.node_id
-            ))),
-            None => Ok(Place::Here),
+            )));
         }
+        // It may have ended on a member that is gone since: etcd keeps its
+        // last record a while, and this node answers from it.
+        if let Some(store) = self.starter.calls.get()
+            && let Some(last) = store.ended(tenant, call_id).await?
+        {
+            let events = last.call.events.clone();
+            self.directory.end_call(tenant, ended_snapshot(last), events);
+        }
+        Ok(Place::Here)
     }
 
     /// Starts draining: from now on the node takes no new call and no new
@@ -1165,5 +1179,31 @@ fn prefix(err: NodeError, with: &str) -> NodeError {
             NodeError::InvalidArgument { field: format!("{with}{field}"), reason }
         }
         other => other,
+    }
+}
+
+/// How a call that ended stands, from its last record: its state and
+/// informant are its log's.
+fn ended_snapshot(last: DurableCall) -> CallSnapshot {
+    use relais_routing::call::CallEventKind;
+    use relais_routing::queue::CallState;
+    let events = last.call.events.after(0);
+    let informant_id = events.iter().rev().find_map(|e| match &e.kind {
+        CallEventKind::Connected { informant_id, .. } => Some(informant_id.clone()),
+        _ => None,
+    });
+    let (state, deflect_reason) = match events.last().map(|e| &e.kind) {
+        Some(CallEventKind::Completed) => (CallState::Completed, None),
+        Some(CallEventKind::Deflected { reason }) => (CallState::Deflected, Some(reason.clone())),
+        _ => (CallState::Abandoned, None),
+    };
+    CallSnapshot {
+        info: last.call.info,
+        queue_id: last.queue_id,
+        state,
+        informant_id,
+        last_sequence: last.call.events.last_sequence(),
+        position: 0,
+        deflect_reason,
     }
 }

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_client::GetOptions;
 use relais_proto::v1 as pb;
 use support::etcd::EtcdProcess;
 use support::{Clients, NodeProcess};
@@ -253,7 +252,7 @@ async fn a_rolling_restart_under_load_loses_no_call_and_cuts_none_off() {
         assert!(seen.cut_off.is_empty(), "calls cut off: {:?}", seen.cut_off);
     }
     let start = Instant::now();
-    while !kv.get("/relais/calls/", Some(GetOptions::new().with_prefix())).await.unwrap().kvs().is_empty() {
+    while !support::stored_calls(&mut kv).await.is_empty() {
         assert!(start.elapsed() < Duration::from_secs(5), "ended calls still in etcd");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -14,15 +14,9 @@ use etcd_client::GetOptions;
 use relais_node::cluster::placement::{ActorKind, actor_key, owner};
 use relais_proto::v1 as pb;
 use support::etcd::EtcdProcess;
-use support::{Clients, NodeProcess, Session, Watch, member, retrying, until_members};
+use support::{Clients, NodeProcess, Session, Watch, member, retrying, stored_calls, until_members};
 
 const NUMBER: &str = "+33612345678";
-
-/// The call records etcd holds: key → value.
-async fn stored_calls(etcd: &mut etcd_client::Client) -> Vec<(String, Vec<u8>)> {
-    let read = etcd.get("/relais/calls/", Some(GetOptions::new().with_prefix())).await.unwrap();
-    read.kvs().iter().map(|kv| (kv.key_str().unwrap().to_string(), kv.value().to_vec())).collect()
-}
 
 const IDS: [&str; 3] = ["node-a", "node-b", "node-c"];
 
@@ -652,4 +646,44 @@ async fn informants_whose_member_dies_log_in_again_in_their_pause_or_their_wrap_
     let left = kv.get("/relais/informants/", Some(GetOptions::new().with_prefix())).await.unwrap();
     let keys: Vec<&str> = left.kvs().iter().map(|kv| kv.key_str().unwrap()).collect();
     assert_eq!(keys, Vec::<&str>::new(), "standing left in etcd");
+}
+
+/// A call that ended on a member that died right after is still told, by
+/// any member, with its whole log: its last record stays in etcd a while,
+/// although the member that kept its end in memory is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_a_call_is_told_after_the_member_that_ended_it_died() {
+    let etcd = EtcdProcess::start();
+    let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let mut nodes: Vec<Option<NodeProcess>> = three_members(&etcd).await.into_iter().map(Some).collect();
+    let doomed = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
+    let survivor = (0..3).find(|i| *i != doomed).unwrap();
+    let mut c = Clients::new(nodes[survivor].as_ref().unwrap(), "cai").await;
+    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+    let ana_id = (0..)
+        .map(|i| format!("inf-{i}"))
+        .find(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) != doomed)
+        .unwrap();
+    let mut ana = Session::open(&mut c, &ana_id, vec![support::skill("justice", 3)]).await;
+    support::offer_retrying(&mut c, support::offer("c1", "justice")).await;
+    let (offer_id, _) = ana.next_offer().await;
+    c.desk.accept_offer(pb::OfferReply { informant_id: ana_id.clone(), offer_id }).await.unwrap();
+    // Answered once the call's end is in etcd.
+    c.desk.finish_call(pb::FinishCallRequest { informant_id: ana_id.clone(), call_id: "c1".into() }).await.unwrap();
+    assert_eq!(stored_calls(&mut kv).await, Vec::new(), "no live call left");
+
+    drop(nodes[doomed].take());
+    // A gateway that never heard the first answer offers c1 again: the
+    // queue's next owner, which read the call's last record with the
+    // queue's calls, answers with its end, not a second call.
+    let again = support::offer_retrying(&mut c, support::offer("c1", "justice")).await;
+    assert!(!again.created, "c1 offered twice: {again:?}");
+    assert_eq!(support::state_of(again.call.as_ref().unwrap()), pb::CallState::Completed);
+    let status = retrying!("get c1", c.gateway.get_call(pb::GetCallRequest { call_id: "c1".into() }));
+    assert_eq!(support::state_of(&status), pb::CallState::Completed);
+    assert_eq!(status.informant_id, ana_id);
+    let events = Watch::open(&mut c, "c1", 0).await.rest().await;
+    assert_eq!(support::history(&events), ["queued", "offered", "connected", "completed"]);
+    let resumed = Watch::open(&mut c, "c1", 3).await.rest().await;
+    assert_eq!(support::history(&resumed), ["completed"], "resumed after the last event seen");
 }

@@ -168,8 +168,9 @@ struct Journal {
     durability: Durability,
     /// Calls changed since the last batch.
     dirty: HashSet<Arc<str>>,
-    /// Of those, the ones that ended (their record is deleted)...
-    ended: HashSet<Arc<str>>,
+    /// Of those, the ones that ended, as their last record (kept a while,
+    /// see [`CallWrite::End`])...
+    ended: HashMap<Arc<str>, DurableCall>,
     /// ...and the ones that left for another queue (their record names it).
     leaving: HashMap<Arc<str>, DurableCall>,
     /// Waiting for the next batch.
@@ -261,7 +262,7 @@ impl Actor for QueueActor {
             journal: args.durability.map(|durability| Journal {
                 durability,
                 dirty: HashSet::new(),
-                ended: HashSet::new(),
+                ended: HashMap::new(),
                 leaving: HashMap::new(),
                 held: Vec::new(),
                 writing: None,
@@ -525,9 +526,22 @@ impl QueueState {
                 QueueEffect::Event { call_id, .. } => {
                     journal.dirty.insert(call_id.clone());
                 }
-                QueueEffect::Ended { snapshot, .. } => {
-                    journal.dirty.insert(snapshot.info.call_id.clone());
-                    journal.ended.insert(snapshot.info.call_id.clone());
+                QueueEffect::Ended { snapshot, events } => {
+                    let call_id = snapshot.info.call_id.clone();
+                    let last = DurableCall {
+                        queue_id: snapshot.queue_id.clone(),
+                        call: MovedCall {
+                            info: snapshot.info.clone(),
+                            events: events.clone(),
+                            transfer_from: None,
+                            proposals: 0,
+                        },
+                        seq: 0,
+                        entered_ms: now,
+                        connected: None,
+                    };
+                    journal.ended.insert(call_id.clone(), last);
+                    journal.dirty.insert(call_id);
                 }
                 QueueEffect::MoveOut { to_queue_id, call } => {
                     let call_id = call.info.call_id.clone();
@@ -564,8 +578,8 @@ impl QueueState {
                     writes.push(CallWrite::Put(Box::new(call)));
                 } else if let Some(moving) = journal.leaving.remove(&call_id) {
                     writes.push(CallWrite::Put(Box::new(moving)));
-                } else if journal.ended.contains(&call_id) {
-                    writes.push(CallWrite::Delete(call_id));
+                } else if let Some(last) = journal.ended.remove(&call_id) {
+                    writes.push(CallWrite::End(Box::new(last)));
                 }
             }
             journal.ended.clear();

@@ -10,13 +10,16 @@
 //! The queue actor writes its changed calls in batches, each a transaction
 //! fenced by its claim on the queue (see [`Ownership::fenced`]), and tells
 //! the gateway and informants nothing about a change before the batch that
-//! holds it is written. A call's key is deleted when the call ends, so etcd
-//! holds only live calls.
+//! holds it is written. When a call ends its record is overwritten with its
+//! last state (its log ends with its end) under a lease of its own that
+//! expires [`ENDED_KEPT`] later: a gateway whose stream broke with the
+//! member that ended the call reads the end at any other member. Readers of
+//! live calls skip those records.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions, TxnOp};
+use etcd_client::{Client, GetOptions, PutOptions, TxnOp};
 use prost::Message;
 use relais_proto::peer::v1 as pb;
 use relais_routing::queue::DurableCall;
@@ -30,12 +33,26 @@ use crate::peer::wire;
 
 /// Deadline of one read of a tenant's calls.
 const READ_STEP: Duration = Duration::from_secs(5);
+/// How long at least an ended call's last record stays in etcd: long
+/// enough for a gateway to resume a stream the death of a member broke,
+/// short enough that a busy cluster's ended calls stay a small part of
+/// etcd (2,000 calls a second make 240,000 records of a few KiB).
+pub const ENDED_KEPT: Duration = Duration::from_secs(120);
+/// Ended records share a lease granted at most this long ago (each lives
+/// `ENDED_KEPT` to `ENDED_KEPT + ENDED_LEASE_REUSE`).
+const ENDED_LEASE_REUSE: Duration = Duration::from_secs(30);
 
 /// One change to a call's record.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CallWrite {
     Put(Box<DurableCall>),
-    Delete(Arc<str>),
+    /// The call ended: its last record, kept [`ENDED_KEPT`].
+    End(Box<DurableCall>),
+}
+
+/// Whether a stored call has ended (its log ends with its end).
+fn has_ended(call: &DurableCall) -> bool {
+    call.call.events.after(0).last().is_some_and(|e| e.kind.is_terminal())
 }
 
 /// Reads and writes the tenants' live calls.
@@ -44,11 +61,19 @@ pub struct CallStore {
     root: String,
     ownership: Ownership,
     metrics: Metrics,
+    /// The lease ended records are written under, and when it was granted.
+    ended_lease: tokio::sync::Mutex<Option<(i64, std::time::Instant)>>,
 }
 
 impl CallStore {
     pub fn new(client: Client, prefix: &str, ownership: Ownership, metrics: Metrics) -> Self {
-        Self { client, root: format!("{}/calls/", prefix.trim_end_matches('/')), ownership, metrics }
+        Self {
+            client,
+            root: format!("{}/calls/", prefix.trim_end_matches('/')),
+            ownership,
+            metrics,
+            ended_lease: tokio::sync::Mutex::new(None),
+        }
     }
 
     fn tenant_prefix(&self, tenant: &str) -> String {
@@ -59,15 +84,53 @@ impl CallStore {
         format!("{}{call_id}", self.tenant_prefix(tenant))
     }
 
-    /// The live calls `queue_id` holds, or that are moving to it. A record
-    /// that does not decode is skipped with an error in the log: it cannot
-    /// be routed, and refusing the whole queue would strand the others.
-    pub async fn load(&self, tenant: &str, queue_id: &str) -> Result<Vec<DurableCall>> {
+    /// The live calls `queue_id` holds, or that are moving to it, and the
+    /// last records of its calls that ended lately. A record that does not
+    /// decode is skipped with an error in the log: it cannot be routed, and
+    /// refusing the whole queue would strand the others.
+    pub async fn load(&self, tenant: &str, queue_id: &str) -> Result<(Vec<DurableCall>, Vec<DurableCall>)> {
         let calls = self.read(tenant).await?;
-        Ok(calls.into_iter().filter(|call| call.queue_id.as_ref() == queue_id).collect())
+        Ok(calls.into_iter().filter(|call| call.queue_id.as_ref() == queue_id).partition(|call| !has_ended(call)))
     }
 
-    /// Every live call of `tenant` (see [`Self::load`] for unreadable ones).
+    /// The last record of `tenant`'s call `call_id`, if it ended less than
+    /// [`ENDED_KEPT`] ago.
+    pub async fn ended(&self, tenant: &str, call_id: &str) -> Result<Option<DurableCall>> {
+        let mut client = self.client.clone();
+        let sent = std::time::Instant::now();
+        let response = tokio::time::timeout(READ_STEP, client.get(self.key(tenant, call_id), None)).await;
+        self.metrics.etcd(EtcdOp::CallsRead, sent.elapsed());
+        let response = response
+            .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry".into()))?
+            .map_err(|e| NodeError::Unavailable(format!("etcd: {e}")))?;
+        let Some(kv) = response.kvs().first() else { return Ok(None) };
+        let call = pb::StoredCall::decode(kv.value())
+            .map_err(|e| NodeError::Internal(e.to_string()))
+            .and_then(wire::stored_call_in)?;
+        Ok(has_ended(&call).then_some(call))
+    }
+
+    /// A lease for ended records: the one granted less than
+    /// [`ENDED_LEASE_REUSE`] ago, or a new one.
+    async fn ended_lease(&self) -> Result<i64> {
+        let mut cached = self.ended_lease.lock().await;
+        if let Some((id, granted)) = *cached
+            && granted.elapsed() < ENDED_LEASE_REUSE
+        {
+            return Ok(id);
+        }
+        let ttl = i64::try_from((ENDED_KEPT + ENDED_LEASE_REUSE).as_secs()).unwrap_or(i64::MAX);
+        let mut client = self.client.clone();
+        let granted = tokio::time::timeout(READ_STEP, client.lease_grant(ttl, None))
+            .await
+            .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry".into()))?
+            .map_err(|e| NodeError::Unavailable(format!("etcd: {e}")))?;
+        *cached = Some((granted.id(), std::time::Instant::now()));
+        Ok(granted.id())
+    }
+
+    /// Every call record of `tenant`, live or ended (see [`Self::load`] for
+    /// unreadable ones).
     async fn read(&self, tenant: &str) -> Result<Vec<DurableCall>> {
         let mut client = self.client.clone();
         let sent = std::time::Instant::now();
@@ -99,7 +162,7 @@ impl CallStore {
     /// (call id, queue id, connected since).
     pub async fn connected_to(&self, tenant: &str, informant_id: &str) -> Result<Option<(Arc<str>, Arc<str>, u64)>> {
         let calls = self.read(tenant).await?;
-        Ok(calls.into_iter().find_map(|call| match call.connected {
+        Ok(calls.into_iter().filter(|call| !has_ended(call)).find_map(|call| match call.connected {
             Some((informant, since_ms)) if informant.as_ref() == informant_id => {
                 Some((call.call.info.call_id, call.queue_id, since_ms))
             }
@@ -114,6 +177,8 @@ impl CallStore {
     /// epoch is stale, `UNAVAILABLE` when etcd does not answer.
     pub async fn write(&self, tenant: &str, queue_id: &str, epoch: Epoch, writes: Vec<CallWrite>) -> Result<()> {
         let claim = actor_key(ActorKind::Queue, tenant, queue_id);
+        let lease =
+            if writes.iter().any(|w| matches!(w, CallWrite::End(_))) { Some(self.ended_lease().await?) } else { None };
         let mut ops: Vec<TxnOp> = writes
             .into_iter()
             .map(|w| match w {
@@ -122,7 +187,11 @@ impl CallStore {
                     wire::stored_call_out(&call).encode_to_vec(),
                     None,
                 ),
-                CallWrite::Delete(call_id) => TxnOp::delete(self.key(tenant, &call_id), None),
+                CallWrite::End(call) => TxnOp::put(
+                    self.key(tenant, &call.call.info.call_id),
+                    wire::stored_call_out(&call).encode_to_vec(),
+                    lease.map(|id| PutOptions::new().with_lease(id)),
+                ),
             })
             .collect();
         while !ops.is_empty() {
@@ -130,6 +199,10 @@ impl CallStore {
             let sent = std::time::Instant::now();
             let written = self.ownership.fenced_patiently(&claim, epoch, ops).await;
             self.metrics.etcd(EtcdOp::CallsWrite, sent.elapsed());
+            if written.is_err() && lease.is_some() {
+                // The lease may be what failed (etcd lost it): grant anew.
+                *self.ended_lease.lock().await = None;
+            }
             written?;
             ops = rest;
         }

@@ -389,3 +389,21 @@ pub fn history(events: &[pb::CallEvent]) -> Vec<&'static str> {
 pub fn state_of(status: &pb::CallStatus) -> pb::CallState {
     pb::CallState::try_from(status.state).expect("known state")
 }
+
+/// The live call records etcd holds (not the last records of ended calls,
+/// kept a while): key → value.
+#[allow(dead_code)]
+pub async fn stored_calls(etcd: &mut etcd_client::Client) -> Vec<(String, Vec<u8>)> {
+    use prost::Message;
+    use relais_proto::peer::v1::{StoredCall, call_event::Kind};
+    let read = etcd.get("/relais/calls/", Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap();
+    read.kvs()
+        .iter()
+        .filter(|kv| {
+            let stored = StoredCall::decode(kv.value()).unwrap();
+            let last = stored.call.and_then(|c| c.events.last().cloned()).and_then(|e| e.kind);
+            !matches!(last, Some(Kind::Completed(_) | Kind::Abandoned(_) | Kind::Deflected(_)))
+        })
+        .map(|kv| (kv.key_str().unwrap().to_string(), kv.value().to_vec()))
+        .collect()
+}
