@@ -1106,6 +1106,25 @@ impl QueueCore {
         fx
     }
 
+    /// The queue hands its calls over to another owner: a proposal still
+    /// unanswered would be dropped untold (its new owner proposes the call
+    /// again, and does not know this one), so each is taken back now, told
+    /// as an unanswered offer, and withdrawn from its informant. The calls
+    /// are not proposed again here.
+    pub fn take_back_proposals(&mut self, now: Millis) -> Vec<QueueEffect> {
+        let mut fx = Vec::new();
+        let proposed: Vec<Arc<str>> = self
+            .calls
+            .values()
+            .filter(|r| matches!(r.phase, Phase::Proposed { .. }))
+            .map(|r| r.info.call_id.clone())
+            .collect();
+        for call_id in proposed {
+            self.take_back(&call_id, now, &mut fx);
+        }
+        fx
+    }
+
     /// Whether a call held for an informant has waited past the time its
     /// answer could come in: a proposal past [`PROPOSAL_TIMEOUT_MS`], an
     /// offer past its expiry and [`OFFER_GRACE_MS`].

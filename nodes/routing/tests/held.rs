@@ -149,3 +149,27 @@ fn an_offer_id_names_its_call_and_no_other() {
     assert!(!offers_call("c12/1", "c1") && !offers_call("c1/", "c1") && !offers_call("c1/1/2", "c1"));
     assert!(!offers_call("c1", "c1") && !offers_call("c2/1", "c1"));
 }
+
+#[test]
+fn a_queue_handing_over_takes_back_and_tells_its_unanswered_proposals() {
+    let mut q = queue(0);
+    q.join("alice".into(), skills(), true, 0);
+    q.join("bob".into(), skills(), true, 0);
+    q.available(entry("alice", 1), 0);
+    q.available(entry("bob", 1), 10);
+    let (_, fx) = q.offer_call(call("a", 1, 100), 100).expect("offered");
+    let (a, a_offer) = proposed(&fx).expect("a to alice");
+    let (_, fx) = q.offer_call(call("b", 1, 110), 110).expect("offered");
+    let (b, b_offer) = proposed(&fx).expect("b to bob");
+    // Bob took b: it is his offer. Alice has not answered a.
+    q.proposal_answered(&b, &b_offer, "bob", true, 120);
+    let fx = q.take_back_proposals(500);
+    assert_eq!(withdrawals(&fx), vec![("alice".into(), a_offer, reason::NO_ANSWER)]);
+    assert_eq!(events(&fx), vec![("unanswered by alice".to_string(), 100), ("queued at 1".to_string(), 500)]);
+    assert!(proposed(&fx).is_none(), "nothing proposed while handing over");
+    q.check_invariants().expect("invariants");
+    let record = q.call(&a).expect("a still here");
+    assert!(matches!(record.phase, relais_routing::queue::Phase::Waiting));
+    let record = q.call(&b).expect("b still here");
+    assert!(matches!(record.phase, relais_routing::queue::Phase::Offered { .. }));
+}

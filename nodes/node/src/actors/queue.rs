@@ -425,7 +425,13 @@ impl Actor for QueueActor {
                     );
                 }
             }
-            QueueMsg::HandOver { reply } => state.reply(reply, ()),
+            QueueMsg::HandOver { reply } => {
+                // Its proposals still unanswered are taken back and told
+                // (with the last batch), not dropped untold.
+                let fx = state.core.take_back_proposals(now);
+                state.apply(fx);
+                state.reply(reply, ());
+            }
             QueueMsg::Written(result) => {
                 if let Err(e) = result {
                     // What was held is never said; the queue starts again
