@@ -85,6 +85,11 @@ pub struct Recovery {
     pub at_ms: i64,
     /// None: no call was offered again in some queue it hit.
     pub recovery_ms: Option<i64>,
+    /// The same, with each queue's clock started only once one of its
+    /// informants is free: when every informant the history shows serving
+    /// the queue held a call at the start, at the first end of those holds.
+    /// It separates the cluster's recovery from the staffing's.
+    pub recovery_net_ms: Option<i64>,
     pub queues: Vec<String>,
     pub waiting: u32,
 }
@@ -161,6 +166,8 @@ pub fn check(records: &[Record]) -> Verdict {
     // (informant, call) → times her session said the offer went or the call ended.
     let mut released: HashMap<(String, String), Vec<i64>> = HashMap::new();
     let mut offer_calls: HashMap<(String, String), String> = HashMap::new();
+    // (informant, call) → when her desktop first asked to finish it.
+    let mut finishing: HashMap<(String, String), i64> = HashMap::new();
     verdict.start_ms = records.first().map_or(0, |r| r.t_ms);
     verdict.end_ms = records.last().map_or(0, |r| r.t_ms);
 
@@ -169,6 +176,9 @@ pub fn check(records: &[Record]) -> Verdict {
             Event::Run { scenario, seed, .. } => {
                 verdict.scenario = scenario.clone();
                 verdict.seed = *seed;
+            }
+            Event::FinishSent { informant_id, call_id } => {
+                finishing.entry((informant_id.clone(), call_id.clone())).or_insert(record.t_ms);
             }
             Event::OfferSent { call_id, queue_id, priority, .. } => {
                 let call = calls.entry(call_id.clone()).or_default();
@@ -251,6 +261,7 @@ pub fn check(records: &[Record]) -> Verdict {
                     node: node.clone(),
                     at_ms: record.t_ms,
                     recovery_ms: None,
+                    recovery_net_ms: None,
                     queues: queues.clone(),
                     waiting: *waiting,
                 });
@@ -273,9 +284,10 @@ pub fn check(records: &[Record]) -> Verdict {
     for id in &ids {
         judge_call(id, &calls[*id], &mut verdict);
     }
-    double_assignments(&ids, &calls, &released, verdict.end_ms, &mut verdict);
+    let holds = holds(&ids, &calls, &released, verdict.end_ms);
+    double_assignments(&holds, &mut verdict);
     order(&ids, &calls, &mut verdict);
-    recoveries(&calls, &mut verdict.faults);
+    recoveries(&calls, &holds, &finishing, &mut verdict.faults);
 
     verdict.double_assignments = verdict.count(FindingKind::DoubleAssignment);
     verdict.double_connects = verdict.count(FindingKind::DoubleConnect);
@@ -354,16 +366,19 @@ fn judge_call(id: &str, call: &Call, verdict: &mut Verdict) {
     }
 }
 
+/// Per informant, the intervals (from, until, call) during which each call
+/// held her.
+type Holds = HashMap<String, Vec<(i64, i64, String)>>;
+
 /// Intervals during which each call held an informant, cut by her session's
-/// releases; then any overlap per informant.
-fn double_assignments(
+/// releases.
+fn holds(
     ids: &[&String],
     calls: &HashMap<String, Call>,
     released: &HashMap<(String, String), Vec<i64>>,
     end_ms: i64,
-    verdict: &mut Verdict,
-) {
-    let mut holds: HashMap<String, Vec<(i64, i64, String)>> = HashMap::new();
+) -> Holds {
+    let mut holds: Holds = HashMap::new();
     for id in ids {
         let call = &calls[*id];
         let close =
@@ -393,9 +408,15 @@ fn double_assignments(
         }
         close(&mut open, end_ms, &mut holds);
     }
-    let mut informants: Vec<_> = holds.into_iter().collect();
+    holds
+}
+
+/// Any overlap of two holds of one informant.
+fn double_assignments(holds: &Holds, verdict: &mut Verdict) {
+    let mut informants: Vec<_> = holds.iter().collect();
     informants.sort();
-    for (informant, mut list) in informants {
+    for (informant, list) in informants {
+        let mut list = list.clone();
         list.sort();
         // The hold reaching furthest so far: any later start before its end overlaps it.
         let mut furthest: Option<(i64, i64, String)> = None;
@@ -504,11 +525,20 @@ fn order(ids: &[&String], calls: &HashMap<String, Call>, verdict: &mut Verdict) 
     }
 }
 
-fn recoveries(calls: &HashMap<String, Call>, faults: &mut [Recovery]) {
-    // queue → offered times, sorted; queue → (arrival, left the line).
+fn recoveries(
+    calls: &HashMap<String, Call>,
+    holds: &Holds,
+    finishing: &HashMap<(String, String), i64>,
+    faults: &mut [Recovery],
+) {
+    // queue → offered times, sorted; queue → (arrival, left the line);
+    // queue → the informants seen serving it.
     let mut offers: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut lines: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut staff: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
     for call in calls.values() {
+        let serving = call.events.values().filter(|e| e.0 == CallKind::Offered || e.0 == CallKind::Connected);
+        staff.entry(call.queue_id.as_str()).or_default().extend(serving.map(|e| e.2.as_str()));
         let times = offers.entry(call.queue_id.as_str()).or_default();
         times.extend(call.events.values().filter(|e| e.0 == CallKind::Offered).map(|e| e.1));
         if let (true, Some(arrival)) = (call.acked, call.arrived_at_ms) {
@@ -528,6 +558,7 @@ fn recoveries(calls: &HashMap<String, Call>, faults: &mut [Recovery]) {
             fault.queues.clone()
         };
         let mut worst: Option<i64> = Some(0);
+        let mut worst_net: Option<i64> = Some(0);
         for queue in &hit {
             // The clock starts at the fault if a call was waiting then, else
             // at the next arrival: a queue nobody calls has nothing to route.
@@ -543,8 +574,41 @@ fn recoveries(calls: &HashMap<String, Call>, faults: &mut [Recovery]) {
                 (Some(w), Some(t)) => Some(w.max(t - start)),
                 _ => None,
             };
+            let free_from = staff.get(queue.as_str()).and_then(|staff| first_free(staff, holds, finishing, start));
+            worst_net = match (worst_net, first) {
+                (Some(w), Some(t)) => Some(w.max(t - free_from.filter(|f| *f <= t).unwrap_or(start).max(start))),
+                _ => None,
+            };
         }
         fault.recovery_ms = if hit.is_empty() { None } else { worst };
+        fault.recovery_net_ms = if hit.is_empty() { None } else { worst_net };
         fault.queues = hit;
     }
+}
+
+/// When one of `staff` is first free from `start` on: `start` if one of
+/// them holds no call then, else the first time one of the calls they hold
+/// ends or her desktop asks to finish it (what the cluster does after that
+/// is its own recovery). None when the queue has no known informant.
+fn first_free(
+    staff: &std::collections::BTreeSet<&str>,
+    holds: &Holds,
+    finishing: &HashMap<(String, String), i64>,
+    start: i64,
+) -> Option<i64> {
+    let mut first: Option<i64> = None;
+    for informant in staff.iter().filter(|i| !i.is_empty()) {
+        let holding = holds.get(*informant).and_then(|list| {
+            list.iter()
+                .filter(|(from, until, _)| *from <= start && start < *until)
+                .map(|(from, until, call)| {
+                    let asked = finishing.get(&(informant.to_string(), call.clone())).copied().filter(|t| t >= from);
+                    asked.map_or(*until, |t| t.min(*until))
+                })
+                .max()
+        });
+        let free_at = holding.unwrap_or(start);
+        first = Some(first.map_or(free_at, |f| f.min(free_at)));
+    }
+    first
 }

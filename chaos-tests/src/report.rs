@@ -35,11 +35,14 @@ fn ms(value: Option<i64>) -> String {
 
 /// The recovery times of `verdict`'s faults, sorted, and how many faults
 /// never recovered.
-fn recoveries<'a>(faults: impl Iterator<Item = &'a crate::checker::Recovery>) -> (Vec<i64>, usize) {
+fn recoveries<'a>(
+    faults: impl Iterator<Item = &'a crate::checker::Recovery>,
+    figure: fn(&crate::checker::Recovery) -> Option<i64>,
+) -> (Vec<i64>, usize) {
     let mut times = Vec::new();
     let mut never = 0;
     for fault in faults {
-        match fault.recovery_ms {
+        match figure(fault) {
             Some(t) => times.push(t),
             None => never += 1,
         }
@@ -59,7 +62,7 @@ pub fn markdown(rows: &[Row], title: &str) -> String {
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         let v = &row.verdict;
-        let (times, never) = recoveries(v.faults.iter());
+        let (times, never) = recoveries(v.faults.iter(), |f| f.recovery_ms);
         let never = if never > 0 { format!(" ({never} never)") } else { String::new() };
         let _ = writeln!(
             out,
@@ -87,8 +90,11 @@ pub fn markdown(rows: &[Row], title: &str) -> String {
     }
 
     let _ = writeln!(out, "\n## Recovery per fault kind\n");
-    let _ = writeln!(out, "| fault kind | faults | never recovered | p50 | p99 | max |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| fault kind | faults | never recovered | p50 | p99 | max | net of busy informants: p50 | p99 | max |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     let mut kinds: BTreeMap<&str, Vec<&crate::checker::Recovery>> = BTreeMap::new();
     for row in rows {
         for fault in &row.verdict.faults {
@@ -96,14 +102,18 @@ pub fn markdown(rows: &[Row], title: &str) -> String {
         }
     }
     for (kind, faults) in &kinds {
-        let (times, never) = recoveries(faults.iter().copied());
+        let (times, never) = recoveries(faults.iter().copied(), |f| f.recovery_ms);
+        let (net, _) = recoveries(faults.iter().copied(), |f| f.recovery_net_ms);
         let _ = writeln!(
             out,
-            "| {kind} | {} | {never} | {} | {} | {} |",
+            "| {kind} | {} | {never} | {} | {} | {} | {} | {} | {} |",
             faults.len(),
             ms(percentile(&times, 50.0)),
             ms(percentile(&times, 99.0)),
-            ms(times.last().copied())
+            ms(times.last().copied()),
+            ms(percentile(&net, 50.0)),
+            ms(percentile(&net, 99.0)),
+            ms(net.last().copied())
         );
     }
     let total_faults: usize = rows.iter().map(|r| r.verdict.faults.len()).sum();

@@ -126,6 +126,38 @@ fn a_clean_history_passes_with_its_counts_and_recovery() {
     assert_eq!(verdict.unknown, 1);
     assert_eq!(verdict.faults.len(), 1);
     assert_eq!(verdict.faults[0].recovery_ms, Some(600), "fault at 2000, c2 offered at 2600");
+    // bob, who took c2, held no call at the fault: nothing to discount.
+    assert_eq!(verdict.faults[0].recovery_net_ms, Some(600));
+}
+
+#[test]
+fn recovery_net_of_busy_informants_starts_when_one_is_free() {
+    let mut h = History::default();
+    // ana and bob are on calls when the queue's member is killed at 2000;
+    // c3 arrives at 2100 and goes to bob once he ends c2 at 3000.
+    h.arrive(1_000, "c1", "q").served(1_000, 5_000, "c1", "ana", 2);
+    h.arrive(1_100, "c2", "q").served(1_100, 3_000, "c2", "bob", 2);
+    h.at(
+        2_000,
+        Event::Fault {
+            fault_id: 1,
+            kind: "kill".into(),
+            node: Some("n1".into()),
+            queues: vec!["q".into()],
+            waiting: 0,
+            detail: String::new(),
+        },
+    );
+    h.arrive(2_100, "c3", "q").served(3_005, 4_000, "c3", "bob", 2);
+    let verdict = h.check();
+    assert!(verdict.clean(), "{:#?}", verdict.findings);
+    assert_eq!(verdict.faults[0].recovery_ms, Some(905), "c3 arrived at 2100, offered at 3005");
+    assert_eq!(verdict.faults[0].recovery_net_ms, Some(5), "bob free at 3000");
+    // Had bob's desktop asked to finish c2 at 2900, the cluster's 100 ms
+    // to end it count as recovery.
+    h.at(2_900, Event::FinishSent { informant_id: "bob".into(), call_id: "c2".into() });
+    let verdict = h.check();
+    assert_eq!(verdict.faults[0].recovery_net_ms, Some(105), "bob asked to finish at 2900");
 }
 
 #[test]
