@@ -38,7 +38,9 @@
 //! - *Recovery* of a fault: for each queue it hits, the time from the fault
 //!   (or, when no call of the queue was waiting then, from the next call's
 //!   arrival) to the first call offered in that queue from then on; the
-//!   fault's recovery is the largest.
+//!   fault's recovery is the largest. *Net of busy informants*, each
+//!   queue's clock starts only once one of its informants is free (holds
+//!   no call, or her desktop asked to finish hers).
 
 use std::collections::{BTreeMap, HashMap};
 
