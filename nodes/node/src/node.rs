@@ -124,8 +124,7 @@ impl QueueStarter {
         // so that a gateway retrying one gets its end, not a new call.
         self.directory.forget_queue_calls(&tenant, &queue_id);
         for last in ended {
-            let events = last.call.events.clone();
-            self.directory.end_call(&tenant, ended_snapshot(last), events);
+            remember_ended(&self.directory, &tenant, last);
         }
         let args = QueueArgs {
             tenant: tenant.clone(),
@@ -325,8 +324,7 @@ impl Node {
         if let Some(store) = self.starter.calls.get()
             && let Some(last) = store.ended(tenant, call_id).await?
         {
-            let events = last.call.events.clone();
-            self.directory.end_call(tenant, ended_snapshot(last), events);
+            remember_ended(&self.directory, tenant, last);
         }
         Ok(Place::Here)
     }
@@ -1182,9 +1180,9 @@ fn prefix(err: NodeError, with: &str) -> NodeError {
     }
 }
 
-/// How a call that ended stands, from its last record: its state and
+/// Remembers a call that ended, from its last record: its state and
 /// informant are its log's.
-fn ended_snapshot(last: DurableCall) -> CallSnapshot {
+fn remember_ended(directory: &Directory, tenant: &Arc<str>, last: DurableCall) {
     use relais_routing::call::CallEventKind;
     use relais_routing::queue::CallState;
     let events = last.call.events.after(0);
@@ -1197,7 +1195,7 @@ fn ended_snapshot(last: DurableCall) -> CallSnapshot {
         Some(CallEventKind::Deflected { reason }) => (CallState::Deflected, Some(reason.clone())),
         _ => (CallState::Abandoned, None),
     };
-    CallSnapshot {
+    let snapshot = CallSnapshot {
         info: last.call.info,
         queue_id: last.queue_id,
         state,
@@ -1205,5 +1203,6 @@ fn ended_snapshot(last: DurableCall) -> CallSnapshot {
         last_sequence: last.call.events.last_sequence(),
         position: 0,
         deflect_reason,
-    }
+    };
+    directory.end_call(tenant, snapshot, last.call.events);
 }

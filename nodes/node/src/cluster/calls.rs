@@ -50,6 +50,22 @@ pub enum CallWrite {
     End(Box<DurableCall>),
 }
 
+/// `request`'s answer from etcd within [`READ_STEP`]; `UNAVAILABLE`
+/// otherwise.
+async fn answer<T>(
+    request: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    tokio::time::timeout(READ_STEP, request)
+        .await
+        .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry".into()))?
+        .map_err(|e| NodeError::Unavailable(format!("etcd: {e}")))
+}
+
+/// A call record as etcd holds it.
+fn decode(value: &[u8]) -> Result<DurableCall> {
+    pb::StoredCall::decode(value).map_err(|e| NodeError::Internal(e.to_string())).and_then(wire::stored_call_in)
+}
+
 /// Whether a stored call has ended (its log ends with its end).
 fn has_ended(call: &DurableCall) -> bool {
     call.call.events.after(0).last().is_some_and(|e| e.kind.is_terminal())
@@ -98,15 +114,11 @@ impl CallStore {
     pub async fn ended(&self, tenant: &str, call_id: &str) -> Result<Option<DurableCall>> {
         let mut client = self.client.clone();
         let sent = std::time::Instant::now();
-        let response = tokio::time::timeout(READ_STEP, client.get(self.key(tenant, call_id), None)).await;
+        let response = answer(client.get(self.key(tenant, call_id), None)).await;
         self.metrics.etcd(EtcdOp::CallsRead, sent.elapsed());
-        let response = response
-            .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry".into()))?
-            .map_err(|e| NodeError::Unavailable(format!("etcd: {e}")))?;
+        let response = response?;
         let Some(kv) = response.kvs().first() else { return Ok(None) };
-        let call = pb::StoredCall::decode(kv.value())
-            .map_err(|e| NodeError::Internal(e.to_string()))
-            .and_then(wire::stored_call_in)?;
+        let call = decode(kv.value())?;
         Ok(has_ended(&call).then_some(call))
     }
 
@@ -121,10 +133,7 @@ impl CallStore {
         }
         let ttl = i64::try_from((ENDED_KEPT + ENDED_LEASE_REUSE).as_secs()).unwrap_or(i64::MAX);
         let mut client = self.client.clone();
-        let granted = tokio::time::timeout(READ_STEP, client.lease_grant(ttl, None))
-            .await
-            .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry".into()))?
-            .map_err(|e| NodeError::Unavailable(format!("etcd: {e}")))?;
+        let granted = answer(client.lease_grant(ttl, None)).await?;
         *cached = Some((granted.id(), std::time::Instant::now()));
         Ok(granted.id())
     }
@@ -134,21 +143,12 @@ impl CallStore {
     async fn read(&self, tenant: &str) -> Result<Vec<DurableCall>> {
         let mut client = self.client.clone();
         let sent = std::time::Instant::now();
-        let response = tokio::time::timeout(
-            READ_STEP,
-            client.get(self.tenant_prefix(tenant), Some(GetOptions::new().with_prefix())),
-        )
-        .await;
+        let response = answer(client.get(self.tenant_prefix(tenant), Some(GetOptions::new().with_prefix()))).await;
         self.metrics.etcd(EtcdOp::CallsRead, sent.elapsed());
-        let response = response
-            .map_err(|_| NodeError::Unavailable("etcd did not answer in time; retry".into()))?
-            .map_err(|e| NodeError::Unavailable(format!("etcd: {e}")))?;
+        let response = response?;
         let mut calls = Vec::new();
         for kv in response.kvs() {
-            let decoded = pb::StoredCall::decode(kv.value())
-                .map_err(|e| NodeError::Internal(e.to_string()))
-                .and_then(wire::stored_call_in);
-            match decoded {
+            match decode(kv.value()) {
                 Ok(call) => calls.push(call),
                 Err(e) => {
                     tracing::error!(key = %String::from_utf8_lossy(kv.key()), error = %e, "unreadable call record skipped")
