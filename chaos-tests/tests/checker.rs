@@ -49,6 +49,19 @@ impl History {
         )
     }
 
+    /// A kill -9 at `t` of node n1, owner of queue q with `waiting` calls.
+    fn kill_at(&mut self, t: i64, waiting: u32) -> &mut Self {
+        let fault = Event::Fault {
+            fault_id: 1,
+            kind: "kill".into(),
+            node: Some("n1".into()),
+            queues: vec!["q".into()],
+            waiting,
+            detail: String::new(),
+        };
+        self.at(t, fault)
+    }
+
     /// Offered at `t`, connected 10 ms later, completed at `end`; sequences from `first`.
     fn served(&mut self, t: i64, end: i64, call: &str, informant: &str, first: u64) -> &mut Self {
         self.event(t, call, first, CallKind::Offered, informant)
@@ -87,17 +100,7 @@ fn clean() -> History {
     h.at(1_300, Event::WatchEnded { call_id: "c1".into(), error: Some("unavailable".into()) })
         .at(1_400, Event::WatchOpened { call_id: "c1".into(), after_sequence: 2, node: "n2".into() });
     h.event(1_500, "c1", 3, CallKind::Connected, "ana").event(9_000, "c1", 4, CallKind::Completed, "");
-    h.at(
-        2_000,
-        Event::Fault {
-            fault_id: 1,
-            kind: "kill".into(),
-            node: Some("n1".into()),
-            queues: vec!["q".into()],
-            waiting: 1,
-            detail: String::new(),
-        },
-    );
+    h.kill_at(2_000, 1);
     h.served(2_600, 9_500, "c2", "bob", 2);
     // A call offered once, never acknowledged: unknown, not lost.
     h.at(
@@ -137,17 +140,7 @@ fn recovery_net_of_busy_informants_starts_when_one_is_free() {
     // c3 arrives at 2100 and goes to bob once he ends c2 at 3000.
     h.arrive(1_000, "c1", "q").served(1_000, 5_000, "c1", "ana", 2);
     h.arrive(1_100, "c2", "q").served(1_100, 3_000, "c2", "bob", 2);
-    h.at(
-        2_000,
-        Event::Fault {
-            fault_id: 1,
-            kind: "kill".into(),
-            node: Some("n1".into()),
-            queues: vec!["q".into()],
-            waiting: 0,
-            detail: String::new(),
-        },
-    );
+    h.kill_at(2_000, 0);
     h.arrive(2_100, "c3", "q").served(3_005, 4_000, "c3", "bob", 2);
     let verdict = h.check();
     assert!(verdict.clean(), "{:#?}", verdict.findings);

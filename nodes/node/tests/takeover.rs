@@ -34,6 +34,22 @@ fn placed(key: &str) -> usize {
     IDS.iter().position(|n| Some(*n) == owner(IDS, key)).unwrap()
 }
 
+/// Three members, the queue `justice` placed on one of them (the doomed
+/// one), and clients on another: (members, doomed, clients).
+async fn justice_on_a_doomed_member(etcd: &EtcdProcess) -> (Vec<Option<NodeProcess>>, usize, Clients) {
+    let nodes: Vec<Option<NodeProcess>> = three_members(etcd).await.into_iter().map(Some).collect();
+    let doomed = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
+    let survivor = (0..3).find(|i| *i != doomed).unwrap();
+    let mut c = Clients::new(nodes[survivor].as_ref().unwrap(), "cai").await;
+    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+    (nodes, doomed, c)
+}
+
+/// Informant ids whose actors live off member `doomed`.
+fn informants_off(doomed: usize) -> impl Iterator<Item = String> {
+    (0..).map(|i| format!("inf-{i}")).filter(move |id| placed(&actor_key(ActorKind::Informant, "cai", id)) != doomed)
+}
+
 /// Reads a call's stream until it ends or breaks (its member died).
 async fn read_until_broken(stream: &mut tonic::Streaming<pb::CallEvent>, at_least: usize) -> Vec<pb::CallEvent> {
     let mut out = Vec::new();
@@ -51,15 +67,10 @@ async fn read_until_broken(stream: &mut tonic::Streaming<pb::CallEvent>, at_leas
 async fn calls_of_a_killed_queue_member_are_taken_over_in_order_with_their_informant_and_their_events() {
     let etcd = EtcdProcess::start();
     let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
-    let mut nodes: Vec<Option<NodeProcess>> = three_members(&etcd).await.into_iter().map(Some).collect();
-    let doomed = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
-    let survivor = (0..3).find(|i| *i != doomed).unwrap();
-    let mut c = Clients::new(nodes[survivor].as_ref().unwrap(), "cai").await;
-    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+    let (mut nodes, doomed, mut c) = justice_on_a_doomed_member(&etcd).await;
 
     // Two informants that live off the doomed member.
-    let mut names =
-        (0..).map(|i| format!("inf-{i}")).filter(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) != doomed);
+    let mut names = informants_off(doomed);
     let (ana_id, bob_id) = (names.next().unwrap(), names.next().unwrap());
     let mut ana = Session::open(&mut c, &ana_id, vec![support::skill("justice", 3)]).await;
     let mut bob = Session::open(&mut c, &bob_id, vec![support::skill("justice", 3)]).await;
@@ -154,18 +165,11 @@ async fn killing_a_busy_queues_member_mid_burst_loses_no_acknowledged_call_and_k
     const KILL_AFTER: usize = 20;
     let etcd = EtcdProcess::start();
     let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
-    let mut nodes: Vec<Option<NodeProcess>> = three_members(&etcd).await.into_iter().map(Some).collect();
-    let doomed = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
-    let survivor = (0..3).find(|i| *i != doomed).unwrap();
-    let mut c = Clients::new(nodes[survivor].as_ref().unwrap(), "cai").await;
-    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+    let (mut nodes, doomed, mut c) = justice_on_a_doomed_member(&etcd).await;
 
     // One informant, off the doomed member, takes every call as it comes:
     // the order it is connected in is the queue's order.
-    let ana_id = (0..)
-        .map(|i| format!("inf-{i}"))
-        .find(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) != doomed)
-        .unwrap();
+    let ana_id = informants_off(doomed).next().unwrap();
     let mut session = Session::open(&mut c, &ana_id, vec![support::skill("justice", 3)]).await;
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(None::<usize>);
     let mut desk = c.desk.clone();
@@ -655,15 +659,8 @@ async fn informants_whose_member_dies_log_in_again_in_their_pause_or_their_wrap_
 async fn the_end_of_a_call_is_told_after_the_member_that_ended_it_died() {
     let etcd = EtcdProcess::start();
     let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
-    let mut nodes: Vec<Option<NodeProcess>> = three_members(&etcd).await.into_iter().map(Some).collect();
-    let doomed = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
-    let survivor = (0..3).find(|i| *i != doomed).unwrap();
-    let mut c = Clients::new(nodes[survivor].as_ref().unwrap(), "cai").await;
-    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
-    let ana_id = (0..)
-        .map(|i| format!("inf-{i}"))
-        .find(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) != doomed)
-        .unwrap();
+    let (mut nodes, doomed, mut c) = justice_on_a_doomed_member(&etcd).await;
+    let ana_id = informants_off(doomed).next().unwrap();
     let mut ana = Session::open(&mut c, &ana_id, vec![support::skill("justice", 3)]).await;
     support::offer_retrying(&mut c, support::offer("c1", "justice")).await;
     let (offer_id, _) = ana.next_offer().await;

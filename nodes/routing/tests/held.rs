@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use relais_routing::call::CallEventKind;
 use relais_routing::informant::{InformantCore, InformantEffect};
-use relais_routing::queue::{OFFER_GRACE_MS, PROPOSAL_TIMEOUT_MS, QueueEffect, QueueError, reason};
+use relais_routing::queue::{OFFER_GRACE_MS, PROPOSAL_TIMEOUT_MS, QueueCore, QueueEffect, QueueError, reason};
 
 mod common;
 use common::{call, entry, proposed, queue, skills};
@@ -46,14 +46,20 @@ fn events(fx: &[QueueEffect]) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// A queue where alice (idle since 0) and bob (since 10) are available.
+fn alice_and_bob_available() -> QueueCore {
+    let mut q = queue(0);
+    for (informant, since) in [("alice", 0), ("bob", 10)] {
+        q.join(informant.into(), skills(), true, 0);
+        q.available(entry(informant, 1), since);
+    }
+    q
+}
+
 #[test]
 fn an_unanswered_proposal_goes_to_the_next_informant_and_a_late_yes_is_refused() {
-    let mut q = queue(0);
-    q.join("alice".into(), skills(), true, 0);
-    q.join("bob".into(), skills(), true, 0);
     // Alice has been idle longest: she is proposed the call.
-    q.available(entry("alice", 1), 0);
-    q.available(entry("bob", 1), 10);
+    let mut q = alice_and_bob_available();
     let (_, fx) = q.offer_call(call("a", 1, 100), 100).expect("offered");
     let (call_id, alice_offer) = proposed(&fx).expect("proposed to alice");
     assert!(matches!(&fx[..], [.., QueueEffect::Propose { informant_id, .. }] if informant_id.as_ref() == "alice"));
@@ -152,11 +158,7 @@ fn an_offer_id_names_its_call_and_no_other() {
 
 #[test]
 fn a_queue_handing_over_takes_back_and_tells_its_unanswered_proposals() {
-    let mut q = queue(0);
-    q.join("alice".into(), skills(), true, 0);
-    q.join("bob".into(), skills(), true, 0);
-    q.available(entry("alice", 1), 0);
-    q.available(entry("bob", 1), 10);
+    let mut q = alice_and_bob_available();
     let (_, fx) = q.offer_call(call("a", 1, 100), 100).expect("offered");
     let (a, a_offer) = proposed(&fx).expect("a to alice");
     let (_, fx) = q.offer_call(call("b", 1, 110), 110).expect("offered");
