@@ -85,6 +85,10 @@ pub struct Recovery {
     pub kind: String,
     pub node: Option<String>,
     pub at_ms: i64,
+    /// When the fault ended (the node started again, the link healed…).
+    pub ended_ms: Option<i64>,
+    /// The queues it hit that another node hosted just before it ended.
+    pub moved: Vec<String>,
     /// None: no call was offered again in some queue it hit.
     pub recovery_ms: Option<i64>,
     /// The same, with each queue's clock started only once one of its
@@ -262,11 +266,19 @@ pub fn check(records: &[Record]) -> Verdict {
                     kind: kind.clone(),
                     node: node.clone(),
                     at_ms: record.t_ms,
+                    ended_ms: None,
+                    moved: Vec::new(),
                     recovery_ms: None,
                     recovery_net_ms: None,
                     queues: queues.clone(),
                     waiting: *waiting,
                 });
+            }
+            Event::FaultEnded { fault_id, moved, .. } => {
+                if let Some(fault) = verdict.faults.iter_mut().find(|f| f.fault_id == *fault_id) {
+                    fault.ended_ms = Some(record.t_ms);
+                    fault.moved.clone_from(moved);
+                }
             }
             Event::Unsupported { kind, why } => verdict.unsupported.push(format!("{kind}: {why}")),
             Event::End { truncated: true } => verdict.findings.push(Finding {

@@ -218,9 +218,13 @@ pub enum Event {
         detail: String,
     },
     /// A fault ends (the node restarted, resumed, the link healed).
+    /// `moved` are the queues it hit that another node hosted just before
+    /// it ended (asked of partitions only).
     FaultEnded {
         fault_id: u32,
         detail: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        moved: Vec<String>,
     },
     /// A fault of the schedule that this host cannot inject.
     Unsupported {

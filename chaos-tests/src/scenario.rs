@@ -337,7 +337,7 @@ impl Injector {
     }
 
     fn ended(&self, fault_id: u32, detail: &str) {
-        self.recorder.record(Event::FaultEnded { fault_id, detail: detail.into() });
+        self.recorder.record(Event::FaultEnded { fault_id, detail: detail.into(), moved: Vec::new() });
     }
 
     fn unsupported(&self, kind: FaultKind, why: String) {
@@ -380,10 +380,21 @@ impl Injector {
                 };
                 let (i, owned) = self.pick().await;
                 self.cluster.cut(i, cut)?;
-                let id = self.record(kind, Some(i), owned, format!("{cut:?} for {past_lease:?}"));
+                let id = self.record(kind, Some(i), owned.clone(), format!("{cut:?} for {past_lease:?}"));
                 sleep(past_lease).await;
+                // Which of its queues the others took over while it was cut.
+                let mut moved: Vec<String> = self
+                    .owners()
+                    .await
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(n, _)| *n != i)
+                    .flat_map(|(_, o)| o.0)
+                    .filter(|q| owned.0.contains(q))
+                    .collect();
+                moved.sort();
                 self.cluster.heal(i)?;
-                self.ended(id, "healed");
+                self.recorder.record(Event::FaultEnded { fault_id: id, detail: "healed".into(), moved });
             }
             FaultKind::KillEtcdLeader => {
                 if self.cluster.etcd.len() < 3 {

@@ -1,4 +1,4 @@
-//! The short chaos suite (part of `make test`): one fault of each of four
+//! The short chaos suite (part of `make test`): one fault of each of five
 //! kinds against a three-node cluster under the CAI-like peak, each run
 //! checked from its history alone. Each must lose no call, book no
 //! informant twice, keep the order and resume every stream with no gap,
@@ -88,6 +88,29 @@ async fn a_queue_owner_cut_from_etcd_past_its_lease() {
     }
     assert_safe(&result.verdict);
     assert_hit_an_owner_with_waiting_calls(&result.verdict, "partition-etcd");
+}
+
+/// A member cut off from its peers (not from etcd) steps aside: its queues
+/// are taken over by the members that reach each other while the cut
+/// lasts. (Without that, they stayed on it until the link healed, served by
+/// its own informants only.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_owner_cut_from_its_peers_steps_aside() {
+    let result = play(FaultKind::PartitionPeers).await;
+    if result.backend != chaos_tests::net::Backend::Netns {
+        assert!(!result.verdict.unsupported.is_empty(), "the partition is reported unsupported");
+        assert_safe(&result.verdict);
+        return;
+    }
+    assert_safe(&result.verdict);
+    assert_hit_an_owner_with_waiting_calls(&result.verdict, "partition-peers");
+    for fault in result.verdict.faults.iter().filter(|f| f.kind == "partition-peers") {
+        assert!(fault.ended_ms.is_some(), "the cut healed: {fault:?}");
+        assert_eq!(
+            fault.moved, fault.queues,
+            "the others took over every queue it hit before the cut healed: {fault:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

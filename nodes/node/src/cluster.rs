@@ -8,6 +8,7 @@
 pub mod calls;
 pub mod catalog_store;
 pub mod detector;
+pub mod isolation;
 pub mod lease;
 pub mod membership;
 pub mod owners;
@@ -106,6 +107,7 @@ impl Cluster {
             ownership,
             lease_id: membership.lease_id(),
             window: membership.window(),
+            aside: membership.aside(),
             poke: tokio::sync::Notify::new(),
             seen: std::sync::Mutex::new(std::collections::HashMap::new()),
             joined: std::sync::Mutex::new(std::collections::HashMap::new()),

@@ -639,16 +639,24 @@ impl QueueCore {
         self.members.keys().chain(self.holders.keys().filter(|id| !self.members.contains_key(*id)))
     }
 
-    /// Puts a call held for `informant_id` back at its place, as if its
-    /// offer had ended unanswered.
+    /// Puts a call held for `informant_id` back at its place: a proposal
+    /// is taken back (and told as an unanswered offer, so the gateway
+    /// learns the call was served to her), an offer ends as if unanswered.
     fn release_held(&mut self, informant_id: &str, now: Millis) -> Vec<QueueEffect> {
         let Some(call_id) = self.holders.get(informant_id).cloned() else { return Vec::new() };
-        let offer_id = match self.calls.get(&call_id).map(|r| &r.phase) {
-            Some(Phase::Proposed { offer_id, .. } | Phase::Offered { offer_id, .. }) => offer_id.clone(),
-            _ => return Vec::new(),
-        };
-        // As if its offer ended unanswered.
-        self.offer_ended(&call_id, &offer_id, informant_id, false, now)
+        match self.calls.get(&call_id).map(|r| &r.phase) {
+            Some(Phase::Proposed { .. }) => {
+                let mut fx = Vec::new();
+                self.take_back(&call_id, now, &mut fx);
+                self.dispatch_call(&call_id, now, &mut fx);
+                fx
+            }
+            Some(Phase::Offered { offer_id, .. }) => {
+                let offer_id = offer_id.clone();
+                self.offer_ended(&call_id, &offer_id, informant_id, false, now)
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// An informant says it is available: propose the best call it suits,

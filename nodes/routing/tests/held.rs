@@ -175,3 +175,21 @@ fn a_queue_handing_over_takes_back_and_tells_its_unanswered_proposals() {
     let record = q.call(&b).expect("b still here");
     assert!(matches!(record.phase, relais_routing::queue::Phase::Offered { .. }));
 }
+
+#[test]
+fn a_proposal_to_an_informant_gone_is_told_unanswered_and_goes_to_the_next() {
+    // Alice is proposed the call, then counted gone (her member stepped
+    // aside or died: she is nowhere) before she answers.
+    let mut q = alice_and_bob_available();
+    let (_, fx) = q.offer_call(call("a", 1, 100), 100).expect("offered");
+    let (call_id, _) = proposed(&fx).expect("proposed to alice");
+    let fx = q.leave("alice", true, 900);
+    // The gateway learns the call was served to alice at 100, then queued
+    // again; bob is proposed it at once.
+    assert_eq!(events(&fx), vec![("unanswered by alice".to_string(), 100), ("queued at 1".to_string(), 900)]);
+    let (again, _) = proposed(&fx).expect("proposed to bob");
+    assert_eq!(again, call_id);
+    assert!(
+        fx.iter().any(|e| matches!(e, QueueEffect::Propose { informant_id, .. } if informant_id.as_ref() == "bob"))
+    );
+}

@@ -11,6 +11,10 @@
 //! cannot make them evict each other. (A firewall that rejects connections
 //! between members but not to etcd would look like a crash: members must be
 //! able to reach each other's advertised address.)
+//!
+//! The same streams tell which peers this member reaches now ([`Reach`]),
+//! which decides whether it is cut off from most of them
+//! ([`super::isolation`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use tokio::task::JoinHandle;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::cluster::isolation::Reach;
 use crate::cluster::membership::{MemberInfo, Members};
 
 /// Most peers one member follows.
@@ -34,24 +39,33 @@ const PROBE_GAP: Duration = Duration::from_millis(100);
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Follows the members in `members` other than `me` until the sender goes.
-pub async fn detect_crashes(client: Client, me: String, mut members: watch::Receiver<Arc<Members>>) {
-    let mut followed = Followers::default();
+/// HTTP/2 keep-alive of a followed health stream: a ping every interval,
+/// the connection closed when one is not answered within the timeout. A
+/// link gone silent is noticed within 1 to 1.5 s.
+const PING_INTERVAL: Duration = Duration::from_millis(500);
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Follows the members in `members` other than `me` until the sender goes,
+/// telling `reach` whether each one's stream is up.
+pub async fn detect_crashes(client: Client, me: String, mut members: watch::Receiver<Arc<Members>>, reach: Arc<Reach>) {
+    let mut followed = Followers { peers: HashMap::new(), reach: reach.clone() };
     loop {
         let view = members.borrow_and_update().clone();
-        followed.0.retain(|id, (info, task)| {
+        followed.peers.retain(|id, (info, task)| {
             let keep = view.nodes.get(id) == Some(info);
             if !keep {
                 task.abort();
+                reach.forget(id);
             }
             keep
         });
         for (id, info) in &view.nodes {
-            if id == &me || followed.0.contains_key(id) || followed.0.len() >= MAX_PEERS || info.lease_id == 0 {
+            if id == &me || followed.peers.contains_key(id) || followed.peers.len() >= MAX_PEERS || info.lease_id == 0 {
                 continue;
             }
-            let task = tokio::spawn(follow_peer(client.clone(), info.clone()));
-            followed.0.insert(id.clone(), (info.clone(), task));
+            reach.set(id, false);
+            let task = tokio::spawn(follow_peer(client.clone(), info.clone(), reach.clone()));
+            followed.peers.insert(id.clone(), (info.clone(), task));
         }
         if members.changed().await.is_err() {
             break;
@@ -61,21 +75,25 @@ pub async fn detect_crashes(client: Client, me: String, mut members: watch::Rece
 
 /// The followed peers and their tasks, aborted with it (also when the
 /// detector itself is aborted).
-#[derive(Default)]
-struct Followers(HashMap<String, (MemberInfo, JoinHandle<()>)>);
+struct Followers {
+    peers: HashMap<String, (MemberInfo, JoinHandle<()>)>,
+    reach: Arc<Reach>,
+}
 
 impl Drop for Followers {
     fn drop(&mut self) {
-        for (_, task) in self.0.values() {
+        for (id, (_, task)) in &self.peers {
             task.abort();
+            self.reach.forget(id);
         }
     }
 }
 
-async fn follow_peer(client: Client, peer: MemberInfo) {
+async fn follow_peer(client: Client, peer: MemberInfo, reach: Arc<Reach>) {
     let mut backoff = RETRY_FIRST;
     loop {
-        let followed_for = follow_health(&peer.address).await;
+        let followed_for = follow_health(&peer.address, || reach.set(&peer.node_id, true)).await;
+        reach.set(&peer.node_id, false);
         if confirmed_gone(&peer.address).await {
             revoke(client, &peer).await;
             return;
@@ -88,21 +106,22 @@ async fn follow_peer(client: Client, peer: MemberInfo) {
     }
 }
 
-/// Follows the peer's health stream until it breaks; returns how long it
-/// lasted.
-async fn follow_health(address: &str) -> Duration {
+/// Follows the peer's health stream until it breaks (calling `up` once it
+/// is open); returns how long it lasted.
+async fn follow_health(address: &str, up: impl FnOnce()) -> Duration {
     let started = tokio::time::Instant::now();
     let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{address}")) else {
         return started.elapsed();
     };
     let endpoint = endpoint
         .connect_timeout(Duration::from_secs(1))
-        .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(1))
+        .http2_keep_alive_interval(PING_INTERVAL)
+        .keep_alive_timeout(PING_TIMEOUT)
         .keep_alive_while_idle(true);
     let Ok(channel) = endpoint.connect().await else { return started.elapsed() };
     let mut health = HealthClient::new(channel);
     if let Ok(response) = health.watch(HealthCheckRequest { service: String::new() }).await {
+        up();
         let mut stream = response.into_inner();
         while let Ok(Some(_)) = stream.message().await {}
     }

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cluster::detector::detect_crashes;
+use crate::cluster::isolation::{Aside, LEAVE_LIMIT, Reach, watch_isolation};
 use crate::cluster::lease::LeaseWindow;
 use crate::error::{NodeError, Result};
 use crate::metrics::{EtcdOp, Metrics};
@@ -75,6 +76,8 @@ pub struct Membership {
     members: watch::Receiver<Arc<Members>>,
     /// Set once by a drain; registrations after it say so too.
     draining: Arc<AtomicBool>,
+    /// Whether this member stands aside, cut off from most of its peers.
+    aside: watch::Sender<Aside>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -132,6 +135,8 @@ impl Membership {
 
         let (lease_tx, lease_rx) = watch::channel(lease_id);
         let (members_tx, members_rx) = watch::channel(Arc::new(Members::default()));
+        let (aside_tx, aside_rx) = watch::channel(Aside::No);
+        let reach = Arc::new(Reach::default());
         let tasks = vec![
             tokio::spawn(keep_alive(
                 client.clone(),
@@ -140,11 +145,20 @@ impl Membership {
                 lease_tx,
                 members_rx.clone(),
                 draining.clone(),
+                aside_rx.clone(),
             )),
             tokio::spawn(watch_members(client.clone(), options.prefix.clone(), members_tx)),
-            tokio::spawn(detect_crashes(client.clone(), options.node_id.clone(), members_rx.clone())),
+            tokio::spawn(detect_crashes(client.clone(), options.node_id.clone(), members_rx.clone(), reach.clone())),
+            tokio::spawn(watch_isolation(
+                options.node_id.clone(),
+                members_rx.clone(),
+                reach,
+                window.clone(),
+                aside_tx.clone(),
+            )),
         ];
-        let membership = Self { options, client, window, lease_id: lease_rx, members: members_rx, draining, tasks };
+        let membership =
+            Self { options, client, window, lease_id: lease_rx, members: members_rx, draining, aside: aside_tx, tasks };
         membership.wait_for_first_view(step * 2).await;
         Ok(membership)
     }
@@ -173,6 +187,12 @@ impl Membership {
     /// A receiver that sees every change of the member set.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Members>> {
         self.members.clone()
+    }
+
+    /// Whether this member stands aside (see [`crate::cluster::isolation`]);
+    /// the placer says when its queues are handed over.
+    pub fn aside(&self) -> watch::Sender<Aside> {
+        self.aside.clone()
     }
 
     /// Marks this member draining in its registration, for every member's
@@ -325,7 +345,10 @@ async fn register(
 /// says the lease is gone (expired, or revoked by a peer), or this node's
 /// key is gone from the member list while its lease lives, the node
 /// registers again, on every step until it succeeds (it stopped serving the
-/// moment its window closed).
+/// moment its window closed). A member stepping aside (`aside`) revokes
+/// its lease once its queues are handed over (or after [`LEAVE_LIMIT`]),
+/// and registers again only once `aside` is back to [`Aside::No`].
+#[allow(clippy::too_many_arguments)]
 async fn keep_alive(
     client: Client,
     options: JoinOptions,
@@ -333,6 +356,7 @@ async fn keep_alive(
     lease_id: watch::Sender<i64>,
     members: watch::Receiver<Arc<Members>>,
     draining: Arc<AtomicBool>,
+    mut aside: watch::Receiver<Aside>,
 ) {
     let step = step_deadline(options.lease_ttl);
     let mut stream = None;
@@ -340,8 +364,33 @@ async fn keep_alive(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut serving = true;
     let mut gone = false;
+    let mut leaving_since = None;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            changed = aside.changed() => if changed.is_err() { return },
+        }
+        let standing = *aside.borrow_and_update();
+        if standing == Aside::No {
+            leaving_since = None;
+        } else {
+            window.lost();
+            serving = false;
+            let since = *leaving_since.get_or_insert_with(Instant::now);
+            if gone {
+                continue;
+            }
+            if standing == Aside::Out || since.elapsed() >= LEAVE_LIMIT {
+                let id = *lease_id.borrow();
+                revoke_quietly(&client, id, step).await;
+                tracing::info!(lease = id, "stood aside: lease revoked");
+                stream = None;
+                gone = true;
+                continue;
+            }
+            // Leaving: the lease lives on while the queues are handed over,
+            // since their last writes are fenced by it.
+        }
         if !gone && key_missing(&members, &options.node_id) {
             tracing::warn!("this node's member key is gone while its lease lives; registering again");
             let id = *lease_id.borrow();
@@ -367,6 +416,9 @@ async fn keep_alive(
             options.metrics.etcd(EtcdOp::LeaseRenew, sent.elapsed());
             options.metrics.lease_renewal(renewed.as_ref().ok().map(Option::is_some));
             match renewed {
+                // A renewal that ends after the member began to step aside
+                // must not open the window again.
+                Ok(Some(_)) if *aside.borrow() != Aside::No => {}
                 Ok(Some(ttl)) => window.renewed(sent, ttl),
                 Ok(None) => {
                     tracing::warn!(lease = id, "the membership lease is gone; registering again");

@@ -12,6 +12,12 @@
 //! [`SETTLE`], so that a member that comes and goes does not pull queues
 //! back and forth. Informants' claims are sticky: an informant stays on the
 //! member that hosts its desktop's session until it logs out.
+//!
+//! A member stepping aside (cut off from most of its peers; see
+//! [`super::isolation`]) hands every queue over and releases its claim, as
+//! a drain does, and stops its informants' actors, which ends their
+//! desktops' sessions so that they log in on another member; then it hosts
+//! nothing until it is back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::cluster::Members;
+use crate::cluster::isolation::Aside;
 use crate::cluster::owners::{OwnerRecord, Owners};
 use crate::cluster::ownership::{Claim, Epoch, Ownership};
 use crate::cluster::placement::{ActorKind, actor_key, owner};
@@ -39,6 +46,8 @@ pub struct Placer {
     pub ownership: Ownership,
     pub lease_id: watch::Receiver<i64>,
     pub window: Arc<crate::cluster::LeaseWindow>,
+    /// Whether this member stands aside; the placer says when it is out.
+    pub aside: watch::Sender<Aside>,
     /// Poked when the configuration changed.
     pub poke: Notify,
     /// The epoch each queue was last seen at: a new one means the queue
@@ -158,14 +167,29 @@ impl Placer {
     pub async fn run(self: Arc<Self>, node: std::sync::Weak<Node>) {
         let mut owners = self.owners.subscribe();
         let mut members = self.members.clone();
+        let mut aside = self.aside.subscribe();
         loop {
             {
                 let Some(node) = node.upgrade() else { return };
-                if self.window.is_open() {
-                    self.pass(&node).await;
+                let standing = *aside.borrow_and_update();
+                match standing {
+                    Aside::No if self.window.is_open() => self.pass(&node).await,
+                    Aside::No => {}
+                    Aside::Leaving => {
+                        self.step_aside(&node).await;
+                        self.aside.send_if_modified(|a| {
+                            let out = *a == Aside::Leaving;
+                            if out {
+                                *a = Aside::Out;
+                            }
+                            out
+                        });
+                    }
+                    Aside::Out => unhost_all(&node),
                 }
             }
             tokio::select! {
+                changed = aside.changed() => if changed.is_err() { return },
                 changed = owners.changed() => if changed.is_err() { return },
                 // The member list ends when the node leaves the cluster.
                 changed = members.changed() => if changed.is_err() { return },
@@ -173,6 +197,28 @@ impl Placer {
                 () = tokio::time::sleep(PERIOD) => {}
             }
         }
+    }
+
+    /// Hands every queue hosted here over (its proposals taken back and
+    /// told, its last batch written, its claim released) and stops the
+    /// informants' actors.
+    async fn step_aside(&self, node: &Arc<Node>) {
+        let mut handing = Vec::new();
+        for tenant in &node.config.tenants {
+            let tenant: Arc<str> = tenant.as_str().into();
+            for (id, epoch) in node.directory.claimed_queues(&tenant) {
+                let tenant = tenant.clone();
+                handing.push(async move {
+                    node.hand_over_queue(&tenant, &id).await;
+                    match self.release(ActorKind::Queue, &tenant, &id, epoch).await {
+                        Ok(()) => tracing::info!(tenant = %tenant, queue_id = %id, "queue handed over: stepping aside"),
+                        Err(e) => tracing::warn!(tenant = %tenant, queue_id = %id, error = %e, "releasing a queue while stepping aside failed"),
+                    }
+                });
+            }
+        }
+        futures::future::join_all(handing).await;
+        unhost_all(node);
     }
 
     /// One look at every actor this node could host.
@@ -282,6 +328,19 @@ impl Placer {
                     tracing::debug!(actor = %key, error = %e, "release failed");
                 }
             }
+        }
+    }
+}
+
+/// Stops every actor this member hosts: it stands aside.
+fn unhost_all(node: &Node) {
+    for tenant in &node.config.tenants {
+        let tenant: Arc<str> = tenant.as_str().into();
+        for (id, _) in node.directory.claimed_queues(&tenant) {
+            node.unhost_queue(&tenant, &id, "this member stands aside");
+        }
+        for (id, _) in node.directory.claimed_informants(&tenant) {
+            node.unhost_informant(&tenant, &id);
         }
     }
 }
