@@ -218,7 +218,8 @@ pub struct Node {
     /// drain counts them, so it never reports zero while one is landing.
     offers_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// In a cluster: which member hosts which actor.
-    placer: std::sync::OnceLock<Arc<Placer>>,
+    /// Shared with the supervisor's restart of a failed queue actor.
+    placer: Arc<std::sync::OnceLock<Arc<Placer>>>,
     /// Where informants' standing is kept, once this node is in a cluster.
     standing: std::sync::OnceLock<Arc<StandingStore>>,
 }
@@ -239,15 +240,27 @@ impl Node {
             calls: Arc::new(std::sync::OnceLock::new()),
         };
         let restarter = starter.clone();
+        let placer: Arc<std::sync::OnceLock<Arc<Placer>>> = Arc::default();
+        let placer_of_restarts = placer.clone();
         let restart_queue = Arc::new(move |tenant: Arc<str>, queue_id: Arc<str>, supervisor: ActorCell| {
             let starter = restarter.clone();
+            if let Some(placer) = placer_of_restarts.get() {
+                // In a cluster a queue failed because etcd did not take its
+                // writes, or refused them (its claim is gone): only the
+                // placer knows whether this member still owns it, and hosts
+                // it again if so, on its next pass (at once) — never while
+                // the member cannot prove its lease. Restarting it here
+                // would read its calls and fail again, in a loop, until the
+                // placer took it away.
+                starter.directory.clear_epoch(ActorKind::Queue, &tenant, &queue_id);
+                placer.poke.notify_one();
+                return;
+            }
             tokio::spawn(async move {
                 let Some(entry) = starter.catalog.queue(&tenant, &queue_id) else { return };
                 match starter.start(tenant.clone(), entry.parsed, supervisor, None).await {
                     Ok(_) => starter.refresh_informants(&tenant, Some(&queue_id)),
                     Err(e) => {
-                        // In a cluster, the placer hosts it again.
-                        starter.directory.clear_epoch(ActorKind::Queue, &tenant, &queue_id);
                         tracing::error!(tenant = %tenant, queue_id = %queue_id, error = %e, "queue restart failed")
                     }
                 }
@@ -272,7 +285,7 @@ impl Node {
             retiring: std::sync::Mutex::new(HashSet::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
             offers_in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            placer: std::sync::OnceLock::new(),
+            placer,
             standing: std::sync::OnceLock::new(),
         }))
     }

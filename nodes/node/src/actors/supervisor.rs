@@ -75,7 +75,7 @@ impl Actor for Supervisor {
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
                 if let Some((tenant, queue_id)) = state.queues.remove(&cell.get_id()) {
-                    tracing::error!(tenant = %tenant, queue_id = %queue_id, error = %error, "queue actor failed; restarting it");
+                    tracing::error!(tenant = %tenant, queue_id = %queue_id, error = %error, "queue actor failed; starting it again");
                     state.directory.unregister_queue(&tenant, &queue_id);
                     (state.restart_queue)(tenant, queue_id, myself.get_cell());
                 } else if let Some((tenant, informant_id)) = state.directory.forget_informant_actor(cell.get_id()) {
