@@ -563,7 +563,13 @@ impl InformantCore {
     }
 
     /// Takes the best proposal (priority, then arrival, across queues) and
-    /// refuses the rest.
+    /// refuses the rest. With nothing to take, it announces again when a
+    /// proposal was withdrawn meanwhile, or when a queue never answered:
+    /// its announcement or its answer was lost (a link broke, or a member
+    /// could not prove its lease and dropped it), and that queue may not
+    /// hold this informant in its pool — it would never be offered a call
+    /// there again. (At most once per collect window while a queue stays
+    /// out of reach.)
     fn choose(&mut self, now: Millis, fx: &mut Vec<InformantEffect>) {
         let Phase::Available { collecting } = &mut self.phase else { return };
         let Some(collecting) = collecting.take() else { return };
@@ -575,7 +581,7 @@ impl InformantCore {
                 Self::refuse(&other, fx);
             }
             self.take(best, now, fx);
-        } else if collecting.ask_again {
+        } else if collecting.ask_again || !collecting.awaiting.is_empty() {
             self.announce_again(now, fx);
         }
     }

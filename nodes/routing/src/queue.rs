@@ -34,6 +34,8 @@ pub mod reason {
     /// The informant held the offer past its expiry and the queue heard
     /// nothing (see [`super::OFFER_GRACE_MS`]).
     pub const EXPIRED: &str = "expired";
+    /// The queue moved to another member, which does not know the offer.
+    pub const HANDED_OVER: &str = "handed_over";
 }
 
 /// How long a queue holds a call for an informant's answer to a proposal.
@@ -647,7 +649,7 @@ impl QueueCore {
         match self.calls.get(&call_id).map(|r| &r.phase) {
             Some(Phase::Proposed { .. }) => {
                 let mut fx = Vec::new();
-                self.take_back(&call_id, now, &mut fx);
+                self.take_back(&call_id, now, None, &mut fx);
                 self.dispatch_call(&call_id, now, &mut fx);
                 fx
             }
@@ -1046,7 +1048,7 @@ impl QueueCore {
         // (below, once requirements have relaxed), so that each informant
         // is proposed the best of them.
         for call_id in &unanswered {
-            self.take_back(call_id, now, &mut fx);
+            self.take_back(call_id, now, None, &mut fx);
         }
         for (call_id, to_queue_id) in overflow {
             let kind = CallEventKind::Transferred {
@@ -1114,21 +1116,26 @@ impl QueueCore {
         fx
     }
 
-    /// The queue hands its calls over to another owner: a proposal still
-    /// unanswered would be dropped untold (its new owner proposes the call
-    /// again, and does not know this one), so each is taken back now, told
-    /// as an unanswered offer, and withdrawn from its informant. The calls
-    /// are not proposed again here.
-    pub fn take_back_proposals(&mut self, now: Millis) -> Vec<QueueEffect> {
+    /// The queue hands its calls over to another owner, which knows
+    /// neither its proposals nor its offers (it proposes those calls again,
+    /// and refuses an accept of this owner's offer). So each call held for
+    /// an informant is taken back now and withdrawn from her (reason
+    /// `handed_over`): a proposal still unanswered is told as an unanswered
+    /// offer, and every one is told queued again before the hand-over's
+    /// last batch — otherwise the gateway would hear that the call left
+    /// its informant only once the next owner wrote it, after that owner
+    /// may have offered her another call. The calls are not proposed again
+    /// here.
+    pub fn take_back_held(&mut self, now: Millis) -> Vec<QueueEffect> {
         let mut fx = Vec::new();
-        let proposed: Vec<Arc<str>> = self
+        let held: Vec<Arc<str>> = self
             .calls
             .values()
-            .filter(|r| matches!(r.phase, Phase::Proposed { .. }))
+            .filter(|r| matches!(r.phase, Phase::Proposed { .. } | Phase::Offered { .. }))
             .map(|r| r.info.call_id.clone())
             .collect();
-        for call_id in proposed {
-            self.take_back(&call_id, now, &mut fx);
+        for call_id in held {
+            self.take_back(&call_id, now, Some(reason::HANDED_OVER), &mut fx);
         }
         fx
     }
@@ -1156,20 +1163,21 @@ impl QueueCore {
     /// The gateway is told what happened: a proposal left unanswered is
     /// recorded as an unanswered offer to that informant, at the time the
     /// queue chose her (the queue served the call then), and the call is
-    /// queued again.
-    fn take_back(&mut self, call_id: &Arc<str>, now: Millis, fx: &mut Vec<QueueEffect>) {
+    /// queued again. `why` overrides the withdrawal's reason.
+    fn take_back(&mut self, call_id: &Arc<str>, now: Millis, why: Option<&'static str>, fx: &mut Vec<QueueEffect>) {
         let Some(record) = self.calls.get_mut(call_id) else { return };
         let key = record.key;
-        let (informant_id, offer_id, why, proposed_at) = match std::mem::replace(&mut record.phase, Phase::Waiting) {
-            Phase::Proposed { informant_id, offer_id, since_ms } => {
-                (informant_id, offer_id, reason::NO_ANSWER, Some(since_ms))
-            }
-            Phase::Offered { informant_id, offer_id, .. } => (informant_id, offer_id, reason::EXPIRED, None),
-            other => {
-                record.phase = other;
-                return;
-            }
-        };
+        let (informant_id, offer_id, default_why, proposed_at) =
+            match std::mem::replace(&mut record.phase, Phase::Waiting) {
+                Phase::Proposed { informant_id, offer_id, since_ms } => {
+                    (informant_id, offer_id, reason::NO_ANSWER, Some(since_ms))
+                }
+                Phase::Offered { informant_id, offer_id, .. } => (informant_id, offer_id, reason::EXPIRED, None),
+                other => {
+                    record.phase = other;
+                    return;
+                }
+            };
         if let Some(entry) = self.line.get_mut(&key) {
             entry.busy = false;
         }
@@ -1178,7 +1186,7 @@ impl QueueCore {
             informant_id: informant_id.clone(),
             call_id: call_id.clone(),
             offer_id,
-            reason: why,
+            reason: why.unwrap_or(default_why),
         });
         if let Some(at) = proposed_at {
             self.record_event(call_id, at, CallEventKind::Offered { informant_id, unanswered: true }, fx);

@@ -157,7 +157,7 @@ fn an_offer_id_names_its_call_and_no_other() {
 }
 
 #[test]
-fn a_queue_handing_over_takes_back_and_tells_its_unanswered_proposals() {
+fn a_queue_handing_over_takes_back_and_tells_its_proposals_and_offers() {
     let mut q = alice_and_bob_available();
     let (_, fx) = q.offer_call(call("a", 1, 100), 100).expect("offered");
     let (a, a_offer) = proposed(&fx).expect("a to alice");
@@ -165,15 +165,32 @@ fn a_queue_handing_over_takes_back_and_tells_its_unanswered_proposals() {
     let (b, b_offer) = proposed(&fx).expect("b to bob");
     // Bob took b: it is his offer. Alice has not answered a.
     q.proposal_answered(&b, &b_offer, "bob", true, 120);
-    let fx = q.take_back_proposals(500);
-    assert_eq!(withdrawals(&fx), vec![("alice".into(), a_offer, reason::NO_ANSWER)]);
-    assert_eq!(events(&fx), vec![("unanswered by alice".to_string(), 100), ("queued at 1".to_string(), 500)]);
+    // The next owner knows neither: both are withdrawn, and the gateway
+    // hears both calls are back in line before the next owner can offer
+    // alice or bob anything.
+    let fx = q.take_back_held(500);
+    let mut withdrawn = withdrawals(&fx);
+    withdrawn.sort();
+    assert_eq!(
+        withdrawn,
+        vec![("alice".into(), a_offer, reason::HANDED_OVER), ("bob".into(), b_offer, reason::HANDED_OVER)]
+    );
+    let mut told = events(&fx);
+    told.sort();
+    assert_eq!(
+        told,
+        vec![
+            ("queued at 1".to_string(), 500),
+            ("queued at 2".to_string(), 500),
+            ("unanswered by alice".to_string(), 100)
+        ]
+    );
     assert!(proposed(&fx).is_none(), "nothing proposed while handing over");
     q.check_invariants().expect("invariants");
-    let record = q.call(&a).expect("a still here");
-    assert!(matches!(record.phase, relais_routing::queue::Phase::Waiting));
-    let record = q.call(&b).expect("b still here");
-    assert!(matches!(record.phase, relais_routing::queue::Phase::Offered { .. }));
+    for call_id in [&a, &b] {
+        let record = q.call(call_id).expect("still here");
+        assert!(matches!(record.phase, relais_routing::queue::Phase::Waiting));
+    }
 }
 
 #[test]

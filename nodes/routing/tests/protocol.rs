@@ -11,8 +11,9 @@
 //! - no call is connected twice, and no informant is connected to two calls;
 //! - once everything is delivered and every caller has hung up, every call
 //!   offered has exactly one terminal event and nothing follows it;
-//! - a proposal, or the informant's answer to it, may be lost (a link
-//!   between members broke with it in flight): once messages settle and
+//! - an announcement, a proposal, or the informant's answer to it, may be
+//!   lost (a link between members broke with it in flight, or the member
+//!   at one end could not prove its lease): once messages settle and
 //!   timers have fired, no call is still held for an answer that cannot
 //!   come, and no available informant is missing from a queue's pool;
 //! - a desktop that takes its state from the replies to its own requests and
@@ -320,13 +321,14 @@ impl Switchboard {
         true
     }
 
-    /// Loses the head of the `pick`-th non-empty channel if it is a
-    /// proposal or an answer to one (what a broken link loses in flight).
+    /// Loses the head of the `pick`-th non-empty channel if it is an
+    /// announcement, a proposal or an answer to one (what a broken link
+    /// loses in flight).
     fn lose_one(&mut self, pick: usize) {
         let queue_heads: Vec<_> = self
             .to_queue
             .iter()
-            .filter(|(_, q)| matches!(q.front(), Some(ToQueue::Answer { .. })))
+            .filter(|(_, q)| matches!(q.front(), Some(ToQueue::Answer { .. } | ToQueue::Announce(_))))
             .map(|(k, _)| k.clone())
             .collect();
         let informant_heads: Vec<_> = self

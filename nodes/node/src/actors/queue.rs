@@ -426,9 +426,9 @@ impl Actor for QueueActor {
                 }
             }
             QueueMsg::HandOver { reply } => {
-                // Its proposals still unanswered are taken back and told
-                // (with the last batch), not dropped untold.
-                let fx = state.core.take_back_proposals(now);
+                // Its proposals and offers are taken back and told (with
+                // the last batch), not dropped untold.
+                let fx = state.core.take_back_held(now);
                 state.apply(fx);
                 state.reply(reply, ());
             }
