@@ -828,15 +828,29 @@ impl QueueCore {
             return fx;
         }
         record.phase = Phase::Waiting;
+        let key = record.key;
         self.holders.remove(informant_id);
-        if let Some(entry) = self.line.get_mut(&record.key) {
+        if let Some(entry) = self.line.get_mut(&key) {
             entry.busy = false;
             if declined {
                 entry.remember_decline(informant_id.into(), now);
             }
         }
+        // The gateway heard the call offered to her: it hears it is back
+        // in line, before it is offered to anyone else.
+        self.tell_back_in_line(call_id, &key, now, &mut fx);
         self.dispatch_call(call_id, now, &mut fx);
         fx
+    }
+
+    /// Tells the gateway a call held for an informant is back in line, at
+    /// its position.
+    fn tell_back_in_line(&mut self, call_id: &Arc<str>, key: &CallKey, now: Millis, fx: &mut Vec<QueueEffect>) {
+        let (position, event) = self.queued_event(key, self.config.id.clone(), now);
+        if let Some(record) = self.calls.get_mut(call_id) {
+            record.last_position = position;
+        }
+        self.record_event(call_id, now, event, fx);
     }
 
     /// The caller hung up: a call not yet connected is abandoned, a
@@ -1191,11 +1205,7 @@ impl QueueCore {
         if let Some(at) = proposed_at {
             self.record_event(call_id, at, CallEventKind::Offered { informant_id, unanswered: true }, fx);
         }
-        let (position, event) = self.queued_event(&key, self.config.id.clone(), now);
-        if let Some(record) = self.calls.get_mut(call_id) {
-            record.last_position = position;
-        }
-        self.record_event(call_id, now, event, fx);
+        self.tell_back_in_line(call_id, &key, now, fx);
     }
 
     /// Replaces the configuration; waiting calls keep their place and get

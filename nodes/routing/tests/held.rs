@@ -210,3 +210,19 @@ fn a_proposal_to_an_informant_gone_is_told_unanswered_and_goes_to_the_next() {
         fx.iter().any(|e| matches!(e, QueueEffect::Propose { informant_id, .. } if informant_id.as_ref() == "bob"))
     );
 }
+
+#[test]
+fn an_offer_that_ends_unaccepted_is_told_back_in_line_before_anyone_else_is_offered_it() {
+    // The gateway heard "offered to alice"; when her offer ends (missed,
+    // declined, or she logged in again elsewhere) it hears the call is
+    // back in line, at the time it is, not at the next position update.
+    let mut q = alice_and_bob_available();
+    let (_, fx) = q.offer_call(call("a", 1, 100), 100).expect("offered");
+    let (call_id, offer) = proposed(&fx).expect("proposed to alice");
+    let fx = q.proposal_answered(&call_id, &offer, "alice", true, 120);
+    assert_eq!(offered_at(&fx), Some(("alice".into(), 100)));
+    let fx = q.offer_ended(&call_id, &offer, "alice", false, 5_000);
+    assert_eq!(events(&fx), vec![("queued at 1".to_string(), 5_000)]);
+    let (again, _) = proposed(&fx).expect("proposed to bob");
+    assert_eq!(again, call_id);
+}
