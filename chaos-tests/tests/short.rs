@@ -77,17 +77,23 @@ async fn a_queue_owner_paused_past_its_lease() {
     assert_hit_an_owner_with_waiting_calls(&result.verdict, "pause");
 }
 
+/// Plays a partition of `kind`: the run must keep the guarantees; returns
+/// whether the partition could happen (it needs network namespaces, and is
+/// reported unsupported, not faked, without them).
+async fn play_partition(kind: FaultKind) -> Option<RunResult> {
+    let result = play(kind).await;
+    assert_safe(&result.verdict);
+    if result.backend != chaos_tests::net::Backend::Netns {
+        assert!(!result.verdict.unsupported.is_empty(), "the partition is reported unsupported");
+        return None;
+    }
+    assert_hit_an_owner_with_waiting_calls(&result.verdict, kind.name());
+    Some(result)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_owner_cut_from_etcd_past_its_lease() {
-    let result = play(FaultKind::PartitionEtcd).await;
-    if result.backend != chaos_tests::net::Backend::Netns {
-        // Told, not faked: without namespaces the partition cannot happen.
-        assert!(!result.verdict.unsupported.is_empty(), "the partition is reported unsupported");
-        assert_safe(&result.verdict);
-        return;
-    }
-    assert_safe(&result.verdict);
-    assert_hit_an_owner_with_waiting_calls(&result.verdict, "partition-etcd");
+    play_partition(FaultKind::PartitionEtcd).await;
 }
 
 /// A member cut off from its peers (not from etcd) steps aside: its queues
@@ -96,14 +102,7 @@ async fn a_queue_owner_cut_from_etcd_past_its_lease() {
 /// its own informants only.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_owner_cut_from_its_peers_steps_aside() {
-    let result = play(FaultKind::PartitionPeers).await;
-    if result.backend != chaos_tests::net::Backend::Netns {
-        assert!(!result.verdict.unsupported.is_empty(), "the partition is reported unsupported");
-        assert_safe(&result.verdict);
-        return;
-    }
-    assert_safe(&result.verdict);
-    assert_hit_an_owner_with_waiting_calls(&result.verdict, "partition-peers");
+    let Some(result) = play_partition(FaultKind::PartitionPeers).await else { return };
     for fault in result.verdict.faults.iter().filter(|f| f.kind == "partition-peers") {
         assert!(fault.ended_ms.is_some(), "the cut healed: {fault:?}");
         assert_eq!(
