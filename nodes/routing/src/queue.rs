@@ -746,10 +746,8 @@ impl QueueCore {
             let kind = CallEventKind::Offered { informant_id, unanswered: false };
             self.record_event(call_id, since_ms, kind, &mut fx);
         } else {
-            self.holders.remove(&informant_id);
-            if let Some(entry) = self.line.get_mut(&record.key) {
-                entry.busy = false;
-            }
+            let key = record.key;
+            self.unhold(&key, &informant_id);
             self.dispatch_call(call_id, now, &mut fx);
         }
         fx
@@ -829,18 +827,24 @@ impl QueueCore {
         }
         record.phase = Phase::Waiting;
         let key = record.key;
-        self.holders.remove(informant_id);
-        if let Some(entry) = self.line.get_mut(&key) {
-            entry.busy = false;
-            if declined {
-                entry.remember_decline(informant_id.into(), now);
-            }
+        self.unhold(&key, informant_id);
+        if declined && let Some(entry) = self.line.get_mut(&key) {
+            entry.remember_decline(informant_id.into(), now);
         }
         // The gateway heard the call offered to her: it hears it is back
         // in line, before it is offered to anyone else.
         self.tell_back_in_line(call_id, &key, now, &mut fx);
         self.dispatch_call(call_id, now, &mut fx);
         fx
+    }
+
+    /// Undoes what [`Self::propose`] marked: the informant holds nothing of
+    /// this queue's, and the call at `key` may be proposed again.
+    fn unhold(&mut self, key: &CallKey, informant_id: &str) {
+        self.holders.remove(informant_id);
+        if let Some(entry) = self.line.get_mut(key) {
+            entry.busy = false;
+        }
     }
 
     /// Tells the gateway a call held for an informant is back in line, at
@@ -1192,10 +1196,7 @@ impl QueueCore {
                     return;
                 }
             };
-        if let Some(entry) = self.line.get_mut(&key) {
-            entry.busy = false;
-        }
-        self.holders.remove(&informant_id);
+        self.unhold(&key, &informant_id);
         fx.push(QueueEffect::WithdrawOffer {
             informant_id: informant_id.clone(),
             call_id: call_id.clone(),

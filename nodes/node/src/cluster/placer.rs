@@ -208,17 +208,24 @@ impl Placer {
             let tenant: Arc<str> = tenant.as_str().into();
             for (id, epoch) in node.directory.claimed_queues(&tenant) {
                 let tenant = tenant.clone();
-                handing.push(async move {
-                    node.hand_over_queue(&tenant, &id).await;
-                    match self.release(ActorKind::Queue, &tenant, &id, epoch).await {
-                        Ok(()) => tracing::info!(tenant = %tenant, queue_id = %id, "queue handed over: stepping aside"),
-                        Err(e) => tracing::warn!(tenant = %tenant, queue_id = %id, error = %e, "releasing a queue while stepping aside failed"),
-                    }
-                });
+                handing.push(async move { self.hand_over(node, &tenant, &id, epoch, "stepping aside").await });
             }
         }
         futures::future::join_all(handing).await;
         unhost_all(node);
+    }
+
+    /// Hands a queue this member owns over (its held calls taken back and
+    /// told, its last batch written), then releases its claim for the
+    /// member placement chooses.
+    async fn hand_over(&self, node: &Node, tenant: &Arc<str>, id: &Arc<str>, epoch: Epoch, why: &str) {
+        node.hand_over_queue(tenant, id).await;
+        match self.release(ActorKind::Queue, tenant, id, epoch).await {
+            Ok(()) => tracing::info!(tenant = %tenant, queue_id = %id, why, "queue handed over"),
+            Err(e) => {
+                tracing::warn!(tenant = %tenant, queue_id = %id, why, error = %e, "releasing a handed-over queue failed")
+            }
+        }
     }
 
     /// One look at every actor this node could host.
@@ -243,14 +250,8 @@ impl Placer {
                     // the queue goes to the member placement chooses now,
                     // with its calls (in etcd).
                     Some(record) if self.is_mine(&record) && self.moves_away(node, &tenant, id) => {
-                        node.hand_over_queue(&tenant, id).await;
                         let why = if node.is_draining() { "draining" } else { "a member joined" };
-                        match self.release(ActorKind::Queue, &tenant, id, record.epoch).await {
-                            Ok(()) => tracing::info!(tenant = %tenant, queue_id = %id, why, "queue handed over"),
-                            Err(e) => {
-                                tracing::warn!(tenant = %tenant, queue_id = %id, error = %e, "releasing a handed-over queue failed")
-                            }
-                        }
+                        self.hand_over(node, &tenant, id, record.epoch, why).await;
                     }
                     Some(record) if self.is_mine(&record) => {
                         if hosted != Some(record.epoch) {
