@@ -66,11 +66,6 @@ fn decode(value: &[u8]) -> Result<DurableCall> {
     pb::StoredCall::decode(value).map_err(|e| NodeError::Internal(e.to_string())).and_then(wire::stored_call_in)
 }
 
-/// Whether a stored call has ended (its log ends with its end).
-fn has_ended(call: &DurableCall) -> bool {
-    call.call.events.after(0).last().is_some_and(|e| e.kind.is_terminal())
-}
-
 /// Reads and writes the tenants' live calls.
 pub struct CallStore {
     client: Client,
@@ -106,7 +101,10 @@ impl CallStore {
     /// refusing the whole queue would strand the others.
     pub async fn load(&self, tenant: &str, queue_id: &str) -> Result<(Vec<DurableCall>, Vec<DurableCall>)> {
         let calls = self.read(tenant).await?;
-        Ok(calls.into_iter().filter(|call| call.queue_id.as_ref() == queue_id).partition(|call| !has_ended(call)))
+        Ok(calls
+            .into_iter()
+            .filter(|call| call.queue_id.as_ref() == queue_id)
+            .partition(|call| !call.call.events.is_ended()))
     }
 
     /// The last record of `tenant`'s call `call_id`, if it ended less than
@@ -119,7 +117,7 @@ impl CallStore {
         let response = response?;
         let Some(kv) = response.kvs().first() else { return Ok(None) };
         let call = decode(kv.value())?;
-        Ok(has_ended(&call).then_some(call))
+        Ok(call.call.events.is_ended().then_some(call))
     }
 
     /// A lease for ended records: the one granted less than
@@ -162,7 +160,7 @@ impl CallStore {
     /// (call id, queue id, connected since).
     pub async fn connected_to(&self, tenant: &str, informant_id: &str) -> Result<Option<(Arc<str>, Arc<str>, u64)>> {
         let calls = self.read(tenant).await?;
-        Ok(calls.into_iter().filter(|call| !has_ended(call)).find_map(|call| match call.connected {
+        Ok(calls.into_iter().filter(|call| !call.call.events.is_ended()).find_map(|call| match call.connected {
             Some((informant, since_ms)) if informant.as_ref() == informant_id => {
                 Some((call.call.info.call_id, call.queue_id, since_ms))
             }
