@@ -7,7 +7,9 @@
 //! owns it, sends the same request on to that member with the caller's
 //! identity, then gives back the reply or the error as the owner gave it.
 //! Streams (call watchers, informant sessions) are proxied for as long as
-//! they last.
+//! they last, or until the owner leaves the membership: a member that
+//! froze or was cut off keeps its TCP connections open, and what was
+//! forwarded to it would otherwise hang until a keepalive noticed.
 //!
 //! This module carries requests between members and knows nothing of
 //! actors or routing.
@@ -15,17 +17,18 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use relais_proto::peer::v1 as peer_pb;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Extensions, Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use crate::cluster::membership::Members;
 use crate::error::{NodeError, Result};
 use crate::identity::{ROLE_HEADER, TENANT_HEADER, identity_of};
 use crate::metrics::Metrics;
@@ -95,6 +98,8 @@ pub struct Forwarder {
     /// Set when the node stops: the streams it proxies end then, so that
     /// the server's graceful shutdown does not wait for their clients.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The cluster's live members, once the node is in a cluster.
+    members: OnceLock<watch::Receiver<Arc<Members>>>,
     metrics: Metrics,
 }
 
@@ -113,8 +118,36 @@ impl Forwarder {
             node_id,
             peers: Mutex::new(Peers::default()),
             stopping: tokio::sync::watch::Sender::new(false),
+            members: OnceLock::new(),
             metrics,
         })
+    }
+
+    /// Follows the cluster's live members: from then on, what is forwarded
+    /// to a member ends as soon as it leaves.
+    pub fn follow_members(&self, members: watch::Receiver<Arc<Members>>) {
+        let _ = self.members.set(members);
+    }
+
+    /// Resolves once `peer` is no longer the member it is now: its lease
+    /// ended (it crashed, froze or was cut off from etcd, and its actors
+    /// are claimed elsewhere) or it came back under a new lease (its actors
+    /// started afresh). Whatever was forwarded to it will not be answered
+    /// by the actor it was meant for. Never resolves outside a cluster.
+    fn departure(&self, peer: &PeerAddr) -> impl Future<Output = ()> + Send + 'static {
+        let members = self.members.get().cloned();
+        let node_id = peer.node_id.clone();
+        async move {
+            let Some(mut members) = members else { return std::future::pending().await };
+            let lease = members.borrow().nodes.get(node_id.as_ref()).map(|m| m.lease_id);
+            let Some(lease) = lease else { return };
+            let gone = |m: &Arc<Members>| m.nodes.get(node_id.as_ref()).is_none_or(|m| m.lease_id != lease);
+            if members.wait_for(gone).await.is_err() {
+                // The membership stopped with the node, which ends its
+                // streams itself.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Ends every stream this node proxies (the node stops).
@@ -150,11 +183,13 @@ impl Forwarder {
         let span = forward_span(peer, false);
         let mut request = span.in_scope(|| self.relay(request))?;
         request.set_timeout(FORWARD_TIMEOUT);
-        let response = tokio::time::timeout(FORWARD_TIMEOUT, call(channel, request))
-            .instrument(span)
-            .await
-            .map_err(|_| Status::from(late(peer)))
-            .and_then(|answer| answer.map_err(|status| unreached(peer, status)));
+        let answer = tokio::time::timeout(FORWARD_TIMEOUT, call(channel, request)).instrument(span);
+        let response = tokio::select! {
+            answer = answer => answer
+                .map_err(|_| Status::from(late(peer)))
+                .and_then(|answer| answer.map_err(|status| unreached(peer, status))),
+            () = self.departure(peer) => Err(left(peer).into()),
+        };
         self.metrics.forwarded(false, response.is_ok());
         Ok(fresh(response?))
     }
@@ -162,6 +197,9 @@ impl Forwarder {
     /// Opens a stream at `peer` through `call` and proxies it: the owner's
     /// items and final status pass through as they come. `permit` (one of
     /// this node's open streams) is held until the proxied stream ends.
+    /// When `peer` leaves the membership, the stream ends with
+    /// `UNAVAILABLE`, so that its client opens it again (and finds where
+    /// the actor went); when this node stops, it just ends.
     pub async fn stream<Req, Res, F, Fut>(
         &self,
         peer: &PeerAddr,
@@ -177,23 +215,39 @@ impl Forwarder {
         let channel = self.channel(peer)?;
         let span = forward_span(peer, true);
         let request = span.in_scope(|| self.relay(request))?;
+        let mut departure = Box::pin(self.departure(peer));
         // The deadline covers the opening only: the stream itself lasts
         // as long as the caller keeps it.
-        let response = tokio::time::timeout(FORWARD_TIMEOUT, call(channel, request))
-            .instrument(span)
-            .await
-            .map_err(|_| Status::from(late(peer)))
-            .and_then(|opened| opened.map_err(|status| unreached(peer, status)));
+        let opening = tokio::time::timeout(FORWARD_TIMEOUT, call(channel, request)).instrument(span);
+        let response = tokio::select! {
+            opened = opening => opened
+                .map_err(|_| Status::from(late(peer)))
+                .and_then(|opened| opened.map_err(|status| unreached(peer, status))),
+            () = &mut departure => Err(left(peer).into()),
+        };
         self.metrics.forwarded(true, response.is_ok());
         let (metadata, items, _) = response?.into_parts();
         let peer = peer.clone();
-        let items = items
-            .map(move |item| {
-                let _held = &permit;
-                item.map_err(|status| unreached(&peer, status))
-            })
-            .take_until(self.stopped());
-        Ok(Response::from_parts(metadata, Box::pin(items) as ReplyStream<Res>, Extensions::default()))
+        let stopped = Box::pin(self.stopped());
+        let proxied = futures::stream::unfold(Some((items, departure, stopped)), move |open| {
+            let peer = peer.clone();
+            async move {
+                let (mut items, mut departure, mut stopped) = open?;
+                tokio::select! {
+                    item = items.next() => {
+                        let item = item?.map_err(|status| unreached(&peer, status));
+                        Some((item, Some((items, departure, stopped))))
+                    }
+                    () = &mut departure => Some((Err(left(&peer).into()), None)),
+                    () = &mut stopped => None,
+                }
+            }
+        });
+        let proxied = proxied.map(move |item| {
+            let _held = &permit;
+            item
+        });
+        Ok(Response::from_parts(metadata, Box::pin(proxied) as ReplyStream<Res>, Extensions::default()))
     }
 
     /// The request as the owner gets it: the caller's metadata, minus what
@@ -312,6 +366,10 @@ fn unreached(peer: &PeerAddr, status: Status) -> Status {
     NodeError::Unavailable(format!("member {} at {} cannot be reached; retry", peer.node_id, peer.address)).into()
 }
 
+fn left(peer: &PeerAddr) -> NodeError {
+    NodeError::Unavailable(format!("member {} left the cluster; retry", peer.node_id))
+}
+
 fn late(peer: &PeerAddr) -> NodeError {
     NodeError::Unavailable(format!("member {} did not answer in time; retry", peer.node_id))
 }
@@ -427,6 +485,111 @@ mod tests {
         assert_eq!(streams.available_permits(), 0, "the proxied stream holds its permit");
         drop(events);
         assert_eq!(streams.available_permits(), 1);
+    }
+
+    /// A membership of one peer, `id` at `address` under `lease_id`.
+    fn members_of(id: &str, address: &str, lease_id: i64) -> Arc<Members> {
+        let info = crate::cluster::membership::MemberInfo {
+            node_id: id.into(),
+            address: address.into(),
+            started_unix_ms: 0,
+            lease_id,
+            draining: false,
+        };
+        Arc::new(Members { revision: lease_id, nodes: [(id.to_string(), info)].into() })
+    }
+
+    #[tokio::test]
+    async fn a_request_to_a_frozen_member_ends_when_it_leaves() {
+        // A member frozen by SIGSTOP: its kernel takes connections, it never answers.
+        let frozen = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = frozen.local_addr().expect("addr").to_string();
+        let forwarder = Forwarder::new("node-a", Metrics::default()).expect("forwarder");
+        let (members, view) = watch::channel(members_of("node-frozen", &address, 7));
+        forwarder.follow_members(view);
+        let owner = peer("node-frozen", &address);
+
+        let asked = tokio::time::Instant::now();
+        let request = as_gateway(relais_proto::v1::GetCallRequest { call_id: "c1".into() });
+        let forwarded = forwarder.unary(&owner, request, |channel, r| async move {
+            relais_proto::v1::gateway_client::GatewayClient::new(channel).get_call(r).await
+        });
+        let leaves = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            members.send_replace(Arc::new(Members { revision: 8, ..Members::default() }));
+        };
+        let (status, ()) = tokio::join!(forwarded, leaves);
+        let status = status.expect_err("never answered");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("node-frozen left the cluster"), "{status:?}");
+        assert!(asked.elapsed() < FORWARD_TIMEOUT, "ended by the departure, not the deadline");
+    }
+
+    #[tokio::test]
+    async fn a_proxied_stream_ends_unavailable_when_its_owner_leaves_or_comes_back() {
+        use relais_proto::v1 as pb;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = crate::NodeConfig { listen: addr, node_id: "owner".into(), ..Default::default() };
+        tokio::spawn(crate::server::serve(config, listener, std::future::pending()));
+        let channel = Endpoint::from_shared(format!("http://{addr}")).expect("url").connect().await.expect("connect");
+        let queue = pb::QueueConfig {
+            id: "logement".into(),
+            required_skills: vec![pb::Skill { name: "logement".into(), proficiency: 1 }],
+            ..Default::default()
+        };
+        pb::admin_client::AdminClient::new(channel.clone()).create_queue(queue).await.expect("queue");
+        let offer = pb::OfferCallRequest { call_id: "c1".into(), queue_id: "logement".into(), ..Default::default() };
+        pb::gateway_client::GatewayClient::new(channel).offer_call(offer).await.expect("offered");
+
+        let forwarder = Forwarder::new("node-a", Metrics::default()).expect("forwarder");
+        let (members, view) = watch::channel(members_of("owner", &addr.to_string(), 7));
+        forwarder.follow_members(view);
+        let owner = peer("owner", &addr.to_string());
+        let streams = Arc::new(tokio::sync::Semaphore::new(1));
+        let watch = |after_sequence| {
+            let permit = streams.clone().try_acquire_owned().expect("permit");
+            let request = as_gateway(pb::WatchCallRequest { call_id: "c1".into(), after_sequence });
+            forwarder.stream(&owner, request, permit, |c, r| async move {
+                pb::gateway_client::GatewayClient::new(c).watch_call(r).await
+            })
+        };
+
+        // The next item within 5 s (a stream left open would hang the test).
+        async fn end<S: Stream + Unpin>(events: &mut S) -> Option<S::Item> {
+            tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("the stream ended in time")
+        }
+
+        // The member leaves: the stream ends with UNAVAILABLE, not silence.
+        let mut events = watch(0).await.expect("watching").into_inner();
+        events.next().await.expect("queued").expect("not an error");
+        members.send_replace(Arc::new(Members { revision: 8, ..Members::default() }));
+        let status = end(&mut events).await.expect("an end").expect_err("unavailable");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("owner left the cluster"), "{status:?}");
+        assert!(events.next().await.is_none(), "nothing after the status");
+        drop(events);
+
+        // The member is back under a new lease: what was forwarded to its
+        // former life ends the same way; what is forwarded now goes on.
+        members.send_replace(members_of("owner", &addr.to_string(), 9));
+        let mut events = watch(0).await.expect("watching").into_inner();
+        events.next().await.expect("queued").expect("not an error");
+        members.send_replace(members_of("owner", &addr.to_string(), 10));
+        let status = end(&mut events).await.expect("an end").expect_err("unavailable");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        drop(events);
+        assert_eq!(streams.available_permits(), 1, "the permit is given back");
+
+        // A renewal or another member's change leaves the stream alone.
+        let mut events = watch(0).await.expect("watching").into_inner();
+        events.next().await.expect("queued").expect("not an error");
+        let mut same = (*members_of("owner", &addr.to_string(), 10)).clone();
+        same.revision = 11;
+        members.send_replace(Arc::new(same));
+        let quiet = tokio::time::timeout(Duration::from_millis(200), events.next()).await;
+        assert!(quiet.is_err(), "the stream stays open: {quiet:?}");
     }
 
     #[tokio::test]

@@ -430,6 +430,7 @@ impl Node {
         standing: Arc<StandingStore>,
     ) {
         self.directory.set_peers(peers);
+        self.forwarder.follow_members(placer.members.clone());
         let _ = self.starter.calls.set(calls);
         let _ = self.standing.set(standing);
         if self.placer.set(placer.clone()).is_ok() {
