@@ -284,7 +284,12 @@ impl Actor for QueueActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = now_ms();
         match msg {
-            QueueMsg::Offer { info, reply, trace } => {
+            QueueMsg::Offer { mut info, reply, trace } => {
+                // A call arrives when its queue takes it: offers reach the
+                // queue in one line through its mailbox, whichever member
+                // or request task they came by, so arrival order is the
+                // order the queue saw them in.
+                info.arrived_ms = now;
                 let span = trace.adopt(tracing::info_span!(target: crate::telemetry::TARGET, "relais.queue.offer", relais.queue = %state.core.id()));
                 let _entered = span.enter();
                 let traced = (trace.is_some() && state.traces.len() < MAX_TRACED_CALLS).then(|| info.call_id.clone());
@@ -797,10 +802,8 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_queue_actor_that_fails_leaves_the_metrics() {
-        let directory = Arc::new(Directory::new(10, 60_000));
-        let args = QueueArgs {
+    fn args(directory: &Arc<Directory>) -> QueueArgs {
+        QueueArgs {
             tenant: "cai".into(),
             config: QueueConfig::new("logement", Requirement::new([("logement", 2)])),
             listening_skill: "ecoute".into(),
@@ -808,8 +811,43 @@ mod tests {
             tick_ms: 1_000,
             durability: None,
             restored: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_arrive_in_the_order_the_queue_takes_them() {
+        let directory = Arc::new(Directory::new(10, 60_000));
+        let (queue, _) = Actor::spawn(None, QueueActor, args(&directory)).await.expect("spawn");
+        // Two request tasks read the clock in one order and reached the
+        // mailbox in the other: the queue's order is the one that counts.
+        let offer = |call_id: &str, arrived_ms| {
+            let info = CallInfo {
+                call_id: call_id.into(),
+                priority: 5,
+                vulnerable: false,
+                language: "fr".into(),
+                topic: "".into(),
+                caller_pseudonym: "p".into(),
+                attributes: Arc::default(),
+                arrived_ms,
+            };
+            let (tx, rx) = ractor::concurrency::oneshot();
+            queue.cast(QueueMsg::Offer { info, reply: tx.into(), trace: Trace::default() }).expect("cast");
+            rx
         };
-        let (queue, ended) = Actor::spawn(None, QueueActor, args).await.expect("spawn");
+        let first = offer("c1", now_ms() + 60_000);
+        let second = offer("c2", now_ms() - 60_000);
+        let first = first.await.expect("answer").expect("taken");
+        let second = second.await.expect("answer").expect("taken");
+        assert_eq!((first.position, second.position), (1, 2), "in line in the order taken");
+        assert!(first.info.arrived_ms <= second.info.arrived_ms, "{first:?} {second:?}");
+        assert!(second.info.arrived_ms <= now_ms(), "stamped by the queue, not the request");
+    }
+
+    #[tokio::test]
+    async fn a_queue_actor_that_fails_leaves_the_metrics() {
+        let directory = Arc::new(Directory::new(10, 60_000));
+        let (queue, ended) = Actor::spawn(None, QueueActor, args(&directory)).await.expect("spawn");
         let shown = "relais_queue_waiting{relais_queue=\"logement\",relais_tenant=\"cai\"} 0\n";
         assert!(directory.metrics().render().contains(shown));
         // A failed write fails the actor: no post_stop runs.

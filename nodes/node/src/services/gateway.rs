@@ -17,7 +17,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::actors::queue::{QueueMsg, WATCHER_BUFFER};
-use crate::clock::now_ms;
 use crate::directory::{CallLocation, EndedCall};
 use crate::error::{NodeError, Result};
 use crate::forward;
@@ -145,7 +144,8 @@ impl GatewayService {
             topic: r.topic.as_str().into(),
             caller_pseudonym: self.node.pseudonymizer.pseudonym(&r.caller_number).into(),
             attributes: Arc::new(attributes),
-            arrived_ms: now_ms(),
+            // Set by the queue when it takes the call.
+            arrived_ms: 0,
         };
         let (tx, rx) = ractor::concurrency::oneshot();
         let mut sent = false;
