@@ -16,7 +16,7 @@
 //!   offered to another, its end), or until her session says the offer was
 //!   withdrawn or the call ended. *Double assignment*: two calls hold one
 //!   informant at the same time (the intervals overlap by at least 1 ms).
-//!   An `offered` event marked `unanswered` (the informant never answered
+//!   An `offered` event marked `unanswered` (the informant did not take
 //!   the proposal; the queue took the call back) holds no one.
 //! - *Served* is the time of a call's first `offered` event, answered or
 //!   not (the routing decision), not its connection: a call offered to an

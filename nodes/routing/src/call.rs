@@ -69,7 +69,9 @@ pub enum CallEventKind {
         estimated_wait_ms: u64,
     },
     /// The queue chose the informant (at the event's time). `unanswered`:
-    /// she never answered the proposal and the queue took the call back.
+    /// she did not take the call — she never answered the proposal, or
+    /// refused it having taken another call first (told when the queue
+    /// proposed another call meanwhile) — and the queue took it back.
     Offered {
         informant_id: Arc<str>,
         unanswered: bool,

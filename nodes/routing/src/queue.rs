@@ -267,6 +267,9 @@ pub struct QueueCore {
     history: ServiceHistory,
     next_seq: u64,
     started_ms: Millis,
+    /// The call of this queue's latest proposal: a proposal refused while
+    /// it is still the latest overtook no one.
+    last_proposed: Option<Arc<str>>,
 }
 
 impl QueueCore {
@@ -284,6 +287,7 @@ impl QueueCore {
             history: ServiceHistory::default(),
             next_seq: 0,
             started_ms: now,
+            last_proposed: None,
         }
     }
 
@@ -596,6 +600,7 @@ impl QueueCore {
         let offer_id = offer_id(call_id, record.proposals);
         record.phase =
             Phase::Proposed { informant_id: informant_id.clone(), offer_id: offer_id.clone(), since_ms: now };
+        self.last_proposed = Some(call_id.clone());
         if let Some(entry) = self.line.get_mut(&record.key) {
             entry.busy = true;
         }
@@ -748,6 +753,19 @@ impl QueueCore {
         } else {
             let key = record.key;
             self.unhold(&key, &informant_id);
+            if self.last_proposed.as_ref() != Some(call_id) {
+                // Another call was proposed while this one waited for her
+                // answer: the gateway hears that this one was served first
+                // (to her, who did not take it), as for a proposal taken
+                // back unanswered, and that it is back in line.
+                self.record_event(
+                    call_id,
+                    since_ms,
+                    CallEventKind::Offered { informant_id, unanswered: true },
+                    &mut fx,
+                );
+                self.tell_back_in_line(call_id, &key, now, &mut fx);
+            }
             self.dispatch_call(call_id, now, &mut fx);
         }
         fx

@@ -194,6 +194,36 @@ fn a_queue_handing_over_takes_back_and_tells_its_proposals_and_offers() {
 }
 
 #[test]
+fn a_refusal_is_told_only_when_a_younger_call_was_proposed_meanwhile() {
+    // Nobody proposed since: the call is back at the head and goes to bob;
+    // the gateway hears nothing of alice.
+    let mut q = alice_and_bob_available();
+    let (_, fx) = q.offer_call(call("a", 1, 100), 100).expect("offered");
+    let (a, alice_offer) = proposed(&fx).expect("proposed to alice");
+    let fx = q.proposal_answered(&a, &alice_offer, "alice", false, 110);
+    assert!(events(&fx).is_empty(), "{:?}", events(&fx));
+    assert!(
+        fx.iter().any(|e| matches!(e, QueueEffect::Propose { informant_id, proposal } if informant_id.as_ref() == "bob" && proposal.call.call_id == a))
+    );
+
+    // A younger call was proposed to bob while alice had the older one:
+    // bob's call may be offered first, so the gateway hears that the older
+    // call was served to alice first, then queued again.
+    let mut q = alice_and_bob_available();
+    let (_, fx) = q.offer_call(call("a", 1, 100), 100).expect("offered");
+    let (a, alice_offer) = proposed(&fx).expect("proposed to alice");
+    let (_, fx) = q.offer_call(call("b", 1, 105), 105).expect("offered");
+    let (b, bob_offer) = proposed(&fx).expect("proposed to bob");
+    assert_eq!(b.as_ref(), "b");
+    let fx = q.proposal_answered(&b, &bob_offer, "bob", true, 108);
+    assert_eq!(events(&fx), vec![("offered to bob".to_string(), 105)]);
+    let fx = q.proposal_answered(&a, &alice_offer, "alice", false, 110);
+    assert_eq!(events(&fx), vec![("unanswered by alice".to_string(), 100), ("queued at 1".to_string(), 110)]);
+    assert!(proposed(&fx).is_none(), "nobody is free for it");
+    assert!(matches!(q.call(&a).expect("waiting").phase, relais_routing::queue::Phase::Waiting));
+}
+
+#[test]
 fn a_proposal_to_an_informant_gone_is_told_unanswered_and_goes_to_the_next() {
     // Alice is proposed the call, then counted gone (her member stepped
     // aside or died: she is nowhere) before she answers.
