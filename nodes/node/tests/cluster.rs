@@ -413,6 +413,40 @@ async fn a_member_whose_lease_or_key_is_removed_registers_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_the_desktop_stops_waiting_for_is_carried_to_its_end() {
+    let etcd = EtcdProcess::start();
+    // A long lease: the member keeps serving while etcd is frozen a moment.
+    let node = member(&etcd, "node-a", 30);
+    let mut c = Clients::new(&node, "cai").await;
+    until_members(&c, &["node-a"], "node-a registered").await;
+    let login = || pb::LoginRequest { informant_id: "ana".into(), skills: vec![support::skill("justice", 3)] };
+
+    // etcd frozen: the login waits for its claim, and the desktop gives up.
+    etcd.pause();
+    let mut impatient = tonic::Request::new(login());
+    impatient.set_timeout(Duration::from_millis(300));
+    let gave_up = c.desk.login(impatient).await.unwrap_err();
+    assert!(matches!(gave_up.code(), Code::DeadlineExceeded | Code::Cancelled), "{gave_up:?}");
+    etcd.resume();
+
+    // The informant ends up logged in, with an actor that answers: not an
+    // id reserved for ever with nothing behind it (every login "already
+    // exists", every request "not found").
+    let request = pb::InformantRequest { informant_id: "ana".into() };
+    eventually(Duration::from_secs(10), "ana is logged in and answers", || {
+        let (mut c, request) = (admin_clone(&c), request.clone());
+        async move {
+            match c.desk.login(login()).await {
+                Ok(_) => true,
+                Err(s) if s.code() == Code::AlreadyExists => c.desk.get_informant(request).await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_joining_ends_the_start_at_once() {
     let etcd = EtcdProcess::start();
     let first = member(&etcd, "node-a", 10);

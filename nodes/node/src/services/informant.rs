@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::actors::informant::{InformantMsg, SESSION_BUFFER, StatusReply};
-use crate::error::Result;
+use crate::error::{NodeError, Result};
 use crate::forward;
 use crate::identity::identity_of;
 use crate::node::{Node, PeerAddr, ask};
@@ -65,8 +65,15 @@ impl pb::informant_server::Informant for InformantService {
                 .unary(&owner, request, |c, r| async move { InformantClient::new(c).login(r).await })
                 .await;
         }
-        let r = request.into_inner();
-        let status = self.node.login(&tenant, id.clone(), &r.skills).await?;
+        let skills = request.into_inner().skills;
+        // Carried to its end even when the desktop stops waiting: a login
+        // cut off between reserving the id and starting the actor (while
+        // it claims the informant in etcd) would leave the id reserved
+        // with no actor behind it, refusing every later login.
+        let (node, login_id) = (self.node.clone(), id.clone());
+        let status = tokio::spawn(async move { node.login(&tenant, login_id, &skills).await })
+            .await
+            .map_err(|e| NodeError::Internal(format!("login task: {e}")))??;
         tracing::info!(informant_id = %id, "informant logged in");
         Ok(Response::new(convert::status_reply(&status)))
     }
