@@ -247,9 +247,11 @@ impl Node {
             if let Some(placer) = placer_of_restarts.get() {
                 // In a cluster a queue failed because etcd did not take its
                 // writes, or refused them (its claim is gone): only the
-                // placer knows whether this member still owns it, and hosts
-                // it again if so, on its next pass (at once) — never while
-                // the member cannot prove its lease. Restarting it here
+                // placer knows whether this member still owns it, and if so
+                // claims it again under a new epoch on its next pass (at
+                // once), so that every member's informants join the new
+                // actor — never while the member cannot prove its lease.
+                // Restarting it here
                 // would read its calls and fail again, in a loop, until the
                 // placer took it away.
                 starter.directory.clear_epoch(ActorKind::Queue, &tenant, &queue_id);

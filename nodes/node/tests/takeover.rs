@@ -684,3 +684,61 @@ async fn the_end_of_a_call_is_told_after_the_member_that_ended_it_died() {
     let resumed = Watch::open(&mut c, "c1", 3).await.rest().await;
     assert_eq!(support::history(&resumed), ["completed"], "resumed after the last event seen");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_actor_that_fails_in_place_is_joined_again_by_informants_on_other_members() {
+    let etcd = EtcdProcess::start();
+    // A lease longer than etcd's freeze below: every member keeps its
+    // lease and its claims, so the queue's actor fails and starts again on
+    // the same member.
+    let nodes: Vec<NodeProcess> = IDS
+        .iter()
+        .map(|id| {
+            NodeProcess::start(
+                &["--etcd", &etcd.client_url, "--node-id", id, "--lease-ttl-s", "15"],
+                &[("RUST_LOG", "info,ractor=warn,relais_node=debug")],
+            )
+        })
+        .collect();
+    for node in &nodes {
+        until_members(node, 3).await;
+    }
+    let home = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
+    let mut c = Clients::new(&nodes[(home + 1) % 3], "cai").await;
+    support::apply(&mut c, vec![support::queue("justice", "justice", 1)]).await;
+    let ana_id = informants_off(home).next().unwrap();
+    let mut ana = Session::open(&mut c, &ana_id, vec![support::skill("justice", 3)]).await;
+    // She serves the queue: a first call reaches her.
+    support::offer_retrying(&mut c, support::offer("c0", "justice")).await;
+    let (offer_id, call_id) = ana.next_offer().await;
+    assert_eq!(call_id, "c0");
+    c.desk.accept_offer(pb::OfferReply { informant_id: ana_id.clone(), offer_id }).await.unwrap();
+    c.desk.finish_call(pb::FinishCallRequest { informant_id: ana_id.clone(), call_id }).await.unwrap();
+    let available = Instant::now();
+    let request = pb::InformantRequest { informant_id: ana_id.clone() };
+    while c.desk.get_informant(request.clone()).await.unwrap().into_inner().state
+        != pb::InformantState::Available as i32
+    {
+        assert!(available.elapsed() < Duration::from_secs(10), "ana is available again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // etcd freezes while the queue writes a new call: the write is not
+    // taken in time (3 s, and the attempt under way), and the queue's
+    // actor fails.
+    etcd.pause();
+    let mut gateway = Clients::new(&nodes[(home + 1) % 3], "cai").await;
+    let first_try = tokio::spawn(async move { gateway.gateway.offer_call(support::offer("c1", "justice")).await });
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    etcd.resume();
+    let _ = first_try.await;
+    support::offer_retrying(&mut c, support::offer("c1", "justice")).await;
+
+    // The queue's new actor knows none of the old one's members: ana, on
+    // another member, joins it again and is offered the call.
+    let (_, call_id) = tokio::time::timeout(Duration::from_secs(20), ana.next_offer_forever())
+        .await
+        .expect("ana is offered c1 by the queue's new actor");
+    assert_eq!(call_id, "c1");
+    assert!(nodes[home].logs().contains("queue claimed again to start afresh"), "{}", nodes[home].logs());
+}

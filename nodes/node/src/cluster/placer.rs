@@ -255,7 +255,23 @@ impl Placer {
                     }
                     Some(record) if self.is_mine(&record) => {
                         if hosted != Some(record.epoch) {
-                            node.host_queue(&tenant, id, record.epoch).await;
+                            // Claimed here but not hosted under that claim:
+                            // its actor failed (a write etcd did not take)
+                            // or did not start. It starts again under a new
+                            // claim, so that every member sees a new epoch
+                            // and its informants join it again: the failed
+                            // actor's members are forgotten, and a restart
+                            // under the same epoch would tell only this
+                            // member's informants.
+                            match self.release(ActorKind::Queue, &tenant, id, record.epoch).await {
+                                Ok(()) => {
+                                    tracing::info!(tenant = %tenant, queue_id = %id, "queue claimed again to start afresh");
+                                    self.poke.notify_one();
+                                }
+                                Err(e) => {
+                                    tracing::debug!(tenant = %tenant, queue_id = %id, error = %e, "releasing a queue to claim it again failed");
+                                }
+                            }
                         }
                     }
                     // Only a claim etcd reported (a claim learnt from a
