@@ -44,12 +44,14 @@ help:
 	@echo "make k8s-check - render, validate and lint the Kubernetes manifests offline (part of make test)"
 
 # System packages: protoc (etcd-client's and our proto build need it),
-# etcd (the cluster's membership store), and Python's venv (k8s-check's
+# etcd (the cluster's membership store), libfaketime (the clock jumps of
+# the chaos tests and of a node test), and Python's venv (k8s-check's
 # tools).
 deps:
 	@missing=""
 	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"
 	command -v etcd >/dev/null || missing="$$missing etcd-server"
+	command -v faketime >/dev/null || missing="$$missing faketime"
 	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"
 	if [ -n "$$missing" ]; then
 	  echo "relais: installing missing Debian packages:$$missing"

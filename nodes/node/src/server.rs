@@ -228,6 +228,9 @@ async fn report_health(window: Arc<LeaseWindow>, node: Arc<Node>, reporter: toni
 /// ADDR` on standard output once it accepts connections, preceded by
 /// `relais-node metrics on ADDR` when it serves `/metrics`.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    // The node's time is the wall clock at this instant plus the monotonic
+    // clock's progress (see `clock`).
+    crate::clock::now_ms();
     let stop = futures::FutureExt::shared(Box::pin(shutdown_signal()));
     let listener = TcpListener::bind(config.listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
