@@ -26,6 +26,18 @@ pub struct Spec {
     /// 1 or 3.
     pub etcd_members: usize,
     pub lease_ttl_s: u64,
+    /// Whether the nodes run on a wall clock the harness can step (see
+    /// [`Cluster::step_clock`]).
+    pub fake_clock: bool,
+}
+
+/// Where Debian's `libfaketime` package puts the library that fakes the
+/// clock of the process it is preloaded into.
+fn libfaketime() -> Option<PathBuf> {
+    let dirs = std::fs::read_dir("/usr/lib").ok()?;
+    let mut candidates: Vec<PathBuf> = dirs.flatten().map(|d| d.path().join("faketime/libfaketime.so.1")).collect();
+    candidates.push(PathBuf::from("/usr/lib/faketime/libfaketime.so.1"));
+    candidates.into_iter().find(|p| p.is_file())
 }
 
 /// One etcd member.
@@ -126,6 +138,8 @@ pub struct Cluster {
     pub spec: Spec,
     pub dir: PathBuf,
     binary: PathBuf,
+    /// libfaketime, when the spec asks for steppable clocks and it is here.
+    clock_lib: Option<PathBuf>,
     keep_dir: bool,
     pub net: Net,
 }
@@ -213,6 +227,7 @@ impl Cluster {
             spec,
             dir: dir.to_path_buf(),
             binary: node_binary()?,
+            clock_lib: if spec.fake_clock { libfaketime() } else { None },
             keep_dir: std::env::var_os("RELAIS_CHAOS_KEEP").is_some(),
             net,
         };
@@ -244,9 +259,21 @@ impl Cluster {
         let out = std::fs::File::create(&out_path)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.nodes[i].log)?;
         let node = &self.nodes[i];
-        let child = self
-            .net
-            .command(i, &self.binary)
+        let mut command = self.net.command(i, &self.binary);
+        if let Some(lib) = &self.clock_lib {
+            // Only the wall clock is faked, as an NTP step moves only it;
+            // the offset file is read again at most every second.
+            let file = self.clock_file(i);
+            if !file.exists() {
+                std::fs::write(&file, "+0\n")?;
+            }
+            command
+                .env("LD_PRELOAD", lib)
+                .env("FAKETIME_TIMESTAMP_FILE", &file)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("DONT_FAKE_MONOTONIC", "1");
+        }
+        let child = command
             .args(["--listen", &node.addr, "--etcd", &self.etcd_urls().join(",")])
             .args(["--node-id", &node.id, "--lease-ttl-s", &self.spec.lease_ttl_s.to_string()])
             .args(["--tick-ms", "50"])
@@ -326,6 +353,32 @@ impl Cluster {
 
     pub fn heal(&self, i: usize) -> Result<()> {
         self.net.heal(i)
+    }
+
+    fn clock_file(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{i}.clock"))
+    }
+
+    /// Sets node `i`'s wall clock `offset_s` seconds from the host's (a
+    /// step, as NTP makes when a clock is far off; the node reads it within
+    /// a second). Fails where the nodes do not run on a fake clock.
+    pub fn step_clock(&self, i: usize, offset_s: i64) -> Result<()> {
+        if self.clock_lib.is_none() {
+            bail!(
+                "{}",
+                if self.spec.fake_clock {
+                    "libfaketime is not installed (Debian's faketime package; make deps installs it)"
+                } else {
+                    "this cluster's nodes do not run on a fake clock"
+                }
+            );
+        }
+        // Written whole, then renamed: the node never reads half of it.
+        let file = self.clock_file(i);
+        let partial = file.with_extension("clock.new");
+        std::fs::write(&partial, format!("{offset_s:+}\n"))?;
+        std::fs::rename(&partial, &file)?;
+        Ok(())
     }
 
     /// kill -9 etcd member `k`.

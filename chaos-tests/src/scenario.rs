@@ -44,7 +44,8 @@ pub enum FaultKind {
     RollingRestart,
     /// Latency and loss on an owner's link (netem).
     Netem,
-    /// A jump of a node's clock.
+    /// Step an owner's wall clock back, past the lease, then forward to
+    /// the true time again.
     ClockJump,
 }
 
@@ -101,13 +102,18 @@ pub struct Scenario {
 /// start and its warm-up.
 pub const FAULTS_PER_KIND: usize = 5;
 
+/// How far a clock jump steps a node's wall clock: more than an offer's
+/// time to answer (15 s) and a lease, so that a node that measured time on
+/// its wall clock would expire offers and misorder arrivals.
+const CLOCK_STEP_S: i64 = 30;
+
 impl Scenario {
     /// A scenario of `count` faults of one kind.
     pub fn of(kind: FaultKind, count: usize, multiple: f64) -> Self {
         let etcd_members = if kind == FaultKind::KillEtcdLeader { 3 } else { 1 };
         Self {
             name: if count == 1 { kind.name().to_string() } else { format!("{}-x{count}", kind.name()) },
-            spec: Spec { nodes: 3, etcd_members, lease_ttl_s: 3 },
+            spec: Spec { nodes: 3, etcd_members, lease_ttl_s: 3, fake_clock: kind == FaultKind::ClockJump },
             multiple,
             faults: vec![kind; count],
             warmup: Duration::from_secs(6),
@@ -124,13 +130,13 @@ impl Scenario {
         let mut all: Vec<Self> = FaultKind::ALL
             .iter()
             .map(|k| match k {
-                FaultKind::RollingRestart | FaultKind::Netem | FaultKind::ClockJump => Self::of(*k, 1, 1.0),
+                FaultKind::RollingRestart | FaultKind::Netem => Self::of(*k, 1, 1.0),
                 _ => Self { name: k.name().to_string(), ..Self::of(*k, FAULTS_PER_KIND, 1.0) },
             })
             .collect();
         all.push(Self {
             name: "mixed".into(),
-            spec: Spec { nodes: 3, etcd_members: 3, lease_ttl_s: 3 },
+            spec: Spec { nodes: 3, etcd_members: 3, lease_ttl_s: 3, fake_clock: false },
             multiple: 1.0,
             faults: vec![
                 FaultKind::Kill,
@@ -241,10 +247,10 @@ fn fault_budget(kind: FaultKind, spec: Spec) -> Duration {
         | FaultKind::PartitionEtcd
         | FaultKind::PartitionPeers
         | FaultKind::PartitionOneWay
-        | FaultKind::Netem => lease + Duration::from_secs(6),
+        | FaultKind::Netem
+        | FaultKind::ClockJump => lease + Duration::from_secs(6),
         FaultKind::Drain => Duration::from_secs(30),
         FaultKind::RollingRestart => Duration::from_secs(30) * spec.nodes as u32,
-        FaultKind::ClockJump => Duration::ZERO,
     }
 }
 
@@ -436,12 +442,19 @@ impl Injector {
                     Err(why) => self.unsupported(kind, format!("{why:#}")),
                 }
             }
-            FaultKind::ClockJump => self.unsupported(
-                kind,
-                "the nodes read the host's wall clock and a time namespace cannot move it: \
-                 a clock jump needs a fake clock in the node"
-                    .into(),
-            ),
+            FaultKind::ClockJump => {
+                let (i, owned) = self.pick().await;
+                match self.cluster.step_clock(i, -CLOCK_STEP_S) {
+                    Ok(()) => {
+                        let detail = format!("wall clock stepped back {CLOCK_STEP_S} s for {past_lease:?}");
+                        let id = self.record(kind, Some(i), owned, detail);
+                        sleep(past_lease).await;
+                        self.cluster.step_clock(i, 0)?;
+                        self.ended(id, &format!("wall clock stepped forward {CLOCK_STEP_S} s, to the true time"));
+                    }
+                    Err(why) => self.unsupported(kind, format!("{why:#}")),
+                }
+            }
         }
         Ok(())
     }
