@@ -53,6 +53,11 @@ async fn a_call_is_queued_offered_connected_completed_and_the_informant_wraps_up
     assert_eq!(finished.state, pb::InformantState::WrapUp as i32);
     assert_eq!(finished.calls_handled, 1);
     assert_eq!(Some(finished.last_sequence), desk.last_sequence, "no event for the accept nor the finish");
+    // A desktop that lost the finish's answer asks again: the same state,
+    // and the call is not finished twice.
+    let finish = pb::FinishCallRequest { informant_id: "ana".into(), call_id: "c1".into() };
+    let again = c.desk.finish_call(finish).await.unwrap().into_inner();
+    assert_eq!((again.state, again.calls_handled), (pb::InformantState::WrapUp as i32, 1));
     let events = watch.rest().await;
     assert_eq!(history(&events), vec!["queued", "offered", "connected", "completed"]);
     let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();

@@ -214,7 +214,7 @@ pub struct ConnectTicket {
 pub struct InformantCore {
     id: Arc<str>,
     skills: SkillSet,
-    queues: Vec<Arc<str>>,
+    queues: Box<[Arc<str>]>,
     phase: Phase,
     since_ms: Millis,
     generation: u64,
@@ -225,6 +225,11 @@ pub struct InformantCore {
     busy_ms: Millis,
     call_started_ms: Millis,
     next_token: u64,
+    /// The last call she was on, once it ended (by her desktop, by the
+    /// caller, or handed over): a finish of it asked again is answered, not
+    /// refused. Boxed, as one pointer: every informant's actor holds this
+    /// state inline (see the node's state budget).
+    ended_call: Option<Box<Arc<str>>>,
 }
 
 impl InformantCore {
@@ -232,7 +237,7 @@ impl InformantCore {
         Self {
             id,
             skills,
-            queues: Vec::new(),
+            queues: Box::default(),
             phase: Phase::Offline,
             since_ms: now,
             generation: 0,
@@ -242,6 +247,7 @@ impl InformantCore {
             busy_ms: 0,
             call_started_ms: now,
             next_token: 0,
+            ended_call: None,
         }
     }
 
@@ -350,7 +356,7 @@ impl InformantCore {
         (!self.queues.is_empty()).then(|| {
             Box::new(Collecting {
                 generation: self.generation,
-                awaiting: self.queues.clone(),
+                awaiting: self.queues.to_vec(),
                 proposals: Vec::new(),
                 ask_again: false,
             })
@@ -451,7 +457,7 @@ impl InformantCore {
 
     /// Joins `queues` as a new login, announcing nothing yet.
     fn join_all(&mut self, queues: Vec<Arc<str>>, now: Millis) -> Vec<InformantEffect> {
-        self.queues = queues;
+        self.queues = queues.into_boxed_slice();
         self.logged_in_ms = now;
         self.queues
             .iter()
@@ -496,7 +502,7 @@ impl InformantCore {
         for queue_id in &added {
             fx.push(InformantEffect::Join { queue_id: queue_id.clone(), skills: self.skills.clone(), login: false });
         }
-        self.queues = queues;
+        self.queues = queues.into_boxed_slice();
         match &mut self.phase {
             Phase::Available { collecting: None } if !added.is_empty() => self.announce(now, Cause::Elsewhere, &mut fx),
             Phase::Available { collecting: Some(collecting) } => {
@@ -708,7 +714,8 @@ impl InformantCore {
     }
 
     fn end_call(&mut self, now: Millis, cause: Cause, fx: &mut Vec<InformantEffect>) {
-        let Phase::OnCall { wrap_up_ms, .. } = self.phase else { return };
+        let Phase::OnCall { wrap_up_ms, ref call_id, .. } = self.phase else { return };
+        self.ended_call = Some(Box::new(call_id.clone()));
         self.calls_handled += 1;
         self.busy_ms += now.saturating_sub(self.call_started_ms);
         if wrap_up_ms == 0 {
@@ -718,7 +725,9 @@ impl InformantCore {
         }
     }
 
-    /// The desktop finished its call.
+    /// The desktop finished its call. Finishing the call that ended last
+    /// (the first answer was lost, or the caller hung up first) changes
+    /// nothing and is not refused.
     pub fn finish(&mut self, call_id: &str, now: Millis) -> Result<Vec<InformantEffect>, InformantError> {
         match &self.phase {
             Phase::OnCall { call_id: held, queue_id, .. } if held.as_ref() == call_id => {
@@ -726,6 +735,7 @@ impl InformantCore {
                 self.end_call(now, Cause::Request, &mut fx);
                 Ok(fx)
             }
+            _ if self.ended_call.as_deref().is_some_and(|ended| ended.as_ref() == call_id) => Ok(Vec::new()),
             _ => Err(InformantError::NotHolder(call_id.into())),
         }
     }
@@ -920,6 +930,10 @@ mod tests {
         assert_eq!(core.state(), InformantState::OnCall);
         assert!(told(&core.finish("c1", 3).unwrap()).is_empty());
         assert_eq!(core.state(), InformantState::WrapUp);
+        let again = core.finish("c1", 3).expect("a finish asked again is answered");
+        assert!(again.is_empty(), "and changes nothing: {again:?}");
+        assert_eq!(core.state(), InformantState::WrapUp);
+        assert!(core.finish("c9", 3).is_err(), "a call she never held is refused");
         assert!(told(&core.pause("break".into(), 4).unwrap()).is_empty());
         assert!(told(&core.resume(5).unwrap()).is_empty());
         assert_eq!(core.state(), InformantState::Available);
@@ -989,6 +1003,9 @@ mod tests {
         let fx = core.call_ended("c1", "caller_hung_up", 3);
         assert!(matches!(told(&fx)[0], SessionEvent::CallEnded { .. }));
         assert_eq!(told_states(&fx), vec![(InformantState::WrapUp, None)]);
+        // Her desktop's finish, sent as the caller hung up, is not refused.
+        assert!(core.finish("c1", 4).expect("the call is over already").is_empty());
+        assert_eq!(core.calls_handled, 1);
 
         // An accept whose call has gone fails, so the session tells what follows.
         let mut core = offered(0);
