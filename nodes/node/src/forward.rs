@@ -436,12 +436,11 @@ mod tests {
         request
     }
 
-    #[tokio::test]
-    async fn the_owners_replies_statuses_and_streams_pass_through() {
+    /// The owner: a node of its own, in this process, with the queue
+    /// `logement`; its address and a channel to it.
+    async fn owner_with_queue() -> (std::net::SocketAddr, Channel) {
         use relais_proto::v1 as pb;
-        use relais_proto::v1::gateway_client::GatewayClient;
 
-        // The owner: a node of its own, in this process.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let config = crate::NodeConfig { listen: addr, node_id: "owner".into(), ..Default::default() };
@@ -452,7 +451,16 @@ mod tests {
             required_skills: vec![pb::Skill { name: "logement".into(), proficiency: 1 }],
             ..Default::default()
         };
-        pb::admin_client::AdminClient::new(channel).create_queue(queue).await.expect("queue");
+        pb::admin_client::AdminClient::new(channel.clone()).create_queue(queue).await.expect("queue");
+        (addr, channel)
+    }
+
+    #[tokio::test]
+    async fn the_owners_replies_statuses_and_streams_pass_through() {
+        use relais_proto::v1 as pb;
+        use relais_proto::v1::gateway_client::GatewayClient;
+
+        let (addr, _) = owner_with_queue().await;
         let forwarder = Forwarder::new("node-a", Metrics::default()).expect("forwarder");
         let owner = peer("owner", &addr.to_string());
 
@@ -529,17 +537,7 @@ mod tests {
     async fn a_proxied_stream_ends_unavailable_when_its_owner_leaves_or_comes_back() {
         use relais_proto::v1 as pb;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let config = crate::NodeConfig { listen: addr, node_id: "owner".into(), ..Default::default() };
-        tokio::spawn(crate::server::serve(config, listener, std::future::pending()));
-        let channel = Endpoint::from_shared(format!("http://{addr}")).expect("url").connect().await.expect("connect");
-        let queue = pb::QueueConfig {
-            id: "logement".into(),
-            required_skills: vec![pb::Skill { name: "logement".into(), proficiency: 1 }],
-            ..Default::default()
-        };
-        pb::admin_client::AdminClient::new(channel.clone()).create_queue(queue).await.expect("queue");
+        let (addr, channel) = owner_with_queue().await;
         let offer = pb::OfferCallRequest { call_id: "c1".into(), queue_id: "logement".into(), ..Default::default() };
         pb::gateway_client::GatewayClient::new(channel).offer_call(offer).await.expect("offered");
 
