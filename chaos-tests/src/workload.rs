@@ -483,6 +483,15 @@ pub struct Desktop {
     pub give_up_at: Instant,
 }
 
+/// How a desktop's finish ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Finished {
+    /// Answered, refused, or given up after its attempts.
+    Done,
+    /// The informant is not logged in (NOT_FOUND).
+    LoggedOut,
+}
+
 /// A call the desktop holds and when it finishes it.
 struct Held {
     call_id: String,
@@ -509,8 +518,11 @@ impl Desktop {
         let mut held: Option<Held> = None;
         let mut logged_in = false;
         let mut failures = 0u32;
+        // A call whose finish found her logged out: finished again at once
+        // once she is logged in again and back on it.
+        let mut ending: Option<String> = None;
         while Instant::now() < self.give_up_at {
-            if *self.phase.borrow() >= Phase::LogOut && held.is_none() {
+            if *self.phase.borrow() >= Phase::LogOut && held.is_none() && ending.is_none() {
                 break;
             }
             if !logged_in {
@@ -539,6 +551,7 @@ impl Desktop {
                     continue;
                 }
             };
+            let mut relogin = false;
             let broke = loop {
                 let finish_at = held.as_ref().map(|h| h.until);
                 let finish = async {
@@ -548,8 +561,9 @@ impl Desktop {
                     }
                 };
                 let mut phase = self.phase.clone();
+                let idle = held.is_none() && ending.is_none();
                 let log_out = async {
-                    if held.is_none() {
+                    if idle {
                         let _ = phase.wait_for(|p| *p >= Phase::LogOut).await;
                     } else {
                         std::future::pending::<()>().await;
@@ -562,20 +576,36 @@ impl Desktop {
                             if let Some(accept) = self.on_event(event, &mut held) {
                                 self.accept(&mut shift, accept, &mut held).await;
                             }
+                            if let Some(h) = held.as_mut()
+                                && ending.as_ref() == Some(&h.call_id)
+                            {
+                                h.until = Instant::now();
+                                ending = None;
+                            }
                         }
                         Ok(None) => break None,
                         Err(status) => break Some(status),
                     },
                     () = finish => {
-                        if let Some(h) = held.take() {
-                            self.finish(&mut shift, h.call_id).await;
+                        if let Some(h) = held.take()
+                            && self.finish(&mut shift, h.call_id.clone()).await == Finished::LoggedOut
+                        {
+                            // Her member died with her actor: she logs in
+                            // again at once, and finishes the call then.
+                            ending = Some(h.call_id);
+                            relogin = true;
+                            break None;
                         }
                     }
                     () = log_out => break None,
                     () = tokio::time::sleep_until(self.give_up_at) => break None,
                 }
             };
-            if *self.phase.borrow() >= Phase::LogOut && held.is_none() {
+            if relogin {
+                logged_in = false;
+                continue;
+            }
+            if *self.phase.borrow() >= Phase::LogOut && held.is_none() && ending.is_none() {
                 break;
             }
             if broke.as_ref().is_some_and(node_gone) {
@@ -687,7 +717,7 @@ impl Desktop {
         }
     }
 
-    async fn finish(&mut self, shift: &mut usize, call_id: String) {
+    async fn finish(&mut self, shift: &mut usize, call_id: String) -> Finished {
         for _ in 0..MAX_ATTEMPTS {
             self.recorder.record(Event::FinishSent { informant_id: self.id.clone(), call_id: call_id.clone() });
             let request = pb::FinishCallRequest { informant_id: self.id.clone(), call_id: call_id.clone() };
@@ -701,14 +731,17 @@ impl Desktop {
                 outcome,
             });
             match result {
-                Ok(_) => return,
+                Ok(_) => return Finished::Done,
                 Err(status) if node_gone(&status) => {
                     *shift += 1;
                     sleep(RETRY_PAUSE).await;
                 }
-                Err(_) => return,
+                // No member knows her: her actor died with its member.
+                Err(status) if status.code() == Code::NotFound => return Finished::LoggedOut,
+                Err(_) => return Finished::Done,
             }
         }
+        Finished::Done
     }
 
     async fn log_out(&self, shift: usize) {

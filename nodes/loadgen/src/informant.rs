@@ -474,7 +474,9 @@ impl SimulatedInformant {
                 self.on_reply(&reply);
                 self.report.finished += 1;
             }
-            // The caller hung up first, or the call was handed over: nothing left to finish.
+            // A call she no longer holds (a failover restored her without
+            // it), or an informant no member knows (her member died with her
+            // actor; her session's end logs her in again): nothing to finish.
             Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {}
             Err(status) => {
                 self.report.errors += 1;
