@@ -7,7 +7,9 @@
 //! nodes' logs or from etcd. Times are milliseconds since the Unix epoch:
 //! `t_ms` is when the client recorded the line, `at_ms` (in stream events)
 //! is the time the node stamped on the event. Every process of a run shares
-//! one host clock.
+//! one host clock; a node keeps the time it read from it at start, even when
+//! the `clock-jump` scenario steps its wall clock, so the checker may compare
+//! the nodes' stamps with each other and with the clients' times.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
