@@ -41,12 +41,22 @@
 //!   fault's recovery is the largest. *Net of busy informants*, each
 //!   queue's clock starts only once one of its informants is free (holds
 //!   no call, or her desktop asked to finish hers).
+//! - *Clock skew*: the order and hold checks compare times the nodes
+//!   stamped, so the checker checks that it may: a call's event stamped
+//!   more than [`SKEW_MARGIN_MS`] before the gateway first sent the call,
+//!   or after the client received the event, comes from a node whose clock
+//!   disagrees with the clients'. It is flagged (once per call), and the
+//!   history is not vouched for.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
 use crate::history::{CallKind, Event, Outcome, Record, SessionKind};
+
+/// How far a node's stamp may stray outside the interval in which the
+/// clients' clock places the event (every process reads one host clock).
+pub const SKEW_MARGIN_MS: i64 = 1_000;
 
 /// What kind of thing went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -61,6 +71,7 @@ pub enum FindingKind {
     StreamGap,
     StreamRepeat,
     StreamConflict,
+    ClockSkew,
     Truncated,
 }
 
@@ -146,6 +157,10 @@ struct Call {
     queue_id: String,
     priority: u32,
     acked: bool,
+    /// When the gateway first sent the call (client time).
+    sent_ms: Option<i64>,
+    /// Whether a stamp of this call was already found skewed.
+    skewed: bool,
     arrived_at_ms: Option<i64>,
     last_outcome: Option<Outcome>,
     /// Distinct events by sequence: (kind, at_ms, informant).
@@ -190,6 +205,7 @@ pub fn check(records: &[Record]) -> Verdict {
                 let call = calls.entry(call_id.clone()).or_default();
                 call.queue_id = queue_id.clone();
                 call.priority = *priority;
+                call.sent_ms.get_or_insert(record.t_ms);
             }
             Event::OfferAcked { call_id, arrived_at_ms, .. } => {
                 let call = calls.entry(call_id.clone()).or_default();
@@ -201,6 +217,22 @@ pub fn check(records: &[Record]) -> Verdict {
             }
             Event::CallEvent { call_id, sequence, at_ms, kind, informant_id, .. } => {
                 let call = calls.entry(call_id.clone()).or_default();
+                let before_sent = call.sent_ms.is_some_and(|sent| *at_ms < sent - SKEW_MARGIN_MS);
+                if !call.skewed && (before_sent || *at_ms > record.t_ms + SKEW_MARGIN_MS) {
+                    call.skewed = true;
+                    let sent = call.sent_ms.map_or_else(|| "?".to_string(), |s| s.to_string());
+                    verdict.findings.push(Finding {
+                        kind: FindingKind::ClockSkew,
+                        call_id: call_id.clone(),
+                        other_call_id: None,
+                        informant_id: None,
+                        at_ms: record.t_ms,
+                        detail: format!(
+                            "event {sequence} stamped {at_ms} by its node, outside [{sent}, {}] when the gateway sent the call and received the event: that node's clock disagrees with the clients'",
+                            record.t_ms
+                        ),
+                    });
+                }
                 if *sequence <= call.last_seen {
                     verdict.findings.push(Finding {
                         kind: FindingKind::StreamRepeat,

@@ -272,6 +272,49 @@ fn a_call_abandoned_while_a_younger_one_is_served_is_an_order_violation() {
 }
 
 #[test]
+fn an_event_stamped_before_its_call_was_sent_or_after_it_was_received_is_flagged() {
+    // A node whose clock is 30 s behind stamps c1's offer.
+    let mut h = History::default();
+    h.arrive(1_000, "c1", "q").at(
+        1_100,
+        Event::CallEvent {
+            call_id: "c1".into(),
+            sequence: 2,
+            at_ms: 1_100 - 30_000,
+            kind: CallKind::Offered,
+            queue_id: String::new(),
+            informant_id: "ana".into(),
+            reason: String::new(),
+        },
+    );
+    // One 30 s ahead stamps c2's first event.
+    h.at(
+        2_000,
+        Event::OfferSent { call_id: "c2".into(), queue_id: "q".into(), priority: 1, attempt: 1, node: "n2".into() },
+    )
+    .at(2_010, Event::OfferAcked { call_id: "c2".into(), created: true, arrived_at_ms: 32_005 })
+    .at(
+        2_010,
+        Event::CallEvent {
+            call_id: "c2".into(),
+            sequence: 1,
+            at_ms: 32_005,
+            kind: CallKind::Queued,
+            queue_id: "q".into(),
+            informant_id: String::new(),
+            reason: String::new(),
+        },
+    );
+    let v = check(&h.0);
+    let skewed: Vec<(&str, i64)> =
+        v.findings.iter().filter(|f| f.kind == FindingKind::ClockSkew).map(|f| (f.call_id.as_str(), f.at_ms)).collect();
+    assert_eq!(skewed, [("c1", 1_100), ("c2", 2_010)], "{:?}", v.findings);
+    assert!(!v.clean());
+    // Stamps within the margin pass: the clean history has none flagged.
+    assert_eq!(check(&clean().0).count(FindingKind::ClockSkew), 0);
+}
+
+#[test]
 fn a_gap_in_a_resumed_stream_is_flagged() {
     let mut h = clean();
     h.arrive(5_000, "c4", "q");
