@@ -519,7 +519,7 @@ impl Desktop {
         let mut logged_in = false;
         let mut failures = 0u32;
         // A call whose finish found her logged out: finished again at once
-        // once she is logged in again and back on it.
+        // if her new session says she is still on it.
         let mut ending: Option<String> = None;
         while Instant::now() < self.give_up_at {
             if *self.phase.borrow() >= Phase::LogOut && held.is_none() && ending.is_none() {
@@ -576,11 +576,13 @@ impl Desktop {
                             if let Some(accept) = self.on_event(event, &mut held) {
                                 self.accept(&mut shift, accept, &mut held).await;
                             }
-                            if let Some(h) = held.as_mut()
-                                && ending.as_ref() == Some(&h.call_id)
+                            // The new session's first event tells whether
+                            // she is still on the call she was ending.
+                            if let Some(call_id) = ending.take()
+                                && let Some(h) = held.as_mut()
+                                && h.call_id == call_id
                             {
                                 h.until = Instant::now();
-                                ending = None;
                             }
                         }
                         Ok(None) => break None,
