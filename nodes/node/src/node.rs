@@ -251,9 +251,8 @@ impl Node {
                 // claims it again under a new epoch on its next pass (at
                 // once), so that every member's informants join the new
                 // actor — never while the member cannot prove its lease.
-                // Restarting it here
-                // would read its calls and fail again, in a loop, until the
-                // placer took it away.
+                // Restarting it here would read its calls and fail again, in
+                // a loop, until the placer took it away.
                 starter.directory.clear_epoch(ActorKind::Queue, &tenant, &queue_id);
                 placer.poke.notify_one();
                 return;
