@@ -29,7 +29,7 @@ IMAGE_BASES ?= local
 COMPOSE := deploy/compose/compose.sh
 K8S_VENV ?= target/k8s-venv
 
-.PHONY: help deps build run cluster cluster-demo test lint bench chaos clean image etcd-image compose-up compose-down compose-test docker-test k8s-check
+.PHONY: help deps build run cluster cluster-demo test lint bench chaos chaos-image clean image etcd-image compose-up compose-down compose-test docker-test k8s-check
 
 help:
 	@echo "make run    - one relais node on its embedded default + live CAI-like demo (Ctrl-C stops both)"
@@ -41,6 +41,7 @@ help:
 	@echo "make image  - the container image $(IMAGE), built without a registry (deploy/docker)"
 	@echo "make compose-up / compose-down - 3 etcd + 3 relais nodes + the demo in Docker (deploy/compose)"
 	@echo "make compose-test - the compose cluster routes on after a member is killed (part of make test where Docker answers)"
+	@echo "make chaos-image - chaos scenarios with the nodes in containers of $(IMAGE) (a short pair is part of make test where Docker answers)"
 	@echo "make k8s-check - render, validate and lint the Kubernetes manifests offline (part of make test)"
 
 # System packages: protoc (etcd-client's and our proto build need it),
@@ -171,13 +172,16 @@ test: lint k8s-check
 	$(CARGO) test --workspace
 	@$(MAKE) --no-print-directory docker-test
 
-# The compose cluster's test (compose-test) wherever a Docker engine
-# answers; told and skipped where none does, or with RELAIS_SKIP_DOCKER=1.
-# About 11 minutes the first time (the base images are made), 2 after.
+# The compose cluster's test (compose-test), then a kill and a partition
+# with the nodes in containers of the image (chaos-image, one fault each),
+# wherever a Docker engine answers; told and skipped where none does, or
+# with RELAIS_SKIP_DOCKER=1. About 11 minutes the first time (the base
+# images are made), 4 after.
 docker-test:
-	@if [ "$${RELAIS_SKIP_DOCKER:-}" = 1 ]; then echo "relais: compose-test skipped (RELAIS_SKIP_DOCKER=1)"; exit 0; fi
-	if ! $(DOCKER) info >/dev/null 2>&1; then echo "relais: no Docker engine answers here: compose-test skipped"; exit 0; fi
+	@if [ "$${RELAIS_SKIP_DOCKER:-}" = 1 ]; then echo "relais: compose-test and chaos-image skipped (RELAIS_SKIP_DOCKER=1)"; exit 0; fi
+	if ! $(DOCKER) info >/dev/null 2>&1; then echo "relais: no Docker engine answers here: compose-test and chaos-image skipped"; exit 0; fi
 	$(MAKE) --no-print-directory compose-test
+	$(MAKE) --no-print-directory chaos-image CHAOS_IMAGE_SCENARIOS=kill,partition-peers CHAOS_IMAGE_FAULTS=1
 
 # Criterion (routing decisions), memory per actor and per call, end-to-end
 # gRPC against a bare round trip, membership failure detection against
@@ -200,6 +204,19 @@ CHAOS_BUDGET_MIN ?= 30
 chaos: deps
 	$(CARGO) build -p relais-node -p chaos-tests
 	./target/debug/chaos-tests --matrix --seeds $(CHAOS_SEEDS) --budget-min $(CHAOS_BUDGET_MIN) --out target/chaos
+
+# Chaos scenarios (CHAOS_IMAGE_SCENARIOS, comma-separated, see
+# `chaos-tests --list`; CHAOS_IMAGE_FAULTS faults each, or the scenario's
+# own count when empty) with each node a container of $(IMAGE) on a Docker
+# network of the run; etcd and the workload run on the host. Needs root (to
+# enter the containers' network namespaces) and a Docker engine. Report:
+# target/chaos-image/report.md.
+CHAOS_IMAGE_SCENARIOS ?= kill,pause,partition-etcd,partition-peers,partition-one-way,drain,rolling-restart,clock-jump
+CHAOS_IMAGE_FAULTS ?=
+chaos-image: deps image
+	$(CARGO) build -p chaos-tests
+	./target/debug/chaos-tests --scenario $(CHAOS_IMAGE_SCENARIOS) --image $(IMAGE) \
+	  $(if $(CHAOS_IMAGE_FAULTS),--faults $(CHAOS_IMAGE_FAULTS)) --out target/chaos-image
 
 clean:
 	$(CARGO) clean

@@ -1,6 +1,8 @@
-//! The cluster under test: M etcd members and N `relais-node` processes,
-//! each node in its own network namespace (see [`crate::net`]), started,
-//! signalled, cut off and stopped by the harness. Everything is killed and
+//! The cluster under test: M etcd members and N relais nodes, each node in
+//! its own network namespace (see [`crate::net`]), started, signalled, cut
+//! off and stopped by the harness. A node is a `relais-node` process, or a
+//! container of the project's image where one is named (etcd and the
+//! workload stay host processes either way). Everything is killed and
 //! removed on drop, also when a test panics.
 
 use std::path::{Path, PathBuf};
@@ -105,7 +107,11 @@ impl EtcdMember {
 pub struct Node {
     pub id: String,
     pub addr: String,
+    /// The process: the node itself, or `docker run` attached to its
+    /// container (which exits with it).
     child: Option<Child>,
+    /// The node's container, in a container run.
+    container: Option<String>,
     log: PathBuf,
     stopped: bool,
 }
@@ -123,10 +129,35 @@ impl Node {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`) to the node. A
+    /// container is frozen and thawed as a whole (`docker pause`), as an
+    /// engine stops one.
     fn signal(&self, signal: &str) -> Result<()> {
-        let pid = self.pid().with_context(|| format!("{} is not running", self.id))?;
-        let status = Command::new("kill").args([signal, &pid.to_string()]).status()?;
-        anyhow::ensure!(status.success(), "kill {signal} {pid} failed");
+        anyhow::ensure!(self.child.is_some(), "{} is not running", self.id);
+        let mut command = match &self.container {
+            Some(container) => {
+                let mut docker = Command::new("docker");
+                match signal {
+                    "STOP" => docker.arg("pause"),
+                    "CONT" => docker.arg("unpause"),
+                    _ => docker.args(["kill", "--signal", signal]),
+                };
+                docker.arg(container);
+                docker
+            }
+            None => {
+                let mut kill = Command::new("kill");
+                kill.arg(format!("-{signal}")).arg(self.pid().unwrap_or_default().to_string());
+                kill
+            }
+        };
+        let out = command.stdin(Stdio::null()).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{signal} to {} failed: {}",
+            self.id,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         Ok(())
     }
 }
@@ -137,12 +168,24 @@ pub struct Cluster {
     pub etcd: Vec<EtcdMember>,
     pub spec: Spec,
     pub dir: PathBuf,
-    binary: PathBuf,
+    /// What a node runs: the `relais-node` binary, or the image's.
+    runs: Runs,
     /// libfaketime, when the spec asks for steppable clocks and it is here.
     clock_lib: Option<PathBuf>,
     keep_dir: bool,
     pub net: Net,
 }
+
+/// What the nodes run.
+#[derive(Clone, Debug)]
+enum Runs {
+    Binary(PathBuf),
+    Image(String),
+}
+
+/// Where a container finds libfaketime and the files of its run.
+const CONTAINER_FAKETIME: &str = "/opt/relais-chaos/libfaketime.so.1";
+const CONTAINER_RUN_DIR: &str = "/opt/relais-chaos/run";
 
 /// The `relais-node` binary: `RELAIS_NODE_BIN`, or next to this executable
 /// (or its parent, for test executables in `deps/`), built with cargo when
@@ -188,11 +231,21 @@ pub fn node_binary() -> Result<PathBuf> {
 }
 
 impl Cluster {
-    /// Starts etcd, then the nodes, and waits until each node listens.
-    pub fn start(spec: Spec, dir: &Path) -> Result<Self> {
+    /// Starts etcd, then the nodes (containers of `image` if one is named,
+    /// processes otherwise), and waits until each node listens.
+    pub fn start(spec: Spec, dir: &Path, image: Option<&str>) -> Result<Self> {
         assert!(spec.etcd_members == 1 || spec.etcd_members == 3, "1 or 3 etcd members");
         std::fs::create_dir_all(dir)?;
-        let net = Net::new(spec.nodes)?;
+        // Absolute, as containers mount it.
+        let dir = &std::fs::canonicalize(dir)?;
+        let (net, runs) = match image {
+            Some(image) => {
+                let out = Command::new("docker").args(["image", "inspect", image]).output().context("run docker")?;
+                anyhow::ensure!(out.status.success(), "no image {image} here (make image builds it)");
+                (Net::containers(spec.nodes)?, Runs::Image(image.to_string()))
+            }
+            None => (Net::new(spec.nodes)?, Runs::Binary(node_binary()?)),
+        };
         let host = net.host_ip();
         let mut etcd: Vec<EtcdMember> = (0..spec.etcd_members)
             .map(|k| {
@@ -217,6 +270,7 @@ impl Cluster {
                 id: format!("n{i}"),
                 addr: format!("{}:{NODE_PORT}", net.node_ip(i)),
                 child: None,
+                container: matches!(runs, Runs::Image(_)).then(|| net.container(i)),
                 log: dir.join(format!("n{i}.log")),
                 stopped: false,
             })
@@ -226,7 +280,7 @@ impl Cluster {
             etcd,
             spec,
             dir: dir.to_path_buf(),
-            binary: node_binary()?,
+            runs,
             clock_lib: if spec.fake_clock { libfaketime() } else { None },
             keep_dir: std::env::var_os("RELAIS_CHAOS_KEEP").is_some(),
             net,
@@ -259,25 +313,59 @@ impl Cluster {
         let out = std::fs::File::create(&out_path)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.nodes[i].log)?;
         let node = &self.nodes[i];
-        let mut command = self.net.command(i, &self.binary);
+        let log_filter = std::env::var("RELAIS_CHAOS_NODE_LOG").unwrap_or_else(|_| "info,ractor=warn".into());
+        // Only the wall clock is faked, as an NTP step moves only it; the
+        // offset file is read again at most every second.
+        let mut clock_env: Vec<(&str, String)> = Vec::new();
         if let Some(lib) = &self.clock_lib {
-            // Only the wall clock is faked, as an NTP step moves only it;
-            // the offset file is read again at most every second.
             let file = self.clock_file(i);
             if !file.exists() {
                 std::fs::write(&file, "+0\n")?;
             }
-            command
-                .env("LD_PRELOAD", lib)
-                .env("FAKETIME_TIMESTAMP_FILE", &file)
-                .env("FAKETIME_CACHE_DURATION", "1")
-                .env("DONT_FAKE_MONOTONIC", "1");
+            let (lib, file) = match self.runs {
+                Runs::Binary(_) => (lib.display().to_string(), file.display().to_string()),
+                Runs::Image(_) => (CONTAINER_FAKETIME.into(), format!("{CONTAINER_RUN_DIR}/n{i}.clock")),
+            };
+            clock_env.extend([
+                ("LD_PRELOAD", lib),
+                ("FAKETIME_TIMESTAMP_FILE", file),
+                ("FAKETIME_CACHE_DURATION", "1".into()),
+                ("DONT_FAKE_MONOTONIC", "1".into()),
+            ]);
         }
+        let mut command =
+            match &self.runs {
+                Runs::Binary(binary) => {
+                    let mut command = self.net.command(i, binary);
+                    command.envs(clock_env).env("RUST_LOG", log_filter);
+                    command
+                }
+                Runs::Image(image) => {
+                    let container = self.net.container(i);
+                    // A container of the same name left by a kill.
+                    let _ = Command::new("docker").args(["rm", "--force", &container]).output();
+                    let mut command = Command::new("docker");
+                    command
+                        .args(["run", "--rm", "--name", &container, "--network", &self.net.docker_network()])
+                        .args(["--ip", &self.net.node_ip(i), "--env", &format!("RUST_LOG={log_filter}")]);
+                    if let Some(lib) = &self.clock_lib {
+                        command
+                            .arg("--volume")
+                            .arg(format!("{}:{CONTAINER_FAKETIME}:ro", lib.display()))
+                            .arg("--volume")
+                            .arg(format!("{}:{CONTAINER_RUN_DIR}:ro", self.dir.display()));
+                    }
+                    for (name, value) in clock_env {
+                        command.arg("--env").arg(format!("{name}={value}"));
+                    }
+                    command.arg(image);
+                    command
+                }
+            };
         let child = command
             .args(["--listen", &node.addr, "--etcd", &self.etcd_urls().join(",")])
             .args(["--node-id", &node.id, "--lease-ttl-s", &self.spec.lease_ttl_s.to_string()])
             .args(["--tick-ms", "50"])
-            .env("RUST_LOG", std::env::var("RELAIS_CHAOS_NODE_LOG").unwrap_or_else(|_| "info,ractor=warn".into()))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(log)
@@ -305,26 +393,36 @@ impl Cluster {
 
     /// kill -9 node `i`.
     pub fn kill_node(&mut self, i: usize) {
-        if let Some(mut child) = self.nodes[i].child.take() {
-            if self.nodes[i].stopped {
-                let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+        let node = &mut self.nodes[i];
+        if node.child.is_some() {
+            // A frozen container is killed as it is (the engine allows it); a
+            // stopped process is continued and killed at once.
+            if node.container.is_some() {
+                let _ = node.signal("KILL");
+            } else if node.stopped {
+                let _ = node.signal("CONT");
             }
+        }
+        if let Some(mut child) = node.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.nodes[i].stopped = false;
+        if let Some(container) = &node.container {
+            let _ = Command::new("docker").args(["rm", "--force", container]).output();
+        }
+        node.stopped = false;
     }
 
-    /// SIGSTOP node `i`.
+    /// SIGSTOP node `i` (a container is frozen).
     pub fn pause_node(&mut self, i: usize) -> Result<()> {
-        self.nodes[i].signal("-STOP")?;
+        self.nodes[i].signal("STOP")?;
         self.nodes[i].stopped = true;
         Ok(())
     }
 
-    /// SIGCONT node `i`.
+    /// SIGCONT node `i` (a container is thawed).
     pub fn resume_node(&mut self, i: usize) -> Result<()> {
-        self.nodes[i].signal("-CONT")?;
+        self.nodes[i].signal("CONT")?;
         self.nodes[i].stopped = false;
         Ok(())
     }
@@ -332,7 +430,7 @@ impl Cluster {
     /// SIGTERM node `i` and waits up to `within` for it to exit (then kills
     /// it); returns whether it exited by itself.
     pub fn terminate_node(&mut self, i: usize, within: Duration) -> Result<bool> {
-        self.nodes[i].signal("-TERM")?;
+        self.nodes[i].signal("TERM")?;
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(child) = self.nodes[i].child.as_mut()

@@ -16,9 +16,13 @@ struct Args {
     /// Re-checks a history (JSON lines), prints the verdict, fails on any finding.
     #[arg(long, conflicts_with_all = ["scenario", "matrix"])]
     check: Option<PathBuf>,
-    /// Runs one scenario (see --list).
+    /// Runs one scenario (see --list), or several, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    scenario: Vec<String>,
+    /// Injects this many faults in each scenario: its list of faults cut
+    /// short, or repeated.
     #[arg(long)]
-    scenario: Option<String>,
+    faults: Option<usize>,
     /// The scenario's seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -42,6 +46,11 @@ struct Args {
     /// it holds, re-checked.
     #[arg(long, conflicts_with_all = ["scenario", "matrix", "check"])]
     report_only: bool,
+    /// Runs the nodes as containers of this image (e.g. relais:0.1.0, which
+    /// `make image` builds) rather than as `relais-node` processes; etcd and
+    /// the workload stay on the host.
+    #[arg(long, conflicts_with_all = ["check", "report_only"])]
+    image: Option<String>,
     /// Lists the scenarios.
     #[arg(long)]
     list: bool,
@@ -68,15 +77,26 @@ fn main() -> Result<()> {
     if args.report_only {
         return report_only(&args.out);
     }
-    let runs: Vec<(Scenario, u64)> = if args.matrix {
+    let mut runs: Vec<(Scenario, u64)> = if args.matrix {
         matrix(&args.seeds)
-    } else if let Some(name) = &args.scenario {
-        let mut scenario = Scenario::named(name).with_context(|| format!("no scenario {name} (see --list)"))?;
-        scenario.multiple = args.multiple;
-        vec![(scenario, args.seed)]
+    } else if !args.scenario.is_empty() {
+        let mut runs = Vec::new();
+        for name in &args.scenario {
+            let mut scenario = Scenario::named(name).with_context(|| format!("no scenario {name} (see --list)"))?;
+            scenario.multiple = args.multiple;
+            runs.push((scenario, args.seed));
+        }
+        runs
     } else {
         bail!("say --scenario <name>, --matrix or --check <history.jsonl> (see --help)");
     };
+    for (scenario, _) in &mut runs {
+        scenario.image.clone_from(&args.image);
+        if let Some(n) = args.faults {
+            anyhow::ensure!(n > 0, "--faults must be at least 1");
+            scenario.faults = scenario.faults.iter().copied().cycle().take(n).collect();
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         // Ctrl-C or SIGTERM drops the run, whose cluster then stops its
@@ -115,6 +135,7 @@ async fn run_all(runs: Vec<(Scenario, u64)>, out: &Path, budget: Duration) -> Re
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
+    let mut could_not_run = 0;
     for (scenario, seed) in runs {
         if started.elapsed() > budget {
             skipped.push(format!("{} seed {seed}", scenario.name));
@@ -126,6 +147,7 @@ async fn run_all(runs: Vec<(Scenario, u64)>, out: &Path, budget: Duration) -> Re
             Err(e) => {
                 eprintln!("chaos: {} seed {seed} could not run: {e:#}", scenario.name);
                 skipped.push(format!("{} seed {seed} (could not run: {e:#})", scenario.name));
+                could_not_run += 1;
                 continue;
             }
         };
@@ -161,6 +183,11 @@ async fn run_all(runs: Vec<(Scenario, u64)>, out: &Path, budget: Duration) -> Re
     println!("chaos: report in {}", out.join("report.md").display());
     let findings: usize = rows.iter().map(|r| r.verdict.findings.len()).sum();
     anyhow::ensure!(findings == 0, "{findings} finding(s): see {}", out.join("report.md").display());
+    anyhow::ensure!(
+        could_not_run == 0,
+        "{could_not_run} run(s) could not run: see {}",
+        out.join("report.md").display()
+    );
     Ok(())
 }
 

@@ -4,12 +4,19 @@
 //! namespace. etcd and the workload stay in the host's namespace, on the
 //! bridge's address.
 //!
+//! With the container backend the nodes run from the project's image, each
+//! container on a Docker network of the run (`relais-chaos-R`, subnet
+//! 10.214.R.0/24) whose gateway, the host's end of Docker's bridge, is where
+//! etcd and the workload are; links are cut with iptables inside each
+//! container's network namespace (entered with `nsenter`).
+//!
 //! Without namespaces (not root, no `ip`), every process gets a loopback
 //! address of its own (127.213.R.x) and partitions are unsupported.
 //!
 //! Names carry the run's number R, claimed atomically by creating the bridge
-//! `rcbR`, so parallel runs never clash; everything is removed on drop
-//! (which also runs when a test panics).
+//! `rcbR` (the Docker network `relais-chaos-R` for containers), so parallel
+//! runs never clash; everything is removed on drop (which also runs when a
+//! test panics).
 
 use std::process::{Command, Stdio};
 
@@ -20,14 +27,24 @@ use anyhow::{Context, Result, bail};
 pub enum Backend {
     /// A network namespace per node: partitions are possible.
     Netns,
+    /// A container per node, from the project's image, on a Docker network
+    /// of the run: partitions are possible.
+    Container,
     /// Loopback addresses: partitions are unsupported.
     Loopback,
 }
 
 impl Backend {
+    /// Whether each node has a network namespace of its own, whose links
+    /// can be cut (and delayed) one by one.
+    pub fn isolates_nodes(self) -> bool {
+        self != Self::Loopback
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Netns => "netns",
+            Self::Container => "container",
             Self::Loopback => "loopback",
         }
     }
@@ -64,7 +81,7 @@ impl Net {
     /// Namespaces for `nodes` nodes when this host allows them, loopback
     /// addresses otherwise.
     pub fn new(nodes: usize) -> Result<Self> {
-        assert!((1..=200).contains(&nodes), "1 to 200 nodes");
+        Self::check_size(nodes);
         match Self::with_namespaces(nodes) {
             Ok(net) => Ok(net),
             Err(why) => {
@@ -72,6 +89,51 @@ impl Net {
                 Self::loopback(nodes)
             }
         }
+    }
+
+    fn check_size(nodes: usize) {
+        assert!((1..=200).contains(&nodes), "1 to 200 nodes");
+    }
+
+    /// A Docker network for `nodes` containers; fails where no Docker
+    /// engine answers.
+    pub fn containers(nodes: usize) -> Result<Self> {
+        Self::check_size(nodes);
+        let first = Self::start_run();
+        let mut last_error = None;
+        for k in 0..250u16 {
+            let run = ((u16::from(first) + k) % 250 + 1) as u8;
+            let net = Self { backend: Backend::Container, run, nodes, created: false };
+            // Creating the network claims the run's number (its name and its
+            // subnet are the run's).
+            let out = Command::new("docker")
+                .args(["network", "create", "--driver", "bridge", "--subnet"])
+                .arg(format!("10.214.{run}.0/24"))
+                .arg("--gateway")
+                .arg(net.host_ip())
+                .arg(net.docker_network())
+                .stdin(Stdio::null())
+                .output()
+                .context("run docker")?;
+            if out.status.success() {
+                return Ok(Self { created: true, ..net });
+            }
+            last_error = Some(String::from_utf8_lossy(&out.stderr).trim().to_string());
+            if k == 0 && Command::new("docker").args(["info"]).output().map(|o| !o.status.success()).unwrap_or(true) {
+                break;
+            }
+        }
+        bail!("no Docker network for the run: {}", last_error.unwrap_or_default())
+    }
+
+    /// The Docker network of a container run.
+    pub fn docker_network(&self) -> String {
+        format!("relais-chaos-{}", self.run)
+    }
+
+    /// The container of node `i`, in a container run.
+    pub fn container(&self, i: usize) -> String {
+        format!("relais-chaos-{}-n{i}", self.run)
     }
 
     fn start_run() -> u8 {
@@ -168,6 +230,7 @@ impl Net {
     pub fn host_ip(&self) -> String {
         match self.backend {
             Backend::Netns => format!("10.213.{}.1", self.run),
+            Backend::Container => format!("10.214.{}.1", self.run),
             Backend::Loopback => format!("127.213.{}.1", self.run),
         }
     }
@@ -176,12 +239,14 @@ impl Net {
     pub fn node_ip(&self, i: usize) -> String {
         match self.backend {
             Backend::Netns => format!("10.213.{}.{}", self.run, 10 + i),
+            Backend::Container => format!("10.214.{}.{}", self.run, 10 + i),
             Backend::Loopback => format!("127.213.{}.{}", self.run, 10 + i),
         }
     }
 
     /// `program args…` run in node `i`'s namespace (the process keeps the
-    /// pid `Command` gives: `ip netns exec` execs it).
+    /// pid `Command` gives: `ip netns exec` execs it). Not for containers,
+    /// which the cluster starts with `docker run`.
     pub fn command(&self, i: usize, program: &std::path::Path) -> Command {
         match self.backend {
             Backend::Netns => {
@@ -189,17 +254,49 @@ impl Net {
                 command.args(["netns", "exec", &self.namespace(i)]).arg(program);
                 command
             }
+            Backend::Container => unreachable!("containers are started with docker run"),
             Backend::Loopback => Command::new(program),
         }
     }
 
+    /// A host's `program` run inside node `i`'s network namespace: its
+    /// namespace, or its running container's.
+    fn in_node(&self, i: usize, program: &str) -> Result<Command> {
+        match self.backend {
+            Backend::Netns => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", &self.namespace(i), program]);
+                Ok(command)
+            }
+            Backend::Container => {
+                let out = Command::new("docker")
+                    .args(["inspect", "--format", "{{.State.Pid}}", &self.container(i)])
+                    .stdin(Stdio::null())
+                    .output()
+                    .context("run docker inspect")?;
+                let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if !out.status.success() || pid.is_empty() || pid == "0" {
+                    bail!("container {} is not running", self.container(i));
+                }
+                let mut command = Command::new("nsenter");
+                command.arg(format!("--net=/proc/{pid}/ns/net")).arg(program);
+                Ok(command)
+            }
+            Backend::Loopback => bail!("loopback addresses share the host's namespace"),
+        }
+    }
+
+    /// Node `i`'s end of its link.
+    fn node_link(&self, i: usize) -> String {
+        match self.backend {
+            Backend::Container => "eth0".into(),
+            _ => format!("rcn{}x{i}", self.run),
+        }
+    }
+
     fn iptables(&self, i: usize, args: &[&str]) -> Result<()> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.namespace(i), "iptables", "-w"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .context("run iptables")?;
+        let out =
+            self.in_node(i, "iptables")?.arg("-w").args(args).stdin(Stdio::null()).output().context("run iptables")?;
         if !out.status.success() {
             bail!("iptables {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
         }
@@ -209,7 +306,7 @@ impl Net {
     /// Cuts node `i`'s links as `cut` says (`etcd_ports`: the etcd members'
     /// client and peer ports).
     pub fn cut(&self, i: usize, cut: Cut, etcd_ports: &[u16]) -> Result<()> {
-        if self.backend != Backend::Netns {
+        if !self.backend.isolates_nodes() {
             bail!("partitions need network namespaces");
         }
         let host = self.host_ip();
@@ -237,12 +334,13 @@ impl Net {
     /// Adds latency and loss to node `i`'s link with netem; an error says
     /// why this host cannot (no `tc`, no `sch_netem` in the kernel).
     pub fn netem(&self, i: usize, delay_ms: u32, loss_percent: u32) -> Result<()> {
-        if self.backend != Backend::Netns {
+        if !self.backend.isolates_nodes() {
             bail!("netem needs network namespaces");
         }
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.namespace(i), "tc", "qdisc", "add", "dev"])
-            .arg(format!("rcn{}x{i}", self.run))
+        let out = self
+            .in_node(i, "tc")?
+            .args(["qdisc", "add", "dev"])
+            .arg(self.node_link(i))
             .args(["root", "netem", "delay", &format!("{delay_ms}ms"), "loss", &format!("{loss_percent}%")])
             .stdin(Stdio::null())
             .output()
@@ -255,16 +353,14 @@ impl Net {
 
     /// Removes netem from node `i`'s link.
     pub fn netem_off(&self, i: usize) {
-        let _ = Command::new("ip")
-            .args(["netns", "exec", &self.namespace(i), "tc", "qdisc", "del", "dev"])
-            .arg(format!("rcn{}x{i}", self.run))
-            .arg("root")
-            .output();
+        if let Ok(mut tc) = self.in_node(i, "tc") {
+            let _ = tc.args(["qdisc", "del", "dev"]).arg(self.node_link(i)).arg("root").output();
+        }
     }
 
     /// Restores every link of node `i`.
     pub fn heal(&self, i: usize) -> Result<()> {
-        if self.backend != Backend::Netns {
+        if !self.backend.isolates_nodes() {
             return Ok(());
         }
         self.iptables(i, &["-F"])
@@ -274,6 +370,11 @@ impl Net {
 impl Drop for Net {
     fn drop(&mut self) {
         if !self.created {
+            return;
+        }
+        if self.backend == Backend::Container {
+            // The cluster has removed the containers by now.
+            let _ = Command::new("docker").args(["network", "rm", &self.docker_network()]).output();
             return;
         }
         for i in 0..self.nodes {

@@ -94,6 +94,9 @@ pub struct Scenario {
     pub spacing: Duration,
     /// Load after the last fault.
     pub tail: Duration,
+    /// The container image the nodes run from; `None`: `relais-node`
+    /// processes.
+    pub image: Option<String>,
 }
 
 /// How many faults each single-kind scenario of the catalog injects: the
@@ -119,6 +122,7 @@ impl Scenario {
             warmup: Duration::from_secs(6),
             spacing: Duration::from_secs(4),
             tail: Duration::from_secs(6),
+            image: None,
         }
     }
 
@@ -149,6 +153,7 @@ impl Scenario {
             warmup: Duration::from_secs(6),
             spacing: Duration::from_secs(4),
             tail: Duration::from_secs(6),
+            image: None,
         });
         all
     }
@@ -180,7 +185,8 @@ pub async fn run(scenario: &Scenario, seed: u64, out_dir: &Path) -> Result<RunRe
     let spec = scenario.spec;
     let cluster = {
         let dir = dir.clone();
-        tokio::task::spawn_blocking(move || Cluster::start(spec, &dir)).await??
+        let image = scenario.image.clone();
+        tokio::task::spawn_blocking(move || Cluster::start(spec, &dir, image.as_deref())).await??
     };
     recorder.record(Event::Run {
         scenario: scenario.name.clone(),
@@ -368,14 +374,18 @@ impl Injector {
             }
             FaultKind::Pause => {
                 let (i, owned) = self.pick().await;
+                let (stop, cont) = match self.cluster.backend() {
+                    Backend::Container => ("docker pause", "docker unpause"),
+                    _ => ("SIGSTOP", "SIGCONT"),
+                };
                 self.cluster.pause_node(i)?;
-                let id = self.record(kind, Some(i), owned, format!("SIGSTOP for {past_lease:?}"));
+                let id = self.record(kind, Some(i), owned, format!("{stop} for {past_lease:?}"));
                 sleep(past_lease).await;
                 self.cluster.resume_node(i)?;
-                self.ended(id, "SIGCONT");
+                self.ended(id, cont);
             }
             FaultKind::PartitionEtcd | FaultKind::PartitionPeers | FaultKind::PartitionOneWay => {
-                if self.cluster.backend() != Backend::Netns {
+                if !self.cluster.backend().isolates_nodes() {
                     self.unsupported(kind, "partitions need network namespaces (run as root)".into());
                     return Ok(());
                 }

@@ -83,7 +83,7 @@ async fn a_queue_owner_paused_past_its_lease() {
 async fn play_partition(kind: FaultKind) -> Option<RunResult> {
     let result = play(kind).await;
     assert_safe(&result.verdict);
-    if result.backend != chaos_tests::net::Backend::Netns {
+    if !result.backend.isolates_nodes() {
         assert!(!result.verdict.unsupported.is_empty(), "the partition is reported unsupported");
         return None;
     }
