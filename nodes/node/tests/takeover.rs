@@ -742,3 +742,107 @@ async fn a_queue_actor_that_fails_in_place_is_joined_again_by_informants_on_othe
     assert_eq!(call_id, "c1");
     assert!(nodes[home].logs().contains("queue claimed again to start afresh"), "{}", nodes[home].logs());
 }
+
+/// A call proposed to an informant who had not answered when the queue's
+/// member died: the proposal was written before she heard it, so the next
+/// owner tells the gateway the call was served then (an unanswered offer to
+/// her, stamped when the dead owner chose her), then queued, withdraws the
+/// proposal from her, and offers the call again. Without it, a younger call
+/// offered meanwhile would look served first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_unanswered_when_its_queues_member_dies_is_told_by_the_next_owner() {
+    use prost::Message;
+    let etcd = EtcdProcess::start();
+    let mut kv = etcd_client::Client::connect([etcd.client_url.as_str()], None).await.unwrap();
+    let mut nodes: Vec<Option<NodeProcess>> = three_members(&etcd).await.into_iter().map(Some).collect();
+    // justice on one member, another queue of hers on a second, Ivy on the
+    // third, which the gateway and her desktop use.
+    let justice_home = placed(&actor_key(ActorKind::Queue, "cai", "justice"));
+    let (other, other_home) = (0..)
+        .map(|i| format!("q-{i}"))
+        .map(|q| {
+            let home = placed(&actor_key(ActorKind::Queue, "cai", &q));
+            (q, home)
+        })
+        .find(|(_, home)| *home != justice_home)
+        .unwrap();
+    let ivy_home = (0..3).find(|i| *i != justice_home && *i != other_home).unwrap();
+    let ivy = (0..)
+        .map(|i| format!("inf-{i}"))
+        .find(|id| placed(&actor_key(ActorKind::Informant, "cai", id)) == ivy_home)
+        .unwrap();
+    let mut g = Clients::new(nodes[ivy_home].as_ref().unwrap(), "cai").await;
+    let justice = pb::QueueConfig { offer_timeout_ms: 60_000, ..support::queue("justice", "justice", 1) };
+    support::apply(&mut g, vec![justice, support::queue(&other, "travail", 1)]).await;
+    let skills = vec![support::skill("justice", 3), support::skill("travail", 3)];
+    let _session = Session::open(&mut g, &ivy, skills).await;
+    g.desk.pause(pb::PauseRequest { informant_id: ivy.clone(), reason: "test".into() }).await.unwrap();
+    support::offer_retrying(&mut g, support::offer("k1", "justice")).await;
+
+    // Her other queue's member freezes; she comes back: justice proposes k1
+    // while she waits for the other queue's answer (up to a second).
+    let other_pid = nodes[other_home].as_ref().unwrap().pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &other_pid]).status().unwrap().success());
+    let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let resumed_at = now_ms();
+    g.desk.resume(pb::InformantRequest { informant_id: ivy.clone() }).await.unwrap();
+    // The proposal is in etcd before she hears it.
+    let deadline = Instant::now() + Duration::from_millis(900);
+    loop {
+        let stored = stored_calls(&mut kv).await;
+        let (_, value) = stored.iter().find(|(key, _)| key.ends_with("/k1")).expect("k1 in etcd");
+        let record = relais_proto::peer::v1::StoredCall::decode(value.as_slice()).unwrap();
+        if let Some(proposed) = record.proposed {
+            assert_eq!(proposed.informant_id, ivy);
+            break;
+        }
+        assert!(Instant::now() < deadline, "k1 written as proposed to Ivy while she collects answers");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // justice's member dies before her answer; the frozen one wakes up.
+    let killed_at = now_ms();
+    drop(nodes[justice_home].take());
+    assert!(std::process::Command::new("kill").args(["-CONT", &other_pid]).status().unwrap().success());
+
+    // The next owner tells the proposal, then offers k1 again (to her, the
+    // only informant, freed from the proposal it withdrew).
+    // Until a member owns the queue again, k1 is unavailable or not found.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut stream = loop {
+        let watch = pb::WatchCallRequest { call_id: "k1".into(), after_sequence: 0 };
+        match g.gateway.watch_call(watch).await {
+            Ok(stream) => break stream.into_inner(),
+            Err(e)
+                if matches!(e.code(), tonic::Code::Unavailable | tonic::Code::NotFound)
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("watch k1 at the next owner: {e:?}"),
+        }
+    };
+    let mut events = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("k1 offered again within 15 s; got {events:?}"))
+            .expect("stream ok")
+            .unwrap_or_else(|| panic!("k1's stream ended; got {events:?}"));
+        let answered_offer = matches!(&event.kind, Some(pb::call_event::Kind::Offered(o)) if !o.unanswered);
+        events.push(event);
+        if answered_offer {
+            break;
+        }
+    }
+    assert_eq!(support::history(&events), ["queued", "offered", "queued", "offered"], "{events:?}");
+    let Some(pb::call_event::Kind::Offered(first)) = &events[1].kind else { unreachable!() };
+    assert!(first.unanswered && first.informant_id == ivy, "served to Ivy, unanswered: {events:?}");
+    assert!(
+        (resumed_at..=killed_at).contains(&events[1].at_unix_ms),
+        "stamped when the dead owner chose her ({resumed_at}..={killed_at}): {events:?}"
+    );
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+    assert!(sequences.windows(2).all(|w| w[1] == w[0] + 1), "no gap: {sequences:?}");
+}

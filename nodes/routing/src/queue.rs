@@ -163,7 +163,9 @@ pub struct MovedCall {
 
 /// What a queue's next owner needs to take a live call over after a
 /// failure: everything the gateway and the informants were told about it.
-/// An offer in progress is not kept: the call is proposed again.
+/// An offer in progress is not kept: the call is proposed again. A proposal
+/// in progress is kept as the informant and the time the queue chose her,
+/// so that the next owner tells that the call was served then.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DurableCall {
     /// The queue that holds the call (or that it is moving to).
@@ -176,6 +178,8 @@ pub struct DurableCall {
     pub entered_ms: Millis,
     /// The informant the call is connected to, and since when.
     pub connected: Option<(Arc<str>, Millis)>,
+    /// The informant the call is proposed to, unanswered, and since when.
+    pub proposed: Option<(Arc<str>, Millis)>,
 }
 
 /// What the queue asks its surroundings to do.
@@ -448,15 +452,26 @@ impl QueueCore {
                 Phase::Connected { informant_id, since_ms } => Some((informant_id.clone(), *since_ms)),
                 _ => None,
             },
+            proposed: match &record.phase {
+                Phase::Proposed { informant_id, since_ms, .. } => Some((informant_id.clone(), *since_ms)),
+                _ => None,
+            },
         })
     }
 
     /// Takes over calls another owner of this queue held, as it last wrote
     /// them: each keeps its place in line (rank, arrival, sequence), its
-    /// events and, when connected, its informant. No event is recorded:
-    /// their gateways already saw every event in their logs. Calls waiting
-    /// are proposed as informants announce themselves.
-    pub fn restore(&mut self, calls: Vec<DurableCall>, now: Millis) {
+    /// events and, when connected, its informant. Calls waiting are proposed
+    /// as informants announce themselves. The only events recorded are for
+    /// a call that was proposed, unanswered: the previous owner served it
+    /// then, which its log must say before any younger call is offered (an
+    /// unanswered offer to her at that time, then queued, as when a proposal
+    /// is taken back). She is sent a withdrawal of that proposal (reason
+    /// `handed_over`): her yes may have gone to the previous owner, and she
+    /// would otherwise hold the offer until it expires.
+    pub fn restore(&mut self, calls: Vec<DurableCall>, now: Millis) -> Vec<QueueEffect> {
+        let mut fx = Vec::new();
+        let mut served = Vec::new();
         for durable in calls {
             let call_id = durable.call.info.call_id.clone();
             if self.calls.contains_key(&call_id) || durable.call.events.is_ended() {
@@ -480,6 +495,10 @@ impl QueueCore {
                 }
                 None => {
                     self.line.insert(key, LineEntry::new(call_id.clone(), self.requirement_for(&info, waited_here)));
+                    if let Some((informant_id, since_ms)) = durable.proposed {
+                        let offer = offer_id(&call_id, durable.call.proposals);
+                        served.push((call_id.clone(), key, informant_id, offer, since_ms));
+                    }
                     Phase::Waiting
                 }
             };
@@ -502,6 +521,17 @@ impl QueueCore {
                 },
             );
         }
+        // Once every call is in line, so that positions count them all.
+        for (call_id, key, informant_id, offer_id, proposed_at) in served {
+            fx.push(QueueEffect::WithdrawOffer {
+                informant_id: informant_id.clone(),
+                call_id: call_id.clone(),
+                offer_id,
+                reason: reason::HANDED_OVER,
+            });
+            self.tell_unanswered(&call_id, &key, informant_id, proposed_at, now, &mut fx);
+        }
+        fx
     }
 
     /// A call moved here from another queue (overflow or transfer). Never
@@ -758,13 +788,7 @@ impl QueueCore {
                 // answer: the gateway hears that this one was served first
                 // (to her, who did not take it), as for a proposal taken
                 // back unanswered, and that it is back in line.
-                self.record_event(
-                    call_id,
-                    since_ms,
-                    CallEventKind::Offered { informant_id, unanswered: true },
-                    &mut fx,
-                );
-                self.tell_back_in_line(call_id, &key, now, &mut fx);
+                self.tell_unanswered(call_id, &key, informant_id, since_ms, now, &mut fx);
             }
             self.dispatch_call(call_id, now, &mut fx);
         }
@@ -867,6 +891,22 @@ impl QueueCore {
 
     /// Tells the gateway a call held for an informant is back in line, at
     /// its position.
+    /// Tells a proposal that ended unanswered: the call was offered to
+    /// `informant_id` at `proposed_at` (the queue served it then) and is
+    /// back in line.
+    fn tell_unanswered(
+        &mut self,
+        call_id: &Arc<str>,
+        key: &CallKey,
+        informant_id: Arc<str>,
+        proposed_at: Millis,
+        now: Millis,
+        fx: &mut Vec<QueueEffect>,
+    ) {
+        self.record_event(call_id, proposed_at, CallEventKind::Offered { informant_id, unanswered: true }, fx);
+        self.tell_back_in_line(call_id, key, now, fx);
+    }
+
     fn tell_back_in_line(&mut self, call_id: &Arc<str>, key: &CallKey, now: Millis, fx: &mut Vec<QueueEffect>) {
         let (position, event) = self.queued_event(key, self.config.id.clone(), now);
         if let Some(record) = self.calls.get_mut(call_id) {
@@ -1221,10 +1261,10 @@ impl QueueCore {
             offer_id,
             reason: why.unwrap_or(default_why),
         });
-        if let Some(at) = proposed_at {
-            self.record_event(call_id, at, CallEventKind::Offered { informant_id, unanswered: true }, fx);
+        match proposed_at {
+            Some(at) => self.tell_unanswered(call_id, &key, informant_id, at, now, fx),
+            None => self.tell_back_in_line(call_id, &key, now, fx),
         }
-        self.tell_back_in_line(call_id, &key, now, fx);
     }
 
     /// Replaces the configuration; waiting calls keep their place and get

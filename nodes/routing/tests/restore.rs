@@ -19,7 +19,8 @@ fn restored_calls_keep_their_order_informant_and_events() {
         old.offer_call(call(id, priority, at), at).expect("accepted");
     }
     assert_eq!(take_next(&mut old, "alice", 1, 40).as_ref(), "v");
-    // An offer in progress is not kept: its call waits again.
+    // A proposal in progress is not kept as one: its call waits again, and
+    // is told served to bob (unanswered) when he was chosen.
     old.join("bob".into(), skills(), true, 0);
     let fx = old.available(entry("bob", 1), 50);
     assert_eq!(proposed(&fx).map(|(c, _)| c).as_deref(), Some("a"));
@@ -27,17 +28,46 @@ fn restored_calls_keep_their_order_informant_and_events() {
     let written: Vec<DurableCall> = ["c", "v", "a", "b"].iter().map(|id| old.durable(id).expect("live call")).collect();
     assert_eq!(written[1].connected.as_ref().map(|(i, _)| i.as_ref()), Some("alice"));
     assert!(written.iter().filter(|d| d.call.info.call_id.as_ref() != "v").all(|d| d.connected.is_none()));
+    assert_eq!(written[2].proposed, Some(("bob".into(), 50)));
+    assert!(written.iter().filter(|d| d.call.info.call_id.as_ref() != "a").all(|d| d.proposed.is_none()));
 
     let mut new = queue(1_000);
-    new.restore(written.clone(), 1_000);
+    let told = new.restore(written.clone(), 1_000);
     new.check_invariants().expect("restored queue is consistent");
     assert_eq!(new.live_calls(), 4);
-    for d in &written {
+    for d in written.iter().filter(|d| d.call.info.call_id.as_ref() != "a") {
         let call_id = d.call.info.call_id.as_ref();
         assert_eq!(new.durable(call_id).as_ref(), Some(d), "call {call_id} restored as written");
     }
+    let a = new.durable("a").expect("a restored");
+    assert_eq!((a.seq, a.proposed.clone()), (written[2].seq, None), "a waits in its place");
+    let added: Vec<(u64, &CallEventKind)> =
+        a.call.events.after(written[2].call.events.last_sequence()).iter().map(|e| (e.at_ms, &e.kind)).collect();
+    assert!(
+        matches!(
+            added.as_slice(),
+            [
+                (50, CallEventKind::Offered { informant_id, unanswered: true }),
+                (1_000, CallEventKind::Queued { .. }),
+            ] if informant_id.as_ref() == "bob"
+        ),
+        "a: offered to bob unanswered at 50, then queued: {added:?}"
+    );
+    let offer_id = proposed(&fx).expect("the proposal to bob").1;
+    let told: Vec<String> = told
+        .iter()
+        .map(|e| match e {
+            QueueEffect::Event { call_id, .. } => format!("event of {call_id}"),
+            QueueEffect::WithdrawOffer { informant_id, call_id, offer_id: o, reason } => {
+                assert_eq!(o, &offer_id, "the offer bob may hold");
+                format!("withdraw {call_id} from {informant_id} ({reason})")
+            }
+            other => panic!("only a's events and bob's withdrawal are told: {other:?}"),
+        })
+        .collect();
+    assert_eq!(told, ["withdraw a from bob (handed_over)", "event of a", "event of a"]);
     // Restoring again changes nothing.
-    new.restore(written, 1_000);
+    assert!(new.restore(written, 1_000).is_empty());
     assert_eq!(new.live_calls(), 4);
 
     // Waiting calls are served in their original order.

@@ -239,7 +239,7 @@ impl Actor for QueueActor {
         if !args.restored.is_empty() {
             tracing::info!(tenant = %args.tenant, queue_id = %core.id(), calls = args.restored.len(), "live calls taken over");
         }
-        core.restore(args.restored, now);
+        let told = core.restore(args.restored, now);
         let ticker = myself.send_interval(Duration::from_millis(args.tick_ms), || QueueMsg::Tick);
         let reported = Reported {
             actor: myself.get_id().pid(),
@@ -249,7 +249,7 @@ impl Actor for QueueActor {
             published_ms: now,
         };
         args.directory.metrics().publish_queue(&args.tenant, core.id(), reported.actor, core.figures(now));
-        Ok(QueueState {
+        let mut state = QueueState {
             myself: myself.clone(),
             core,
             tenant: args.tenant,
@@ -268,7 +268,12 @@ impl Actor for QueueActor {
                 writing: None,
             }),
             reported,
-        })
+        };
+        // What the takeover tells (proposals the last owner made) is
+        // written before anyone hears it, like the rest.
+        state.apply(told);
+        state.write();
+        Ok(state)
     }
 
     async fn post_stop(&self, _myself: ActorRef<QueueMsg>, state: &mut QueueState) -> Result<(), ActorProcessingErr> {
@@ -375,6 +380,9 @@ impl Actor for QueueActor {
             QueueMsg::Unavailable { informant_id } => state.core.unavailable(&informant_id),
             QueueMsg::Answer { informant_id, call_id, offer_id, accepted } => {
                 let started = Instant::now();
+                // Written even when nothing is told (a refusal that
+                // overtook no one), so that etcd no longer says proposed.
+                state.touch(&call_id);
                 let fx = state.core.proposal_answered(&call_id, &offer_id, &informant_id, accepted, now);
                 state.apply(fx);
                 state.routed(Trigger::Answer, started);
@@ -550,6 +558,7 @@ impl QueueState {
                         seq: 0,
                         entered_ms: now,
                         connected: None,
+                        proposed: None,
                     };
                     journal.ended.insert(call_id.clone(), last);
                     journal.dirty.insert(call_id);
@@ -562,14 +571,17 @@ impl QueueState {
                         seq: 0,
                         entered_ms: now,
                         connected: None,
+                        proposed: None,
                     };
                     journal.leaving.insert(call_id.clone(), moving);
                     journal.dirty.insert(call_id);
                 }
-                QueueEffect::Propose { .. }
-                | QueueEffect::NothingFor { .. }
-                | QueueEffect::WithdrawOffer { .. }
-                | QueueEffect::EndCall { .. } => {}
+                // A proposal is written before the informant hears it, so
+                // that the next owner knows the call was served.
+                QueueEffect::Propose { proposal, .. } => {
+                    journal.dirty.insert(proposal.call.call_id.clone());
+                }
+                QueueEffect::NothingFor { .. } | QueueEffect::WithdrawOffer { .. } | QueueEffect::EndCall { .. } => {}
             }
         }
         journal.held.push(Box::new(move |s: &mut QueueState| s.execute(fx)));
@@ -643,6 +655,7 @@ impl QueueState {
                             let more = self.core.leave(&informant_id, false, now);
                             self.follow(more, &mut work);
                         }
+                        self.touch(&call_id);
                         let more = self.core.proposal_answered(&call_id, &offer_id, &informant_id, false, now);
                         self.follow(more, &mut work);
                     }

@@ -387,6 +387,10 @@ pub fn stored_call_out(call: &DurableCall) -> pb::StoredCall {
             informant_id: informant_id.to_string(),
             since_ms: *since_ms,
         }),
+        proposed: call.proposed.as_ref().map(|(informant_id, since_ms)| pb::stored_call::Proposal {
+            informant_id: informant_id.to_string(),
+            since_ms: *since_ms,
+        }),
     }
 }
 
@@ -396,12 +400,17 @@ pub fn stored_call_in(call: pb::StoredCall) -> Result<DurableCall> {
         Some(c) => Some((id("connected.informant_id", c.informant_id)?, c.since_ms)),
         None => None,
     };
+    let proposed = match call.proposed {
+        Some(p) => Some((id("proposed.informant_id", p.informant_id)?, p.since_ms)),
+        None => None,
+    };
     Ok(DurableCall {
         queue_id: id("queue_id", call.queue_id)?,
         call: moved_call_in("call", required("call", call.call)?)?,
         seq: call.seq,
         entered_ms: call.entered_ms,
         connected,
+        proposed,
     })
 }
 
@@ -636,9 +645,12 @@ mod tests {
             seq: 7,
             entered_ms: 1_700_000_000_100,
             connected: Some(("i-1".into(), 1_700_000_000_200)),
+            proposed: None,
         };
         assert_eq!(stored_call_in(stored_call_out(&call)).expect("decodes"), call);
         call.connected = None;
+        assert_eq!(stored_call_in(stored_call_out(&call)).expect("decodes"), call);
+        call.proposed = Some(("i-2".into(), 1_700_000_000_300));
         assert_eq!(stored_call_in(stored_call_out(&call)).expect("decodes"), call);
         let mut bad = stored_call_out(&call);
         bad.queue_id.clear();
@@ -649,6 +661,9 @@ mod tests {
         let mut bad = stored_call_out(&call);
         bad.connected = Some(pb::stored_call::Connection { informant_id: String::new(), since_ms: 1 });
         assert!(stored_call_in(bad).is_err(), "empty informant refused");
+        let mut bad = stored_call_out(&call);
+        bad.proposed = Some(pb::stored_call::Proposal { informant_id: String::new(), since_ms: 1 });
+        assert!(stored_call_in(bad).is_err(), "empty proposed informant refused");
     }
 
     fn moved_call_round_trip(call: &MovedCall) -> MovedCall {
