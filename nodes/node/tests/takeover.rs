@@ -740,7 +740,13 @@ async fn a_queue_actor_that_fails_in_place_is_joined_again_by_informants_on_othe
         .await
         .expect("ana is offered c1 by the queue's new actor");
     assert_eq!(call_id, "c1");
-    assert!(nodes[home].logs().contains("queue claimed again to start afresh"), "{}", nodes[home].logs());
+    // Claimed again under a new epoch: by the placer's release and claim
+    // ("claimed again to start afresh"), or, when etcd's answer to the
+    // release was lost with its connection after the freeze, by the next
+    // placement pass once the released claim is gone.
+    let logs = nodes[home].logs();
+    let claims = logs.lines().filter(|l| l.contains("queue claimed") && l.contains("justice")).count();
+    assert!(claims >= 2, "justice claimed again on its member: {logs}");
 }
 
 /// A call proposed to an informant who had not answered when the queue's
