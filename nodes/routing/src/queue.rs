@@ -889,8 +889,6 @@ impl QueueCore {
         }
     }
 
-    /// Tells the gateway a call held for an informant is back in line, at
-    /// its position.
     /// Tells a proposal that ended unanswered: the call was offered to
     /// `informant_id` at `proposed_at` (the queue served it then) and is
     /// back in line.
@@ -907,6 +905,8 @@ impl QueueCore {
         self.tell_back_in_line(call_id, key, now, fx);
     }
 
+    /// Tells the gateway a call held for an informant is back in line, at
+    /// its position.
     fn tell_back_in_line(&mut self, call_id: &Arc<str>, key: &CallKey, now: Millis, fx: &mut Vec<QueueEffect>) {
         let (position, event) = self.queued_event(key, self.config.id.clone(), now);
         if let Some(record) = self.calls.get_mut(call_id) {
