@@ -90,10 +90,10 @@ fn main() -> Result<()> {
     } else {
         bail!("say --scenario <name>, --matrix or --check <history.jsonl> (see --help)");
     };
+    anyhow::ensure!(args.faults != Some(0), "--faults must be at least 1");
     for (scenario, _) in &mut runs {
         scenario.image.clone_from(&args.image);
         if let Some(n) = args.faults {
-            anyhow::ensure!(n > 0, "--faults must be at least 1");
             scenario.faults = scenario.faults.iter().copied().cycle().take(n).collect();
         }
     }

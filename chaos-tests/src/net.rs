@@ -61,6 +61,32 @@ pub enum Cut {
     FromPeersInbound,
 }
 
+/// A node's network namespace, where the host's tools run to cut its links.
+enum NodeNs {
+    /// A namespace of the run, by name (`ip netns exec`).
+    Named(String),
+    /// A container's, by the pid of its first process (`nsenter`).
+    Process(String),
+}
+
+impl NodeNs {
+    /// The host's `program`, run inside the namespace.
+    fn command(&self, program: &str) -> Command {
+        let mut command;
+        match self {
+            Self::Named(name) => {
+                command = Command::new("ip");
+                command.args(["netns", "exec", name, program]);
+            }
+            Self::Process(pid) => {
+                command = Command::new("nsenter");
+                command.arg(format!("--net=/proc/{pid}/ns/net")).arg(program);
+            }
+        }
+        command
+    }
+}
+
 /// The network of one run.
 pub struct Net {
     pub backend: Backend,
@@ -99,10 +125,8 @@ impl Net {
     /// engine answers.
     pub fn containers(nodes: usize) -> Result<Self> {
         Self::check_size(nodes);
-        let first = Self::start_run();
         let mut last_error = None;
-        for k in 0..250u16 {
-            let run = ((u16::from(first) + k) % 250 + 1) as u8;
+        for (k, run) in Self::candidate_runs() {
             let net = Self { backend: Backend::Container, run, nodes, created: false };
             // Creating the network claims the run's number (its name and its
             // subnet are the run's).
@@ -136,17 +160,18 @@ impl Net {
         format!("relais-chaos-{}-n{i}", self.run)
     }
 
-    fn start_run() -> u8 {
-        (std::process::id() % 250) as u8
+    /// The run numbers to try claiming, 1 to 250, starting from one drawn
+    /// from this process's id so that parallel runs rarely collide.
+    fn candidate_runs() -> impl Iterator<Item = (u16, u8)> {
+        let first = u16::try_from(std::process::id() % 250).unwrap_or(0);
+        (0..250u16).map(move |k| (k, u8::try_from((first + k) % 250 + 1).unwrap_or(1)))
     }
 
     fn with_namespaces(nodes: usize) -> Result<Self> {
         if std::env::var_os("RELAIS_CHAOS_LOOPBACK").is_some() {
             bail!("RELAIS_CHAOS_LOOPBACK is set");
         }
-        let first = Self::start_run();
-        for k in 0..250u16 {
-            let run = ((u16::from(first) + k) % 250 + 1) as u8;
+        for (k, run) in Self::candidate_runs() {
             // Creating the bridge claims the run's number.
             if ip(&["link", "add", &format!("rcb{run}"), "type", "bridge"]).is_err() {
                 if k == 0 {
@@ -163,9 +188,7 @@ impl Net {
     }
 
     fn loopback(nodes: usize) -> Result<Self> {
-        let first = Self::start_run();
-        for k in 0..250u16 {
-            let run = ((u16::from(first) + k) % 250 + 1) as u8;
+        for (_, run) in Self::candidate_runs() {
             if std::net::TcpListener::bind((format!("127.213.{run}.1").as_str(), 2379)).is_ok() {
                 return Ok(Self { backend: Backend::Loopback, run, nodes, created: false });
             }
@@ -222,7 +245,7 @@ impl Net {
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         }
         // iptables must answer inside a namespace, or partitions cannot work.
-        self.iptables(0, &["-L", "-n"])?;
+        Self::iptables(&self.node_ns(0)?, &["-L", "-n"])?;
         Ok(())
     }
 
@@ -259,15 +282,11 @@ impl Net {
         }
     }
 
-    /// A host's `program` run inside node `i`'s network namespace: its
-    /// namespace, or its running container's.
-    fn in_node(&self, i: usize, program: &str) -> Result<Command> {
+    /// Node `i`'s network namespace: its own, or its running container's
+    /// (looked up once per fault, not once per command).
+    fn node_ns(&self, i: usize) -> Result<NodeNs> {
         match self.backend {
-            Backend::Netns => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", &self.namespace(i), program]);
-                Ok(command)
-            }
+            Backend::Netns => Ok(NodeNs::Named(self.namespace(i))),
             Backend::Container => {
                 let out = Command::new("docker")
                     .args(["inspect", "--format", "{{.State.Pid}}", &self.container(i)])
@@ -278,9 +297,7 @@ impl Net {
                 if !out.status.success() || pid.is_empty() || pid == "0" {
                     bail!("container {} is not running", self.container(i));
                 }
-                let mut command = Command::new("nsenter");
-                command.arg(format!("--net=/proc/{pid}/ns/net")).arg(program);
-                Ok(command)
+                Ok(NodeNs::Process(pid))
             }
             Backend::Loopback => bail!("loopback addresses share the host's namespace"),
         }
@@ -294,9 +311,8 @@ impl Net {
         }
     }
 
-    fn iptables(&self, i: usize, args: &[&str]) -> Result<()> {
-        let out =
-            self.in_node(i, "iptables")?.arg("-w").args(args).stdin(Stdio::null()).output().context("run iptables")?;
+    fn iptables(ns: &NodeNs, args: &[&str]) -> Result<()> {
+        let out = ns.command("iptables").arg("-w").args(args).stdin(Stdio::null()).output().context("run iptables")?;
         if !out.status.success() {
             bail!("iptables {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
         }
@@ -310,20 +326,21 @@ impl Net {
             bail!("partitions need network namespaces");
         }
         let host = self.host_ip();
+        let ns = self.node_ns(i)?;
         match cut {
             Cut::FromEtcd => {
                 for port in etcd_ports {
                     let port = port.to_string();
-                    self.iptables(i, &["-A", "OUTPUT", "-p", "tcp", "-d", &host, "--dport", &port, "-j", "DROP"])?;
-                    self.iptables(i, &["-A", "INPUT", "-p", "tcp", "-s", &host, "--sport", &port, "-j", "DROP"])?;
+                    Self::iptables(&ns, &["-A", "OUTPUT", "-p", "tcp", "-d", &host, "--dport", &port, "-j", "DROP"])?;
+                    Self::iptables(&ns, &["-A", "INPUT", "-p", "tcp", "-s", &host, "--sport", &port, "-j", "DROP"])?;
                 }
             }
             Cut::FromPeers | Cut::FromPeersInbound => {
                 for peer in (0..self.nodes).filter(|p| *p != i) {
                     let peer = self.node_ip(peer);
-                    self.iptables(i, &["-A", "INPUT", "-s", &peer, "-j", "DROP"])?;
+                    Self::iptables(&ns, &["-A", "INPUT", "-s", &peer, "-j", "DROP"])?;
                     if cut == Cut::FromPeers {
-                        self.iptables(i, &["-A", "OUTPUT", "-d", &peer, "-j", "DROP"])?;
+                        Self::iptables(&ns, &["-A", "OUTPUT", "-d", &peer, "-j", "DROP"])?;
                     }
                 }
             }
@@ -338,7 +355,8 @@ impl Net {
             bail!("netem needs network namespaces");
         }
         let out = self
-            .in_node(i, "tc")?
+            .node_ns(i)?
+            .command("tc")
             .args(["qdisc", "add", "dev"])
             .arg(self.node_link(i))
             .args(["root", "netem", "delay", &format!("{delay_ms}ms"), "loss", &format!("{loss_percent}%")])
@@ -353,8 +371,8 @@ impl Net {
 
     /// Removes netem from node `i`'s link.
     pub fn netem_off(&self, i: usize) {
-        if let Ok(mut tc) = self.in_node(i, "tc") {
-            let _ = tc.args(["qdisc", "del", "dev"]).arg(self.node_link(i)).arg("root").output();
+        if let Ok(ns) = self.node_ns(i) {
+            let _ = ns.command("tc").args(["qdisc", "del", "dev"]).arg(self.node_link(i)).arg("root").output();
         }
     }
 
@@ -363,7 +381,7 @@ impl Net {
         if !self.backend.isolates_nodes() {
             return Ok(());
         }
-        self.iptables(i, &["-F"])
+        Self::iptables(&self.node_ns(i)?, &["-F"])
     }
 }
 
