@@ -380,10 +380,7 @@ impl Actor for QueueActor {
             QueueMsg::Unavailable { informant_id } => state.core.unavailable(&informant_id),
             QueueMsg::Answer { informant_id, call_id, offer_id, accepted } => {
                 let started = Instant::now();
-                // Written even when nothing is told (a refusal that
-                // overtook no one), so that etcd no longer says proposed.
-                state.touch(&call_id);
-                let fx = state.core.proposal_answered(&call_id, &offer_id, &informant_id, accepted, now);
+                let fx = state.proposal_answered(&call_id, &offer_id, &informant_id, accepted, now);
                 state.apply(fx);
                 state.routed(Trigger::Answer, started);
             }
@@ -532,6 +529,21 @@ impl QueueState {
         }
     }
 
+    /// The core's answer to a proposal, the call marked to be written even
+    /// when nothing is told (a refusal that overtook no one), so that etcd
+    /// no longer says it is proposed.
+    fn proposal_answered(
+        &mut self,
+        call_id: &Arc<str>,
+        offer_id: &str,
+        informant_id: &str,
+        accepted: bool,
+        now: u64,
+    ) -> Vec<QueueEffect> {
+        self.touch(call_id);
+        self.core.proposal_answered(call_id, offer_id, informant_id, accepted, now)
+    }
+
     /// Carries out the core's effects once the calls they concern are
     /// written.
     fn apply(&mut self, fx: Vec<QueueEffect>) {
@@ -655,8 +667,7 @@ impl QueueState {
                             let more = self.core.leave(&informant_id, false, now);
                             self.follow(more, &mut work);
                         }
-                        self.touch(&call_id);
-                        let more = self.core.proposal_answered(&call_id, &offer_id, &informant_id, false, now);
+                        let more = self.proposal_answered(&call_id, &offer_id, &informant_id, false, now);
                         self.follow(more, &mut work);
                     }
                 }
