@@ -815,19 +815,13 @@ async fn a_proposal_unanswered_when_its_queues_member_dies_is_told_by_the_next_o
     // only informant, freed from the proposal it withdrew).
     // Until a member owns the queue again, k1 is unavailable or not found.
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut stream = loop {
-        let watch = pb::WatchCallRequest { call_id: "k1".into(), after_sequence: 0 };
-        match g.gateway.watch_call(watch).await {
-            Ok(stream) => break stream.into_inner(),
-            Err(e)
-                if matches!(e.code(), tonic::Code::Unavailable | tonic::Code::NotFound)
-                    && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("watch k1 at the next owner: {e:?}"),
-        }
-    };
+    let watch = pb::WatchCallRequest { call_id: "k1".into(), after_sequence: 0 };
+    let mut stream = retrying!(
+        "watch k1 at the next owner",
+        g.gateway.watch_call(watch.clone()),
+        tonic::Code::Unavailable,
+        tonic::Code::NotFound
+    );
     let mut events = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

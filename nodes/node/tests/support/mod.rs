@@ -14,13 +14,17 @@ pub mod etcd;
 /// over), for up to ten seconds; the request is built again each time.
 #[allow(unused_macros)]
 macro_rules! retrying {
-    ($what:expr, $request:expr) => {{
+    ($what:expr, $request:expr) => {
+        $crate::support::retrying!($what, $request, tonic::Code::Unavailable)
+    };
+    // Also retries the codes listed (e.g. NOT_FOUND while a queue is taken over).
+    ($what:expr, $request:expr, $($code:path),+) => {{
         let start = std::time::Instant::now();
         loop {
             match $request.await {
                 Ok(r) => break r.into_inner(),
                 Err(e)
-                    if e.code() == tonic::Code::Unavailable && start.elapsed() < std::time::Duration::from_secs(10) =>
+                    if matches!(e.code(), $($code)|+) && start.elapsed() < std::time::Duration::from_secs(10) =>
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
