@@ -29,13 +29,16 @@ struct Args {
     /// The load, as a multiple of the CAI-like peak.
     #[arg(long, default_value_t = 1.0)]
     multiple: f64,
-    /// Runs the matrix: every scenario with each of --seeds at 1x, then the
-    /// mixed scenario at 2x and 10x.
+    /// Runs the matrix: every scenario once per seed of --seeds, the k-th
+    /// seed at the k-th load of --multiples (taken in turn).
     #[arg(long)]
     matrix: bool,
     /// The matrix's seeds.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     seeds: Vec<u64>,
+    /// The matrix's loads, as multiples of the CAI-like peak.
+    #[arg(long, value_delimiter = ',', default_value = "2,10")]
+    multiples: Vec<f64>,
     /// The matrix starts no scenario after this many minutes.
     #[arg(long, default_value_t = 30)]
     budget_min: u64,
@@ -78,7 +81,12 @@ fn main() -> Result<()> {
         return report_only(&args.out);
     }
     let mut runs: Vec<(Scenario, u64)> = if args.matrix {
-        matrix(&args.seeds)
+        anyhow::ensure!(
+            !args.seeds.is_empty() && !args.multiples.is_empty(),
+            "--seeds and --multiples need at least one value each"
+        );
+        anyhow::ensure!(args.multiples.iter().all(|m| m.is_finite() && *m > 0.0), "--multiples must be positive");
+        matrix(&args.seeds, &args.multiples)
     } else if !args.scenario.is_empty() {
         let mut runs = Vec::new();
         for name in &args.scenario {
@@ -110,24 +118,20 @@ fn main() -> Result<()> {
     })
 }
 
-/// Every scenario with each seed at 1x, then the mixed scenario at 2x and 10x.
-/// The catalog with every seed, and the mixed scenario at 2x and 10x the
-/// peak with the first seed, run after the first seed's catalog so that a
-/// budget cut spares them.
-fn matrix(seeds: &[u64]) -> Vec<(Scenario, u64)> {
-    let first = seeds.first().copied().unwrap_or(1);
-    let mut runs: Vec<(Scenario, u64)> = Scenario::catalog().into_iter().map(|s| (s, first)).collect();
-    for multiple in [2.0, 10.0] {
-        if let Some(mut mixed) = Scenario::named("mixed") {
-            mixed.multiple = multiple;
-            mixed.name = format!("mixed-{multiple}x");
-            runs.push((mixed, first));
-        }
-    }
-    for seed in seeds.iter().skip(1) {
-        runs.extend(Scenario::catalog().into_iter().map(|s| (s, *seed)));
-    }
-    runs
+/// Every scenario once per seed, the k-th seed at the k-th load (the loads
+/// taken in turn): with the defaults, the catalog at 2x the peak with seed 1,
+/// then at 10x with seed 2.
+fn matrix(seeds: &[u64], multiples: &[f64]) -> Vec<(Scenario, u64)> {
+    seeds
+        .iter()
+        .zip(multiples.iter().cycle())
+        .flat_map(|(seed, multiple)| {
+            Scenario::catalog().into_iter().map(move |mut scenario| {
+                scenario.multiple = *multiple;
+                (scenario, *seed)
+            })
+        })
+        .collect()
 }
 
 async fn run_all(runs: Vec<(Scenario, u64)>, out: &Path, budget: Duration) -> Result<()> {
@@ -255,4 +259,22 @@ fn check(path: &Path) -> Result<()> {
     print!("{}", report::markdown(std::slice::from_ref(&row), &format!("check of {}", path.display())));
     anyhow::ensure!(row.verdict.clean(), "{} finding(s)", row.verdict.findings.len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_matrix_runs_every_scenario_once_per_seed_each_seed_at_its_load() {
+        let catalog: Vec<String> = Scenario::catalog().into_iter().map(|s| s.name).collect();
+        let runs = matrix(&[1, 2, 3], &[2.0, 10.0]);
+        assert_eq!(runs.len(), 3 * catalog.len());
+        for (pass, (seed, multiple)) in [(1, 2.0), (2, 10.0), (3, 2.0)].into_iter().enumerate() {
+            let chunk = &runs[pass * catalog.len()..(pass + 1) * catalog.len()];
+            let names: Vec<&str> = chunk.iter().map(|(s, _)| s.name.as_str()).collect();
+            assert_eq!(names, catalog.iter().map(String::as_str).collect::<Vec<_>>());
+            assert!(chunk.iter().all(|(s, n)| *n == seed && s.multiple == multiple), "pass {pass}");
+        }
+    }
 }
