@@ -177,6 +177,11 @@ struct Journal {
     held: Vec<Held>,
     /// Waiting for the batch in flight, if one is.
     writing: Option<Vec<Held>>,
+    /// Per live call, the last event its watchers were sent: events wait
+    /// for their write, and a watcher joining meanwhile is replayed no
+    /// further; the rest comes as live events. (A single node tells each
+    /// event in the step that records it, so needs no such record.)
+    published: HashMap<Arc<str>, u64>,
 }
 
 pub struct QueueState {
@@ -187,9 +192,6 @@ pub struct QueueState {
     ticker: JoinHandle<()>,
     /// To take back a call another member's queue did not adopt.
     myself: ActorRef<QueueMsg>,
-    /// Per call, the last event its watchers were sent: a watcher joining
-    /// later is replayed no further, the rest comes as live events.
-    published: HashMap<Arc<str>, u64>,
     journal: Option<Journal>,
     /// Informants of the queue found nowhere, since when.
     missing: HashMap<Arc<str>, u64>,
@@ -256,7 +258,6 @@ impl Actor for QueueActor {
             directory: args.directory,
             watchers: HashMap::new(),
             ticker,
-            published,
             missing: HashMap::new(),
             traces: HashMap::new(),
             journal: args.durability.map(|durability| Journal {
@@ -266,6 +267,7 @@ impl Actor for QueueActor {
                 leaving: HashMap::new(),
                 held: Vec::new(),
                 writing: None,
+                published,
             }),
             reported,
         };
@@ -317,7 +319,7 @@ impl Actor for QueueActor {
             QueueMsg::Adopt { call, watchers } => {
                 let call_id = call.info.call_id.clone();
                 state.directory.move_call(&state.tenant, &call_id, state.core.id());
-                state.published.insert(call_id.clone(), call.events.last_sequence());
+                state.mark_published(&call_id, Some(call.events.last_sequence()));
                 if !watchers.is_empty() {
                     state.watchers.insert(call_id.clone(), watchers);
                 }
@@ -522,6 +524,17 @@ impl QueueState {
         }
     }
 
+    /// Notes the last event a call's watchers were sent, or forgets the
+    /// call (`None`); only a journal keeps it (see [`Journal::published`]).
+    fn mark_published(&mut self, call_id: &Arc<str>, sequence: Option<u64>) {
+        if let Some(journal) = &mut self.journal {
+            match sequence {
+                Some(sequence) => journal.published.insert(call_id.clone(), sequence),
+                None => journal.published.remove(call_id),
+            };
+        }
+    }
+
     /// Marks a call as changed, to be written.
     fn touch(&mut self, call_id: &Arc<str>) {
         if let Some(journal) = &mut self.journal {
@@ -690,13 +703,13 @@ impl QueueState {
                     if let Some(list) = self.watchers.get_mut(&call_id) {
                         list.retain(|w| w.try_send(event.clone()).is_ok());
                     }
-                    self.published.insert(call_id, event.sequence);
+                    self.mark_published(&call_id, Some(event.sequence));
                 }
                 QueueEffect::Ended { snapshot, events } => {
                     // Dropping the watchers ends their streams after the
                     // terminal event they were just sent.
                     self.watchers.remove(&snapshot.info.call_id);
-                    self.published.remove(&snapshot.info.call_id);
+                    self.mark_published(&snapshot.info.call_id, None);
                     self.traces.remove(&snapshot.info.call_id);
                     tracing::debug!(call_id = %snapshot.info.call_id, state = ?snapshot.state, "call ended");
                     let outcome = match snapshot.state {
@@ -712,7 +725,7 @@ impl QueueState {
                 }
                 QueueEffect::MoveOut { to_queue_id, call } => {
                     let watchers = self.watchers.remove(&call.info.call_id).unwrap_or_default();
-                    self.published.remove(&call.info.call_id);
+                    self.mark_published(&call.info.call_id, None);
                     self.traces.remove(&call.info.call_id);
                     let more = self.send_to_queue(to_queue_id, call, watchers, now);
                     self.follow(more, &mut work);
@@ -758,7 +771,7 @@ impl QueueState {
         let call_id = call.info.call_id.clone();
         tracing::warn!(call_id = %call_id, queue_id = %self.core.id(), "target queue gone; call kept here");
         self.directory.move_call(&self.tenant, &call_id, self.core.id());
-        self.published.insert(call_id.clone(), call.events.last_sequence());
+        self.mark_published(&call_id, Some(call.events.last_sequence()));
         if !watchers.is_empty() {
             self.watchers.insert(call_id.clone(), watchers);
         }
@@ -794,7 +807,10 @@ impl QueueState {
         let Some(record) = self.core.call(&call_id) else {
             return Err(NodeError::not_found("call", call_id.as_ref()));
         };
-        let published = self.published.get(&call_id).copied().unwrap_or(0);
+        let published = match &self.journal {
+            Some(journal) => journal.published.get(&call_id).copied().unwrap_or(0),
+            None => record.events.last_sequence(),
+        };
         let list = self.watchers.entry(call_id).or_default();
         list.retain(|w| !w.is_closed());
         if list.len() >= MAX_WATCHERS_PER_CALL {
