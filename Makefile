@@ -36,7 +36,7 @@ help:
 	@echo "make test   - lint and every test (what CI runs)"
 	@echo "make cluster - etcd + three nodes joined in one membership, and relaisctl members every 2 s (Ctrl-C stops all)"
 	@echo "make cluster-demo - the same cluster under the live CAI-like demo spread over the three nodes; kill -9 one mid-run"
-	@echo "make chaos  - the chaos matrix: every fault kind at 2x then 10x the CAI-like peak (<= ~45 min); report in target/chaos/report.md"
+	@echo "make chaos  - the chaos matrix: every fault kind at 2x then 10x the CAI-like peak (about 35 min, no scenario started after 40); report in target/chaos/report.md"
 	@echo "make bench  - routing, memory and end-to-end benchmarks, and a long Erlang C check (see docs/benchmarks.md)"
 	@echo "make image  - the container image $(IMAGE), built without a registry (deploy/docker)"
 	@echo "make compose-up / compose-down - 3 etcd + 3 relais nodes + the demo in Docker (deploy/compose)"
