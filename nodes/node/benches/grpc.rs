@@ -11,6 +11,11 @@
 //!   states, so the session carries only the offer). The session events
 //!   actually read per lifecycle are counted and reported.
 //!
+//! Then the floor (see `floor/mod.rs`): the same clients and phases against
+//! a server of the same API that does nothing but keep one line, so that
+//! what the node's own work costs reads as its share of the floor's rate.
+//! `-- single` stops there.
+//!
 //! Then the same on a node that is a one-member cluster in a real etcd: its
 //! queue writes every call to etcd before answering (durable calls), so
 //! its baselines are also etcd's own put rates, measured in the same run
@@ -26,6 +31,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod floor;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -200,13 +206,32 @@ struct Figures {
     callers: usize,
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some(floor::ARG) {
+        floor::serve();
+        return;
+    }
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(bench());
+}
+
+async fn bench() {
     let env = [("TOKIO_WORKER_THREADS", "1"), ("RUST_LOG", "warn")];
     // Kept until the end: its informants' sessions stay open meanwhile.
     let single_node = NodeProcess::start(&[], &env);
     let single = measure(&[&single_node], None).await;
     print_single(&single);
+    let floor_server = NodeProcess::launch({
+        let mut command = std::process::Command::new(std::env::current_exe().expect("this benchmark"));
+        command.arg(floor::ARG);
+        command
+    });
+    let floor = measure_floor(&floor_server).await;
+    print_floor(&single, &floor);
+    drop(floor_server);
+    // `cargo bench -p relais-node --bench grpc -- single` stops here.
+    if std::env::args().skip(1).any(|arg| arg == "single") {
+        return;
+    }
 
     let etcd = EtcdProcess::start();
     let puts_1 = etcd_puts(&etcd, 1).await;
@@ -273,6 +298,25 @@ async fn measure(nodes: &[&NodeProcess], etcd: Option<&EtcdProcess>) -> Figures 
         offer_retrying(c, offer(&warm, q)).await;
         c.gateway.hang_up(pb::HangUpRequest { call_id: warm }).await.unwrap();
     }
+    phases(nodes, etcd, &queues, all).await
+}
+
+/// The floor's figures: the same phases with the same clients, against the
+/// floor server (one line, no queue to configure).
+async fn measure_floor(server: &NodeProcess) -> Figures {
+    let all = vec![Clients::new(server, "cai").await];
+    phases(&[server], None, &["floor".to_string()], all).await
+}
+
+/// Logs the desks in, then measures: the bare round trip, the routing
+/// latency, and lifecycles per second.
+async fn phases(
+    nodes: &[&NodeProcess],
+    etcd: Option<&EtcdProcess>,
+    queues: &[String],
+    mut all: Vec<Clients>,
+) -> Figures {
+    use relais_node::cluster::placement::ActorKind;
     let desks = Desks::new();
     for (m, (q, c)) in queues.iter().zip(all.iter_mut()).enumerate() {
         let ids = placed_on(ActorKind::Informant, &format!("desk-{q}"), nodes.len(), m, INFORMANTS / nodes.len());
@@ -411,6 +455,41 @@ fn print_single(f: &Figures) {
     println!(
         "\n({LATENCY_PROBES} latency probes; {lifecycles} lifecycles in the throughput phase, \
          {events_per_lifecycle:.2} session events read per lifecycle; {INFORMANTS} informants.)"
+    );
+}
+
+/// The node's figures against the floor's: the same lifecycle on the same
+/// transport with no routing behind it, in the same run.
+fn print_floor(single: &Figures, floor: &Figures) {
+    let share = |f: &Figures| f.lifecycle_rate / (f.echo_16.per_second / 3.0);
+    println!("\n## Against the floor: the same API with no routing behind it (same run)\n");
+    println!("| measure | node | floor | node against floor |");
+    println!("|---|---|---|---|");
+    println!(
+        "| bare round trip (health check), concurrency {CONCURRENCY} | {:.0}/s | {:.0}/s | |",
+        single.echo_16.per_second, floor.echo_16.per_second
+    );
+    println!(
+        "| call lifecycles/s, concurrency {CONCURRENCY} | {:.0}/s | {:.0}/s | {:.0} % |",
+        single.lifecycle_rate,
+        floor.lifecycle_rate,
+        100.0 * single.lifecycle_rate / floor.lifecycle_rate
+    );
+    println!(
+        "| … as a share of the ceiling echo/3 (target ≥ 60 %) | {:.0} % | {:.0} % | |",
+        100.0 * share(single),
+        100.0 * share(floor)
+    );
+    println!(
+        "| routing latency p50 / p99, offer → offered | {:.0} / {:.0} µs | {:.0} / {:.0} µs | |",
+        us(single.lat_p50),
+        us(single.lat_p99),
+        us(floor.lat_p50),
+        us(floor.lat_p99)
+    );
+    println!(
+        "\n(The floor read {:.2} session events per lifecycle; {} lifecycles.)",
+        floor.events_per_lifecycle, floor.lifecycles
     );
 }
 

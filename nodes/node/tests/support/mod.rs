@@ -59,15 +59,21 @@ impl NodeProcess {
     /// "listening on" line (after a "metrics on" line, when it serves
     /// `/metrics`).
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(format!("relais-test-{}-{}", std::process::id(), rand_suffix()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let stderr_path = dir.join("node.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_relais-node"));
         command.args(["--listen", "127.0.0.1:0", "--tick-ms", "50"]).args(args);
         for (k, v) in env {
             command.env(k, v);
         }
+        Self::launch(command)
+    }
+
+    /// Starts `command`, a server that prints a "listening on" line as
+    /// `relais-node` does (the benchmarks' floor server, for one).
+    pub fn launch(mut command: Command) -> Self {
+        let dir = std::env::temp_dir().join(format!("relais-test-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let stderr_path = dir.join("node.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let mut child = command.stdout(Stdio::piped()).stderr(stderr).spawn().expect("start relais-node");
         let stdout = child.stdout.take().expect("stdout");
         let mut stdout = BufReader::new(stdout);
