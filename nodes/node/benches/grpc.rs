@@ -14,7 +14,10 @@
 //! Then the floor (see `floor/mod.rs`): the same clients and phases against
 //! a server of the same API that does nothing but keep one line, so that
 //! what the node's own work costs reads as its share of the floor's rate.
-//! `-- single` stops there.
+//! `-- single` stops there. `-- instructions` runs the node and the floor
+//! under callgrind instead and counts their instructions per bare round
+//! trip and per lifecycle: deterministic (the same to a few tenths of a
+//! percent from run to run) where times move with the machine.
 //!
 //! Then the same on a node that is a one-member cluster in a real etcd: its
 //! queue writes every call to etcd before answering (durable calls), so
@@ -57,11 +60,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// Tells on stderr where the run is, for whoever attaches a profiler to a
+/// server for one phase.
+fn phase(name: &str) {
+    eprintln!("grpc bench: {name}");
+}
+
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
 struct Rate {
+    calls: usize,
     per_second: f64,
     p50: Duration,
     p99: Duration,
@@ -89,7 +99,12 @@ async fn baseline(node: &NodeProcess, concurrency: usize) -> Rate {
         all.extend(t.await.unwrap());
     }
     all.sort();
-    Rate { per_second: all.len() as f64 / PHASE.as_secs_f64(), p50: percentile(&all, 0.5), p99: percentile(&all, 0.99) }
+    Rate {
+        calls: all.len(),
+        per_second: all.len() as f64 / PHASE.as_secs_f64(),
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+    }
 }
 
 /// Informants that accept every offer and finish at once, reporting when
@@ -189,6 +204,48 @@ async fn count_key_writes(etcd: &EtcdProcess) -> (Arc<AtomicU64>, tokio::task::J
     (count, task)
 }
 
+/// The node and the floor, each under callgrind in turn: user-space
+/// instructions per bare round trip and per lifecycle.
+async fn count_instructions(env: &[(&str, &str)]) {
+    let node_args = ["--listen", "127.0.0.1:0", "--tick-ms", "50"];
+    let (mut command, dir) = Callgrind::command(std::path::Path::new(env!("CARGO_BIN_EXE_relais-node")), &node_args);
+    command.envs(env.iter().copied());
+    let node = NodeProcess::launch(command);
+    let counter = Callgrind { pid: node.pid(), dir };
+    let single = measure(&[&node], None, Some(&counter)).await;
+    drop(node);
+    let this = std::env::current_exe().expect("this benchmark");
+    let (command, dir) = Callgrind::command(&this, &[floor::ARG]);
+    let floor_server = NodeProcess::launch(command);
+    let counter = Callgrind { pid: floor_server.pid(), dir };
+    let floor = measure_floor(&floor_server, Some(&counter)).await;
+    let (Some(n), Some(f)) = (&single.instructions, &floor.instructions) else { unreachable!("counted") };
+    println!("## Instructions (callgrind; user space, every thread of the server)\n");
+    println!("| measure | node | floor | node ÷ floor |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| per bare round trip, concurrency {CONCURRENCY} | {:.0} | {:.0} | {:.2} |",
+        n.per_echo,
+        f.per_echo,
+        n.per_echo / f.per_echo
+    );
+    println!(
+        "| per call lifecycle, concurrency {CONCURRENCY} | {:.0} | {:.0} | {:.2} |",
+        n.per_lifecycle,
+        f.per_lifecycle,
+        n.per_lifecycle / f.per_lifecycle
+    );
+    println!(
+        "| per call lifecycle, in bare round trips (were time to follow instructions, the 60 % target would be 5) | {:.2} | {:.2} | |",
+        n.per_lifecycle / n.per_echo,
+        f.per_lifecycle / f.per_echo
+    );
+    println!(
+        "\n({} and {} bare round trips, {} and {} lifecycles counted; times under callgrind mean nothing.)",
+        single.echo_16.calls, floor.echo_16.calls, single.lifecycles, floor.lifecycles
+    );
+}
+
 /// What one node measured.
 struct Figures {
     echo_1: Rate,
@@ -204,6 +261,66 @@ struct Figures {
     txns_per_lifecycle: Option<f64>,
     /// Concurrent callers in the throughput phase.
     callers: usize,
+    /// Counted under callgrind (`-- instructions`).
+    instructions: Option<Instructions>,
+}
+
+/// A server's user-space instructions (all its threads), counted by
+/// callgrind: deterministic where times are not, but blind to the kernel.
+struct Instructions {
+    per_echo: f64,
+    per_lifecycle: f64,
+}
+
+/// A server running under `valgrind --tool=callgrind`, whose counters the
+/// benchmark zeroes and dumps around a phase.
+struct Callgrind {
+    pid: u32,
+    dir: std::path::PathBuf,
+}
+
+impl Callgrind {
+    /// `program args` under callgrind, its counts written in a fresh
+    /// folder.
+    fn command(program: &std::path::Path, args: &[&str]) -> (std::process::Command, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("relais-callgrind-{}-{}", std::process::id(), args.len()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("callgrind folder");
+        let mut command = std::process::Command::new("valgrind");
+        command
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}/out.%p", dir.display()))
+            .arg(program)
+            .args(args);
+        (command, dir)
+    }
+
+    fn zero(&self) {
+        self.control("-z");
+    }
+
+    /// Dumps the counts since the last zero and returns their total.
+    fn dump(&self) -> u64 {
+        let before = self.dumps();
+        self.control("-d");
+        let dumps = self.dumps();
+        let dump = dumps.iter().find(|d| !before.contains(d)).expect("a new callgrind dump");
+        let text = std::fs::read_to_string(dump).expect("callgrind dump");
+        text.lines().find_map(|l| l.strip_prefix("totals: ")).and_then(|t| t.trim().parse().ok()).expect("totals")
+    }
+
+    fn dumps(&self) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&self.dir).expect("callgrind folder").filter_map(|e| e.ok().map(|e| e.path())).collect()
+    }
+
+    fn control(&self, command: &str) {
+        let status = std::process::Command::new("callgrind_control")
+            .args([command, &self.pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("callgrind_control (valgrind) is installed");
+        assert!(status.success(), "callgrind_control {command} failed");
+    }
 }
 
 fn main() {
@@ -216,16 +333,21 @@ fn main() {
 
 async fn bench() {
     let env = [("TOKIO_WORKER_THREADS", "1"), ("RUST_LOG", "warn")];
+    // `cargo bench -p relais-node --bench grpc -- instructions` counts
+    // instructions instead of timing.
+    if std::env::args().skip(1).any(|arg| arg == "instructions") {
+        return count_instructions(&env).await;
+    }
     // Kept until the end: its informants' sessions stay open meanwhile.
     let single_node = NodeProcess::start(&[], &env);
-    let single = measure(&[&single_node], None).await;
+    let single = measure(&[&single_node], None, None).await;
     print_single(&single);
     let floor_server = NodeProcess::launch({
         let mut command = std::process::Command::new(std::env::current_exe().expect("this benchmark"));
         command.arg(floor::ARG);
         command
     });
-    let floor = measure_floor(&floor_server).await;
+    let floor = measure_floor(&floor_server, None).await;
     print_floor(&single, &floor);
     drop(floor_server);
     // `cargo bench -p relais-node --bench grpc -- single` stops here.
@@ -237,7 +359,7 @@ async fn bench() {
     let puts_1 = etcd_puts(&etcd, 1).await;
     let puts_16 = etcd_puts(&etcd, CONCURRENCY).await;
     let node = NodeProcess::start(&["--etcd", &etcd.client_url, "--node-id", "bench"], &env);
-    let clustered = measure(&[&node], Some(&etcd)).await;
+    let clustered = measure(&[&node], Some(&etcd), None).await;
     print_clustered("a one-member cluster", &single, &clustered, puts_1, puts_16);
 
     // Three members in a fresh etcd.
@@ -247,7 +369,7 @@ async fn bench() {
     for m in &members {
         until_members(m, MEMBERS.len()).await;
     }
-    let three = measure(&members.iter().collect::<Vec<_>>(), Some(&etcd)).await;
+    let three = measure(&members.iter().collect::<Vec<_>>(), Some(&etcd), None).await;
     print_clustered("three members", &single, &three, puts_1, puts_16);
 }
 
@@ -271,7 +393,7 @@ fn placed_on(
         .collect()
 }
 
-async fn measure(nodes: &[&NodeProcess], etcd: Option<&EtcdProcess>) -> Figures {
+async fn measure(nodes: &[&NodeProcess], etcd: Option<&EtcdProcess>, counter: Option<&Callgrind>) -> Figures {
     let mut all: Vec<Clients> = Vec::new();
     for node in nodes {
         all.push(Clients::new(node, "cai").await);
@@ -298,14 +420,14 @@ async fn measure(nodes: &[&NodeProcess], etcd: Option<&EtcdProcess>) -> Figures 
         offer_retrying(c, offer(&warm, q)).await;
         c.gateway.hang_up(pb::HangUpRequest { call_id: warm }).await.unwrap();
     }
-    phases(nodes, etcd, &queues, all).await
+    phases(nodes, etcd, &queues, all, counter).await
 }
 
 /// The floor's figures: the same phases with the same clients, against the
 /// floor server (one line, no queue to configure).
-async fn measure_floor(server: &NodeProcess) -> Figures {
+async fn measure_floor(server: &NodeProcess, counter: Option<&Callgrind>) -> Figures {
     let all = vec![Clients::new(server, "cai").await];
-    phases(&[server], None, &["floor".to_string()], all).await
+    phases(&[server], None, &["floor".to_string()], all, counter).await
 }
 
 /// Logs the desks in, then measures: the bare round trip, the routing
@@ -315,6 +437,7 @@ async fn phases(
     etcd: Option<&EtcdProcess>,
     queues: &[String],
     mut all: Vec<Clients>,
+    counter: Option<&Callgrind>,
 ) -> Figures {
     use relais_node::cluster::placement::ActorKind;
     let desks = Desks::new();
@@ -324,9 +447,14 @@ async fn phases(
     }
     let gateways: Vec<_> = all.iter().map(|c| c.gateway.clone()).collect();
 
+    phase("bare round trips");
     let echo_1 = baseline(nodes[0], 1).await;
+    counter.map(Callgrind::zero);
     let echo_16 = baseline(nodes[0], CONCURRENCY).await;
+    let echo_instructions = counter.map(Callgrind::dump);
+    let echo_calls = echo_16.calls;
 
+    phase("routing latency");
     // Routing latency: one call at a time, every informant idle.
     let mut latencies = Vec::with_capacity(LATENCY_PROBES);
     for n in 0..LATENCY_PROBES {
@@ -344,6 +472,7 @@ async fn phases(
     latencies.sort();
     let (lat_p50, lat_p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
 
+    phase("lifecycles");
     // Lifecycles per second at concurrency 16.
     let events_before = desks.events.load(Ordering::Relaxed);
     let revision_before = match etcd {
@@ -354,6 +483,7 @@ async fn phases(
         Some(etcd) => Some(count_key_writes(etcd).await),
         None => None,
     };
+    counter.map(Callgrind::zero);
     let deadline = Instant::now() + PHASE;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -385,6 +515,8 @@ async fn phases(
         lifecycles += t.await.unwrap();
     }
     let lifecycle_rate = lifecycles as f64 / started.elapsed().as_secs_f64();
+    let lifecycle_instructions = counter.map(Callgrind::dump);
+    phase(&format!("lifecycles done: {lifecycles}"));
     let events_per_lifecycle = (desks.events.load(Ordering::Relaxed) - events_before) as f64 / lifecycles as f64;
     let txns_per_lifecycle = match etcd {
         Some(etcd) => Some((etcd_revision(etcd).await - revision_before) as f64 / lifecycles as f64),
@@ -407,6 +539,10 @@ async fn phases(
         writes_per_lifecycle,
         txns_per_lifecycle,
         callers,
+        instructions: echo_instructions.zip(lifecycle_instructions).map(|(echo, lifecycle)| Instructions {
+            per_echo: echo as f64 / echo_calls as f64,
+            per_lifecycle: lifecycle as f64 / lifecycles as f64,
+        }),
     }
 }
 
