@@ -29,7 +29,7 @@ IMAGE_BASES ?= local
 COMPOSE := deploy/compose/compose.sh
 K8S_VENV ?= target/k8s-venv
 
-.PHONY: help deps build run cluster cluster-demo test lint bench chaos chaos-image clean image etcd-image compose-up compose-down compose-test docker-test k8s-check
+.PHONY: help deps build run cluster cluster-demo test lint bench bench-instructions chaos chaos-image clean image etcd-image compose-up compose-down compose-test docker-test k8s-check
 
 help:
 	@echo "make run    - one relais node on its embedded default + live CAI-like demo (Ctrl-C stops both)"
@@ -38,6 +38,7 @@ help:
 	@echo "make cluster-demo - the same cluster under the live CAI-like demo spread over the three nodes; kill -9 one mid-run"
 	@echo "make chaos  - the chaos matrix: every fault kind at 2x then 10x the CAI-like peak (about 35 min, no scenario started after 40); report in target/chaos/report.md"
 	@echo "make bench  - routing, memory and end-to-end benchmarks, and a long Erlang C check (see docs/benchmarks.md)"
+	@echo "make bench-instructions - instructions per call lifecycle, the node's against a floor server of the same API (callgrind, about 3 min)"
 	@echo "make image  - the container image $(IMAGE), built without a registry (deploy/docker)"
 	@echo "make compose-up / compose-down - 3 etcd + 3 relais nodes + the demo in Docker (deploy/compose)"
 	@echo "make compose-test - the compose cluster routes on after a member is killed (part of make test where Docker answers)"
@@ -193,6 +194,13 @@ bench: build
 	$(CARGO) bench -p relais-node --bench failover
 	@$(start_node)
 	./target/release/relais-loadgen --target http://$(NODE_ADDR) --profile poisson --time-scale 600 --calls 10000
+
+# The node and a floor server of the same API with nothing behind it, each
+# under callgrind: user-space instructions per bare round trip and per
+# call lifecycle, which do not move with the machine as times do.
+bench-instructions: deps
+	@command -v valgrind >/dev/null || { echo "relais: installing valgrind"; $(SUDO) apt-get update -qq; DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; }
+	$(CARGO) bench -p relais-node --bench grpc -- instructions
 
 # The chaos matrix (chaos-tests/): every scenario once per seed, the k-th
 # seed at the k-th load of CHAOS_MULTIPLES (multiples of the CAI-like peak,
