@@ -208,14 +208,15 @@ async fn count_key_writes(etcd: &EtcdProcess) -> (Arc<AtomicU64>, tokio::task::J
 /// instructions per bare round trip and per lifecycle.
 async fn count_instructions(env: &[(&str, &str)]) {
     let node_args = ["--listen", "127.0.0.1:0", "--tick-ms", "50"];
-    let (mut command, dir) = Callgrind::command(std::path::Path::new(env!("CARGO_BIN_EXE_relais-node")), &node_args);
+    let (mut command, dir) =
+        Callgrind::command("node", std::path::Path::new(env!("CARGO_BIN_EXE_relais-node")), &node_args);
     command.envs(env.iter().copied());
     let node = NodeProcess::launch(command);
     let counter = Callgrind { pid: node.pid(), dir };
     let single = measure(&[&node], None, Some(&counter)).await;
     drop(node);
     let this = std::env::current_exe().expect("this benchmark");
-    let (command, dir) = Callgrind::command(&this, &[floor::ARG]);
+    let (command, dir) = Callgrind::command("floor", &this, &[floor::ARG]);
     let floor_server = NodeProcess::launch(command);
     let counter = Callgrind { pid: floor_server.pid(), dir };
     let floor = measure_floor(&floor_server, Some(&counter)).await;
@@ -279,11 +280,18 @@ struct Callgrind {
     dir: std::path::PathBuf,
 }
 
+/// Its dumps go with it.
+impl Drop for Callgrind {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Callgrind {
     /// `program args` under callgrind, its counts written in a fresh
-    /// folder.
-    fn command(program: &std::path::Path, args: &[&str]) -> (std::process::Command, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("relais-callgrind-{}-{}", std::process::id(), args.len()));
+    /// folder named after `name`.
+    fn command(name: &str, program: &std::path::Path, args: &[&str]) -> (std::process::Command, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("relais-callgrind-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("callgrind folder");
         let mut command = std::process::Command::new("valgrind");
