@@ -319,7 +319,7 @@ impl Actor for QueueActor {
             QueueMsg::Adopt { call, watchers } => {
                 let call_id = call.info.call_id.clone();
                 state.directory.move_call(&state.tenant, &call_id, state.core.id());
-                state.mark_published(&call_id, Some(call.events.last_sequence()));
+                state.mark_published(&call_id, call.events.last_sequence());
                 if !watchers.is_empty() {
                     state.watchers.insert(call_id.clone(), watchers);
                 }
@@ -524,14 +524,18 @@ impl QueueState {
         }
     }
 
-    /// Notes the last event a call's watchers were sent, or forgets the
-    /// call (`None`); only a journal keeps it (see [`Journal::published`]).
-    fn mark_published(&mut self, call_id: &Arc<str>, sequence: Option<u64>) {
+    /// Notes the last event a call's watchers were sent; only a journal
+    /// keeps it (see [`Journal::published`]).
+    fn mark_published(&mut self, call_id: &Arc<str>, sequence: u64) {
         if let Some(journal) = &mut self.journal {
-            match sequence {
-                Some(sequence) => journal.published.insert(call_id.clone(), sequence),
-                None => journal.published.remove(call_id),
-            };
+            journal.published.insert(call_id.clone(), sequence);
+        }
+    }
+
+    /// Forgets what a call's watchers were sent (the call ended).
+    fn forget_published(&mut self, call_id: &Arc<str>) {
+        if let Some(journal) = &mut self.journal {
+            journal.published.remove(call_id);
         }
     }
 
@@ -703,13 +707,13 @@ impl QueueState {
                     if let Some(list) = self.watchers.get_mut(&call_id) {
                         list.retain(|w| w.try_send(event.clone()).is_ok());
                     }
-                    self.mark_published(&call_id, Some(event.sequence));
+                    self.mark_published(&call_id, event.sequence);
                 }
                 QueueEffect::Ended { snapshot, events } => {
                     // Dropping the watchers ends their streams after the
                     // terminal event they were just sent.
                     self.watchers.remove(&snapshot.info.call_id);
-                    self.mark_published(&snapshot.info.call_id, None);
+                    self.forget_published(&snapshot.info.call_id);
                     self.traces.remove(&snapshot.info.call_id);
                     tracing::debug!(call_id = %snapshot.info.call_id, state = ?snapshot.state, "call ended");
                     let outcome = match snapshot.state {
@@ -725,7 +729,7 @@ impl QueueState {
                 }
                 QueueEffect::MoveOut { to_queue_id, call } => {
                     let watchers = self.watchers.remove(&call.info.call_id).unwrap_or_default();
-                    self.mark_published(&call.info.call_id, None);
+                    self.forget_published(&call.info.call_id);
                     self.traces.remove(&call.info.call_id);
                     let more = self.send_to_queue(to_queue_id, call, watchers, now);
                     self.follow(more, &mut work);
@@ -771,7 +775,7 @@ impl QueueState {
         let call_id = call.info.call_id.clone();
         tracing::warn!(call_id = %call_id, queue_id = %self.core.id(), "target queue gone; call kept here");
         self.directory.move_call(&self.tenant, &call_id, self.core.id());
-        self.mark_published(&call_id, Some(call.events.last_sequence()));
+        self.mark_published(&call_id, call.events.last_sequence());
         if !watchers.is_empty() {
             self.watchers.insert(call_id.clone(), watchers);
         }
