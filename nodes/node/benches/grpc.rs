@@ -266,6 +266,18 @@ struct Figures {
     instructions: Option<Instructions>,
 }
 
+/// The unary calls of one lifecycle: `OfferCall`, `AcceptOffer`,
+/// `FinishCall`.
+const UNARY_CALLS_PER_LIFECYCLE: f64 = 3.0;
+
+impl Figures {
+    /// The lifecycles per second that bare round trips allow: echo calls
+    /// per second divided by the unary calls one lifecycle needs.
+    fn ceiling(&self) -> f64 {
+        self.echo_16.per_second / UNARY_CALLS_PER_LIFECYCLE
+    }
+}
+
 /// A server's user-space instructions (all its threads), counted by
 /// callgrind: deterministic where times are not, but blind to the kernel.
 struct Instructions {
@@ -557,7 +569,7 @@ async fn phases(
 fn print_single(f: &Figures) {
     let Figures { echo_1, echo_16, lifecycle_rate, lifecycles, events_per_lifecycle, lat_p50, lat_p99, .. } = f;
     let (lifecycle_rate, lat_p50, lat_p99) = (*lifecycle_rate, *lat_p50, *lat_p99);
-    let ceiling = echo_16.per_second / 3.0;
+    let ceiling = f.ceiling();
 
     println!("## End-to-end over gRPC (one node process, 1 worker thread each side)\n");
     println!("| measure | value | baseline | ratio | target |");
@@ -605,7 +617,7 @@ fn print_single(f: &Figures) {
 /// The node's figures against the floor's: the same lifecycle on the same
 /// transport with no routing behind it, in the same run.
 fn print_floor(single: &Figures, floor: &Figures) {
-    let share = |f: &Figures| f.lifecycle_rate / (f.echo_16.per_second / 3.0);
+    let share = |f: &Figures| f.lifecycle_rate / f.ceiling();
     println!("\n## Against the floor: the same API with no routing behind it (same run)\n");
     println!("| measure | node | floor | node against floor |");
     println!("|---|---|---|---|");

@@ -222,7 +222,9 @@ impl pb::informant_server::Informant for Floor {
         let Some(desk) = line.desks.get_mut(&id) else { return Err(Status::not_found("not logged in")) };
         desk.sequence += 1;
         let sequence = desk.sequence;
-        desk.session = Some(tx.clone());
+        // A desk joins the line when it first opens its session; one that
+        // reopens it is in the line, or holds an offer or a call, already.
+        let first = desk.session.replace(tx.clone()).is_none();
         let snapshot = line.status(&id);
         let event = pb::InformantEvent {
             informant_id: id.clone(),
@@ -231,7 +233,9 @@ impl pb::informant_server::Informant for Floor {
             kind: Some(pb::informant_event::Kind::State(snapshot)),
         };
         tx.try_send(Ok(event)).map_err(|_| Status::internal("session buffer"))?;
-        line.free(id);
+        if first {
+            line.free(id);
+        }
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
